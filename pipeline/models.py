@@ -1,0 +1,237 @@
+"""SQLAlchemy 2 ORM tables of the pipeline.
+
+Native amounts (satoshi, wei) are `NativeAmount` and USD values and prices are `ExactDecimal`: both stay
+exact on SQLite and PostgreSQL (see `pipeline.types`). Every table carries UTC `created_at`/`updated_at`.
+Indexes follow the queries of the dashboard and of the incremental ingestors.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pipeline.types import ExactDecimal, NativeAmount, UTCDateTime
+
+# Named constraints let Alembic's batch mode (SQLite) drop and alter them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class AuditMixin:
+    """UTC audit timestamps; bulk upserts set `updated_at` themselves."""
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
+class BlockchainBlock(AuditMixin, Base):
+    """One block of a chain, keyed by (coin, height)."""
+
+    __tablename__ = "blockchain_blocks"
+    __table_args__ = (
+        UniqueConstraint("coin_symbol", "hash"),
+        Index("ix_blockchain_blocks_coin_time", "coin_symbol", "time"),
+    )
+
+    coin_symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    block_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    transaction_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    size: Mapped[int | None] = mapped_column(Integer)
+    difficulty: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    output_total: Mapped[int | None] = mapped_column(NativeAmount())
+    fee_total: Mapped[int | None] = mapped_column(NativeAmount())
+    reward: Mapped[int | None] = mapped_column(NativeAmount())
+    output_total_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    fee_total_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    reward_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    gas_limit: Mapped[int | None] = mapped_column(BigInteger)
+    miner: Mapped[str | None] = mapped_column(String(64))
+
+
+class BlockchainTransaction(AuditMixin, Base):
+    """One transaction, keyed by (coin, hash); Ethereum rows also carry sender, recipient and gas."""
+
+    __tablename__ = "blockchain_transactions"
+    __table_args__ = (Index("ix_blockchain_transactions_coin_block", "coin_symbol", "block_id"),)
+
+    coin_symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    block_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    source_id: Mapped[int | None] = mapped_column(BigInteger)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    fee: Mapped[int | None] = mapped_column(NativeAmount())
+    input_total: Mapped[int | None] = mapped_column(NativeAmount())
+    output_total: Mapped[int | None] = mapped_column(NativeAmount())
+    fee_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    input_total_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    output_total_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    input_count: Mapped[int | None] = mapped_column(Integer)
+    output_count: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int | None] = mapped_column(Integer)
+    is_coinbase: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    sender: Mapped[str | None] = mapped_column(String(42))
+    recipient: Mapped[str | None] = mapped_column(String(42))
+    value: Mapped[int | None] = mapped_column(NativeAmount())
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    failed: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class BlockchainAddress(AuditMixin, Base):
+    """A watched address and its balances as last observed."""
+
+    __tablename__ = "blockchain_addresses"
+
+    coin_symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(128), primary_key=True)
+    balance: Mapped[int] = mapped_column(NativeAmount(), nullable=False)
+    received: Mapped[int | None] = mapped_column(NativeAmount())
+    spent: Mapped[int | None] = mapped_column(NativeAmount())
+    balance_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    received_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    spent_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    transaction_count: Mapped[int | None] = mapped_column(Integer)
+    first_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MarketPrice(AuditMixin, Base):
+    """The daily USD price, 24 h volume and market cap of a coin; today's row is provisional."""
+
+    __tablename__ = "market_prices"
+    __table_args__ = (Index("ix_market_prices_date", "price_date"),)
+
+    coin_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    price_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    price_usd: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+    volume_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    market_cap_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    is_final: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+
+
+class DataIngestionLog(AuditMixin, Base):
+    """One ingestion unit (source x data type x coin x slice): what was asked, what happened."""
+
+    __tablename__ = "data_ingestion_logs"
+    __table_args__ = (
+        Index("ix_data_ingestion_logs_started", "started_at"),
+        Index("ix_data_ingestion_logs_status_started", "status", "started_at"),
+        Index("ix_data_ingestion_logs_unit", "source", "data_type", "coin", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32), nullable=False)
+    data_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    coin: Mapped[str | None] = mapped_column(String(64))
+    start_date: Mapped[date | None] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    start_height: Mapped[int | None] = mapped_column(BigInteger)
+    end_height: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    trigger: Mapped[str] = mapped_column(String(16), default="manual", nullable=False)
+    records_fetched: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    records_inserted: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    records_updated: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    records_rejected: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    requests_made: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    retries: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    wait_seconds: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    rejected_samples: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    parent_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("data_ingestion_logs.id", ondelete="SET NULL"), index=True
+    )
+
+
+class CoinMetadata(AuditMixin, Base):
+    """A coin the pipeline knows; adding a coin is adding a row."""
+
+    __tablename__ = "coin_metadata"
+
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    coingecko_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    blockchair_chain: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # "bitcoin" (UTXO rows in satoshi-like units) or "ethereum" (account rows in wei).
+    chain_family: Mapped[str] = mapped_column(String(16), default="bitcoin", nullable=False)
+    listed_since: Mapped[date | None] = mapped_column(Date)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    ingestion_enabled: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    last_block_height: Mapped[int | None] = mapped_column(BigInteger)
+    last_block_ingested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    chain_tip_height: Mapped[int | None] = mapped_column(BigInteger)
+    chain_tip_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_price_date: Mapped[date | None] = mapped_column(Date)
+    last_price_ingested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# The coins a new database starts with.
+SEED_COINS: list[dict[str, Any]] = [
+    {
+        "symbol": "BTC",
+        "name": "Bitcoin",
+        "coingecko_id": "bitcoin",
+        "blockchair_chain": "bitcoin",
+        "chain_family": "bitcoin",
+        "listed_since": date(2013, 4, 28),
+    },
+    {
+        "symbol": "ETH",
+        "name": "Ethereum",
+        "coingecko_id": "ethereum",
+        "blockchair_chain": "ethereum",
+        "chain_family": "ethereum",
+        "listed_since": date(2015, 8, 7),
+    },
+    {
+        "symbol": "DOGE",
+        "name": "Dogecoin",
+        "coingecko_id": "dogecoin",
+        "blockchair_chain": "dogecoin",
+        "chain_family": "bitcoin",
+        "listed_since": date(2013, 12, 15),
+    },
+]

@@ -1,0 +1,324 @@
+"""Pydantic v2 models: validated records going into the database, and read models coming out.
+
+Record models enforce the business rules (hex hashes of the right length, non-negative amounts, times
+not in the future, positive prices). Validators read an optional validation context:
+`{"now": datetime, "family": "bitcoin" | "ethereum"}` so that parsers stay pure and testable.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+# Block timestamps may run up to two hours ahead of the network time (Bitcoin's consensus rule).
+FUTURE_TOLERANCE = timedelta(hours=2)
+_HEX64 = re.compile(r"(0x)?[0-9a-f]{64}")
+_ETH_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
+
+NonNegativeInt = Annotated[int, Field(ge=0)]
+NonNegativeDecimal = Annotated[Decimal, Field(ge=0)]
+
+
+class IngestionStatus(StrEnum):
+    """The states of an ingestion run."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+def _now(info: ValidationInfo) -> datetime:
+    context = info.context or {}
+    return context.get("now") or datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _check_not_future(value: datetime | None, info: ValidationInfo) -> datetime | None:
+    if value is None:
+        return None
+    value = _as_utc(value)
+    if value > _now(info) + FUTURE_TOLERANCE:
+        msg = f"time {value.isoformat()} is in the future"
+        raise ValueError(msg)
+    return value
+
+
+def _check_hash(value: str, info: ValidationInfo) -> str:
+    value = value.strip().lower()
+    if not _HEX64.fullmatch(value):
+        msg = f"not a 64-digit hex hash: {value[:80]!r}"
+        raise ValueError(msg)
+    family = (info.context or {}).get("family")
+    if family == "ethereum" and not value.startswith("0x"):
+        msg = f"Ethereum hashes are 0x-prefixed: {value[:80]!r}"
+        raise ValueError(msg)
+    if family == "bitcoin" and value.startswith("0x"):
+        msg = f"Bitcoin-like hashes have no 0x prefix: {value[:80]!r}"
+        raise ValueError(msg)
+    return value
+
+
+class Record(BaseModel):
+    """Base of the validated records: strict about unknown shapes, readable from ORM rows."""
+
+    model_config = ConfigDict(from_attributes=True, extra="ignore", frozen=False)
+
+
+class BlockchainBlockData(Record):
+    """A block as stored."""
+
+    coin_symbol: str = Field(min_length=1, max_length=16)
+    block_id: NonNegativeInt
+    hash: str
+    time: datetime
+    transaction_count: NonNegativeInt
+    size: NonNegativeInt | None = None
+    difficulty: NonNegativeDecimal | None = None
+    output_total: NonNegativeInt | None = None
+    fee_total: NonNegativeInt | None = None
+    reward: NonNegativeInt | None = None
+    output_total_usd: NonNegativeDecimal | None = None
+    fee_total_usd: NonNegativeDecimal | None = None
+    reward_usd: NonNegativeDecimal | None = None
+    gas_used: NonNegativeInt | None = None
+    gas_limit: NonNegativeInt | None = None
+    miner: str | None = None
+
+    _hash = field_validator("hash")(_check_hash)
+    _time = field_validator("time")(_check_not_future)
+
+
+class BlockchainTransactionData(Record):
+    """A transaction as stored; the Ethereum-only fields stay None on Bitcoin-like chains."""
+
+    coin_symbol: str = Field(min_length=1, max_length=16)
+    tx_hash: str
+    block_id: NonNegativeInt
+    source_id: int | None = None
+    time: datetime
+    fee: NonNegativeInt | None = None
+    input_total: NonNegativeInt | None = None
+    output_total: NonNegativeInt | None = None
+    fee_usd: NonNegativeDecimal | None = None
+    input_total_usd: NonNegativeDecimal | None = None
+    output_total_usd: NonNegativeDecimal | None = None
+    input_count: NonNegativeInt | None = None
+    output_count: NonNegativeInt | None = None
+    size: NonNegativeInt | None = None
+    is_coinbase: bool = False
+    sender: str | None = None
+    recipient: str | None = None
+    value: NonNegativeInt | None = None
+    gas_used: NonNegativeInt | None = None
+    failed: bool | None = None
+
+    _hash = field_validator("tx_hash")(_check_hash)
+    _time = field_validator("time")(_check_not_future)
+
+    @field_validator("sender", "recipient")
+    @classmethod
+    def _eth_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.lower()
+        if not _ETH_ADDRESS.fullmatch(value):
+            msg = f"not a 0x-prefixed 40-digit hex address: {value[:80]!r}"
+            raise ValueError(msg)
+        return value
+
+
+class BlockchainAddressData(Record):
+    """A watched address as last observed."""
+
+    coin_symbol: str = Field(min_length=1, max_length=16)
+    address: str = Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z:]+$")
+    balance: NonNegativeInt
+    received: NonNegativeInt | None = None
+    spent: NonNegativeInt | None = None
+    balance_usd: NonNegativeDecimal | None = None
+    received_usd: NonNegativeDecimal | None = None
+    spent_usd: NonNegativeDecimal | None = None
+    transaction_count: NonNegativeInt | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+    _times = field_validator("first_seen", "last_seen")(_check_not_future)
+
+
+class MarketPriceData(Record):
+    """A coin's daily USD price; unknown volume or market cap is None, never 0."""
+
+    coin_id: str = Field(min_length=1, max_length=64)
+    price_date: date
+    price_usd: Decimal = Field(gt=0)
+    volume_usd: NonNegativeDecimal | None = None
+    market_cap_usd: NonNegativeDecimal | None = None
+    is_final: bool = True
+
+    @field_validator("price_date")
+    @classmethod
+    def _not_future(cls, value: date, info: ValidationInfo) -> date:
+        if value > _now(info).date():
+            msg = f"price_date {value.isoformat()} is in the future"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("volume_usd", "market_cap_usd", mode="before")
+    @classmethod
+    def _zero_is_unknown(cls, value: Any) -> Any:
+        # CoinGecko sends 0 (and null) for volumes and caps it does not know.
+        return None if value in (0, "0") else value
+
+
+class CoinMetadataData(Record):
+    """A coin the pipeline knows about."""
+
+    symbol: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")
+    name: str = Field(min_length=1, max_length=64)
+    coingecko_id: str | None = Field(None, pattern=r"^[a-z0-9-]+$")
+    blockchair_chain: str | None = Field(None, pattern=r"^[a-z0-9/-]+$")
+    chain_family: str = Field("bitcoin", pattern=r"^(bitcoin|ethereum)$")
+    listed_since: date | None = None
+    is_active: bool = True
+    ingestion_enabled: bool = True
+    last_block_height: int | None = None
+    last_block_ingested_at: datetime | None = None
+    chain_tip_height: int | None = None
+    chain_tip_seen_at: datetime | None = None
+    last_price_date: date | None = None
+    last_price_ingested_at: datetime | None = None
+
+
+class DataIngestionLogData(Record):
+    """One ingestion run as the dashboard and CLI show it."""
+
+    id: int
+    source: str
+    data_type: str
+    coin: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    start_height: int | None = None
+    end_height: int | None = None
+    status: IngestionStatus
+    trigger: str = "manual"
+    records_fetched: int = 0
+    records_inserted: int = 0
+    records_updated: int = 0
+    records_rejected: int = 0
+    requests_made: int = 0
+    retries: int = 0
+    wait_seconds: float = 0.0
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    rejected_samples: list[dict[str, Any]] | None = None
+    worker_id: str | None = None
+    parent_run_id: int | None = None
+
+
+class UpsertResult(BaseModel):
+    """What a bulk upsert did: new rows, changed rows, rows that were already identical."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        """Rows written or confirmed."""
+        return self.inserted + self.updated + self.unchanged
+
+    def __add__(self, other: UpsertResult) -> UpsertResult:
+        return UpsertResult(
+            inserted=self.inserted + other.inserted,
+            updated=self.updated + other.updated,
+            unchanged=self.unchanged + other.unchanged,
+        )
+
+
+class DateCoverage(BaseModel):
+    """The span of daily prices held for one coin."""
+
+    coin_id: str
+    first_date: date | None
+    last_date: date | None
+    days: int
+
+    @property
+    def missing_days(self) -> int:
+        """Days between first and last with no row."""
+        if self.first_date is None or self.last_date is None:
+            return 0
+        return (self.last_date - self.first_date).days + 1 - self.days
+
+
+class HeightCoverage(BaseModel):
+    """The span of block heights held for one chain."""
+
+    coin_symbol: str
+    min_height: int | None
+    max_height: int | None
+    blocks: int
+
+
+class DatabaseStats(BaseModel):
+    """Counts and coverage of the whole store."""
+
+    total_blocks: int
+    total_transactions: int
+    total_addresses: int
+    total_prices: int
+    total_runs: int
+    rows_per_table: dict[str, int]
+    latest_block_by_coin: dict[str, int]
+    block_coverage: list[HeightCoverage]
+    price_coverage: list[DateCoverage]
+    failures_last_24h: int
+    database_size_bytes: int | None = None
+
+
+class HealthStatus(BaseModel):
+    """Whether the database answers, and how fast."""
+
+    ok: bool
+    dialect: str
+    latency_ms: float
+    schema_revision: str | None = None
+    error: str | None = None
+
+    @model_validator(mode="after")
+    def _error_means_not_ok(self) -> HealthStatus:
+        if self.error:
+            self.ok = False
+        return self
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each offending field and value."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "record"
+        value = repr(err.get("input"))[:80]
+        parts.append(f"{field}={value}: {err['msg']}")
+    return "; ".join(parts)
