@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -200,13 +201,8 @@ class DatabaseService:
         self, orm: type[Any], model: type[RecordT], records: Iterable[Any], conn: Connection | None
     ) -> UpsertResult:
         result = UpsertResult()
-        batch: list[RecordT] = []
-        for record in validate_records(model, records):
-            batch.append(record)
-            if len(batch) >= self.batch_size:
-                result += self._write_batch(orm, batch, conn)
-                batch = []
-        if batch:
+        validated = validate_records(model, records)
+        while batch := list(islice(validated, self.batch_size)):
             result += self._write_batch(orm, batch, conn)
         return result
 

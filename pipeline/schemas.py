@@ -205,6 +205,11 @@ class CoinMetadataData(Record):
     last_price_date: date | None = None
     last_price_ingested_at: datetime | None = None
 
+    @field_validator("last_block_ingested_at", "chain_tip_seen_at", "last_price_ingested_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
 
 class DataIngestionLogData(Record):
     """One ingestion run as the dashboard and CLI show it."""

@@ -1,0 +1,175 @@
+"""One error hierarchy for the whole pipeline.
+
+Callers catch by what they should do next, not by where the error came from::
+
+    PipelineError
+    ├── ConfigError                   bad settings; fix the configuration
+    ├── SourceError                   an HTTP source failed (source, endpoint, status, api_code)
+    │   ├── RetriableSourceError      429, 5xx, 408, timeouts, resets, Blockchair 402/435-437 (retry_after)
+    │   │   └── RateLimitedError      429 specifically
+    │   ├── FatalSourceError          other 4xx, Blockchair 430/434 (blocked); retrying will not help
+    │   │   ├── AuthError             401/403, CoinGecko 10002/10010/10011, "invalid api key"
+    │   │   └── PlanLimitError        CoinGecko 10005/10012 (endpoint or history beyond the plan)
+    │   └── ResponseFormatError       2xx whose body is not JSON or not the expected envelope
+    └── RecordValidationError         one invalid record (record, reason, field)
+
+Messages are built here from parts the HTTP client has already redacted; they never carry
+an API key. ``error.kind`` (the class name) is stable and meant for storing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "FatalSourceError",
+    "PipelineError",
+    "PlanLimitError",
+    "RateLimitedError",
+    "RecordValidationError",
+    "ResponseFormatError",
+    "RetriableSourceError",
+    "SourceError",
+]
+
+MAX_MESSAGE_CHARS = 300
+
+
+def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Cut text to at most `limit` characters, marking the cut with an ellipsis."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def _rebuild(cls: type[PipelineError], kwargs: dict[str, Any]) -> PipelineError:
+    """Recreate an error from its constructor arguments (pickle support)."""
+    return cls(**kwargs)
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+    @property
+    def kind(self) -> str:
+        """Stable name of the error type, for storing in run logs."""
+        return type(self).__name__
+
+
+class ConfigError(PipelineError):
+    """Settings are missing or inconsistent."""
+
+
+class SourceError(PipelineError):
+    """A call to an external HTTP source failed."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        source: str,
+        endpoint: str,
+        status: int | None = None,
+        api_code: int | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        self.detail = detail
+        self.source = source
+        self.endpoint = endpoint
+        self.status = status
+        self.api_code = api_code
+        self.attempts = attempts
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        """Build 'source endpoint: HTTP s (error_code c): detail', bounded in length."""
+        codes = []
+        if self.status is not None:
+            codes.append(f"HTTP {self.status}")
+        if self.api_code is not None:
+            codes.append(f"(error_code {self.api_code})")
+        head = f"{self.source} {self.endpoint}: " + (" ".join(codes) + ": " if codes else "")
+        suffix = ""
+        if self.attempts is not None:
+            suffix = f" (gave up after {self.attempts} attempt{'' if self.attempts == 1 else 's'})"
+        # Truncate before the suffix so the attempt count always survives.
+        return truncate(head + self.detail, MAX_MESSAGE_CHARS - len(suffix)) + suffix
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments that recreate this error."""
+        return {
+            "detail": self.detail,
+            "source": self.source,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "api_code": self.api_code,
+            "attempts": self.attempts,
+        }
+
+    def with_attempts(self, attempts: int) -> SourceError:
+        """Return a copy of this error whose message records how many attempts were made."""
+        return type(self)(**{**self._init_kwargs(), "attempts": attempts})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments break Exception's default pickling (multiprocessing, caches).
+        return (_rebuild, (type(self), self._init_kwargs()))
+
+
+class RetriableSourceError(SourceError):
+    """A transient failure: retrying later may succeed."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        source: str,
+        endpoint: str,
+        status: int | None = None,
+        api_code: int | None = None,
+        attempts: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            detail, source=source, endpoint=endpoint, status=status, api_code=api_code, attempts=attempts
+        )
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments that recreate this error."""
+        return {**super()._init_kwargs(), "retry_after": self.retry_after}
+
+
+class RateLimitedError(RetriableSourceError):
+    """The source answered 429: we sent too many requests."""
+
+
+class FatalSourceError(SourceError):
+    """A permanent failure: the same request will fail again."""
+
+
+class AuthError(FatalSourceError):
+    """The API key is missing, wrong, or used against the wrong host."""
+
+
+class PlanLimitError(FatalSourceError):
+    """The request needs a higher API plan (endpoint or time range not included)."""
+
+
+class ResponseFormatError(SourceError):
+    """A successful status with a body that is not the JSON we expect."""
+
+
+class RecordValidationError(PipelineError):
+    """One record from a source failed validation."""
+
+    def __init__(self, reason: str, *, record: Any, field: str | None = None) -> None:
+        self.reason = reason
+        self.record = record
+        self.field = field
+        where = f" (field {field!r})" if field else ""
+        super().__init__(truncate(f"invalid record{where}: {reason}"))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Same reason as SourceError.__reduce__: keyword-only constructor arguments.
+        kwargs = {"reason": self.reason, "record": self.record, "field": self.field}
+        return (_rebuild, (type(self), kwargs))

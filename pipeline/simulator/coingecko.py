@@ -1,0 +1,154 @@
+"""CoinGecko endpoints: ping, simple/price, coins/{id}/history and coins/{id}/market_chart/range."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from pipeline.simulator.envelope import CG_10012_MESSAGE, Reply, cg_plan_error
+from pipeline.simulator.market import COINS, DAY, Market, day_ts, ts_day
+
+_HISTORY_DATE = re.compile(r"(\d{2})-(\d{2})-(\d{4})")
+_INTERVALS = ("", "daily", "hourly")
+_EXTRA_FIAT = {"eur": 0.92, "gbp": 0.79}
+
+
+def _missing(name: str) -> Reply:
+    return Reply(422, {"error": f"Missing parameter {name}"})
+
+
+class CoinGeckoApi:
+    """Answers CoinGecko requests from the deterministic market model."""
+
+    def __init__(self, market: Market, plan: str, history_days: int, now: Callable[[], float]) -> None:
+        self._market = market
+        self._plan = plan
+        self._history_days = history_days
+        self._now = now
+
+    def handle(self, kind: str, parts: list[str], params: dict[str, str]) -> Reply:
+        """Route one request; ``parts`` is the path after /api/v3."""
+        if kind == "ping":
+            return Reply(200, {"gecko_says": "(V3) To the Moon!"})
+        if kind == "simple_price":
+            return self._simple_price(params)
+        if kind in ("market_chart_range", "history"):
+            coin = parts[1]
+            if coin not in COINS:
+                return Reply(404, {"error": "coin not found"})
+            if kind == "history":
+                return self._history(coin, params)
+            return self._range(coin, params)
+        return Reply(404, {"error": "Not Found"})
+
+    def _oldest_allowed(self) -> int | None:
+        """Return the oldest timestamp keyless/demo users may ask for (None = unlimited)."""
+        if self._plan == "pro":
+            return None
+        # Whole-day granularity, so a client computing now-365d a moment earlier is not refused.
+        return day_ts(ts_day(self._now()) - timedelta(days=self._history_days))
+
+    def _too_old(self) -> Reply:
+        return cg_plan_error(401, 10012, CG_10012_MESSAGE.format(days=self._history_days))
+
+    def _range(self, coin: str, params: dict[str, str]) -> Reply:
+        for name in ("vs_currency", "from", "to"):
+            if not params.get(name):
+                return _missing(name)
+        if params["vs_currency"].lower() != "usd":
+            return Reply(422, {"error": "invalid vs_currency"})
+        interval = params.get("interval", "").lower()
+        if interval not in _INTERVALS:
+            return Reply(422, {"error": "invalid interval"})
+        try:
+            start, end = float(params["from"]), float(params["to"])
+        except ValueError:
+            return Reply(422, {"error": "invalid from/to"})
+        if start > end or not (math.isfinite(start) and math.isfinite(end)):
+            return Reply(422, {"error": "invalid from/to"})
+        oldest = self._oldest_allowed()
+        if oldest is not None and start < oldest:
+            return self._too_old()
+        daily = interval == "daily" or (interval == "" and end - start > 90 * DAY)
+        return Reply(200, self._market.chart(coin, math.ceil(start), math.floor(end), self._now(), daily))
+
+    def _history(self, coin: str, params: dict[str, str]) -> Reply:
+        raw = params.get("date")
+        if not raw:
+            return _missing("date")
+        match = _HISTORY_DATE.fullmatch(raw.strip())
+        try:
+            if match is None:
+                raise ValueError(raw)
+            day = date(int(match.group(3)), int(match.group(2)), int(match.group(1)))
+        except ValueError:
+            return Reply(400, {"error": "invalid date"})
+        oldest = self._oldest_allowed()
+        if oldest is not None and day_ts(day) < oldest:
+            return self._too_old()
+        spec = COINS[coin]
+        body: dict[str, Any] = {"id": spec.id, "symbol": spec.symbol, "name": spec.name}
+        if params.get("localization", "true").lower() != "false":
+            body["localization"] = {"en": spec.name, "de": spec.name, "es": spec.name, "fr": spec.name}
+        body["image"] = {
+            "thumb": f"https://assets.coingecko.com/coins/images/1/thumb/{spec.id}.png",
+            "small": f"https://assets.coingecko.com/coins/images/1/small/{spec.id}.png",
+        }
+        values = self._market.day_values(coin, day) if day <= ts_day(self._now()) else None
+        if values is not None:
+            price, mcap, volume = values
+            body["market_data"] = {
+                "current_price": self._fiat(price, coin, day),
+                "market_cap": {"usd": mcap} if mcap is None else self._fiat(mcap, coin, day),
+                "total_volume": self._fiat(volume, coin, day),
+            }
+        body["community_data"] = {
+            "facebook_likes": None, "twitter_followers": None, "reddit_average_posts_48h": 0.0,
+            "reddit_average_comments_48h": 0.0, "reddit_subscribers": None,
+            "reddit_accounts_active_48h": "14074.0",
+        }
+        body["developer_data"] = {"forks": None, "stars": None, "subscribers": None, "total_issues": None}
+        body["public_interest_stats"] = {"alexa_rank": None, "bing_matches": None}
+        return Reply(200, body)
+
+    def _fiat(self, usd: float, coin: str, day: date) -> dict[str, float]:
+        out = {"usd": usd}
+        out.update({code: usd * rate for code, rate in _EXTRA_FIAT.items()})
+        btc = self._market.price_on("bitcoin", day)
+        if btc:
+            out["btc"] = usd / btc
+        return out
+
+    def _simple_price(self, params: dict[str, str]) -> Reply:
+        for name in ("ids", "vs_currencies"):
+            if not params.get(name):
+                return _missing(name)
+        ids = [i.strip() for i in params["ids"].split(",") if i.strip()]
+        currencies = {c.strip().lower() for c in params["vs_currencies"].split(",")}
+        flags = {k: params.get(k, "false").lower() == "true" for k in (
+            "include_market_cap", "include_24hr_vol", "include_24hr_change", "include_last_updated_at")}
+        now = self._now()
+        body: dict[str, dict[str, Any]] = {}
+        for coin in ids:
+            if coin not in COINS:
+                continue
+            values = self._market.value_at(coin, now)
+            entry: dict[str, Any] = {}
+            # An unknown currency yields an empty object, as the real API does.
+            if values is not None and "usd" in currencies:
+                price, mcap, volume = values
+                entry["usd"] = round(price, 8)
+                if flags["include_market_cap"]:
+                    entry["usd_market_cap"] = mcap
+                if flags["include_24hr_vol"]:
+                    entry["usd_24h_vol"] = volume
+                if flags["include_24hr_change"]:
+                    previous = self._market.value_at(coin, now - DAY)
+                    entry["usd_24h_change"] = (price / previous[0] - 1) * 100 if previous else None
+                if flags["include_last_updated_at"]:
+                    entry["last_updated_at"] = int(now)
+            body[coin] = entry
+        return Reply(200, body)
