@@ -33,7 +33,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.config import Settings, get_settings
+from pipeline.cursors import CursorMixin
 from pipeline.errors import RecordValidationError
+from pipeline.lazy import LazyProxy
 from pipeline.models import (
     BlockchainAddress,
     BlockchainBlock,
@@ -42,6 +44,7 @@ from pipeline.models import (
     DataIngestionLog,
     MarketPrice,
 )
+from pipeline.runlog import RunLogMixin
 from pipeline.schemas import (
     BlockchainAddressData,
     BlockchainBlockData,
@@ -138,7 +141,7 @@ def validate_records(model: type[RecordT], records: Iterable[Any]) -> Iterator[R
             raise RecordValidationError(describe_validation_error(exc), record=record) from None
 
 
-class DatabaseService:
+class DatabaseService(RunLogMixin, CursorMixin):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL."""
 
     def __init__(
@@ -414,15 +417,4 @@ def _as_date(value: date | str | None) -> date | None:
     return date.fromisoformat(value)
 
 
-class _LazyService:
-    """`db_service`: a DatabaseService built from settings the first time it is used."""
-
-    _instance: DatabaseService | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if _LazyService._instance is None:
-            _LazyService._instance = DatabaseService()
-        return getattr(_LazyService._instance, name)
-
-
-db_service: DatabaseService = _LazyService()  # type: ignore[assignment]
+db_service: DatabaseService = LazyProxy(DatabaseService)  # type: ignore[assignment]

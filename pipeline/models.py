@@ -133,7 +133,7 @@ class BlockchainAddress(AuditMixin, Base):
 
 
 class MarketPrice(AuditMixin, Base):
-    """The daily USD price, 24 h volume and market cap of a coin; today's row is provisional."""
+    """The daily USD price (00:00 UTC snapshot, as CoinGecko labels days), 24 h volume and market cap."""
 
     __tablename__ = "market_prices"
     __table_args__ = (Index("ix_market_prices_date", "price_date"),)
@@ -143,7 +143,6 @@ class MarketPrice(AuditMixin, Base):
     price_usd: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
     volume_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
     market_cap_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
-    is_final: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
 
 
 class DataIngestionLog(AuditMixin, Base):

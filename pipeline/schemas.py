@@ -28,8 +28,11 @@ FUTURE_TOLERANCE = timedelta(hours=2)
 _HEX64 = re.compile(r"(0x)?[0-9a-f]{64}")
 _ETH_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 
-NonNegativeInt = Annotated[int, Field(ge=0)]
-NonNegativeDecimal = Annotated[Decimal, Field(ge=0)]
+# Bounds match the columns, so a hostile value is rejected as one record instead of failing a batch.
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Height = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Amount = Annotated[int, Field(ge=0, lt=10**76)]
+Usd = Annotated[Decimal, Field(ge=0, lt=Decimal("1e20"))]
 
 
 class IngestionStatus(StrEnum):
@@ -85,21 +88,21 @@ class BlockchainBlockData(Record):
     """A block as stored."""
 
     coin_symbol: str = Field(min_length=1, max_length=16)
-    block_id: NonNegativeInt
+    block_id: Height
     hash: str
     time: datetime
-    transaction_count: NonNegativeInt
-    size: NonNegativeInt | None = None
-    difficulty: NonNegativeDecimal | None = None
-    output_total: NonNegativeInt | None = None
-    fee_total: NonNegativeInt | None = None
-    reward: NonNegativeInt | None = None
-    output_total_usd: NonNegativeDecimal | None = None
-    fee_total_usd: NonNegativeDecimal | None = None
-    reward_usd: NonNegativeDecimal | None = None
-    gas_used: NonNegativeInt | None = None
-    gas_limit: NonNegativeInt | None = None
-    miner: str | None = None
+    transaction_count: Count
+    size: Count | None = None
+    difficulty: Annotated[Decimal, Field(ge=0, lt=Decimal("1e40"))] | None = None
+    output_total: Amount | None = None
+    fee_total: Amount | None = None
+    reward: Amount | None = None
+    output_total_usd: Usd | None = None
+    fee_total_usd: Usd | None = None
+    reward_usd: Usd | None = None
+    gas_used: Height | None = None
+    gas_limit: Height | None = None
+    miner: str | None = Field(None, max_length=64)
 
     _hash = field_validator("hash")(_check_hash)
     _time = field_validator("time")(_check_not_future)
@@ -110,23 +113,23 @@ class BlockchainTransactionData(Record):
 
     coin_symbol: str = Field(min_length=1, max_length=16)
     tx_hash: str
-    block_id: NonNegativeInt
-    source_id: int | None = None
+    block_id: Height
+    source_id: Height | None = None
     time: datetime
-    fee: NonNegativeInt | None = None
-    input_total: NonNegativeInt | None = None
-    output_total: NonNegativeInt | None = None
-    fee_usd: NonNegativeDecimal | None = None
-    input_total_usd: NonNegativeDecimal | None = None
-    output_total_usd: NonNegativeDecimal | None = None
-    input_count: NonNegativeInt | None = None
-    output_count: NonNegativeInt | None = None
-    size: NonNegativeInt | None = None
+    fee: Amount | None = None
+    input_total: Amount | None = None
+    output_total: Amount | None = None
+    fee_usd: Usd | None = None
+    input_total_usd: Usd | None = None
+    output_total_usd: Usd | None = None
+    input_count: Count | None = None
+    output_count: Count | None = None
+    size: Count | None = None
     is_coinbase: bool = False
     sender: str | None = None
     recipient: str | None = None
-    value: NonNegativeInt | None = None
-    gas_used: NonNegativeInt | None = None
+    value: Amount | None = None
+    gas_used: Height | None = None
     failed: bool | None = None
 
     _hash = field_validator("tx_hash")(_check_hash)
@@ -149,13 +152,13 @@ class BlockchainAddressData(Record):
 
     coin_symbol: str = Field(min_length=1, max_length=16)
     address: str = Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z:]+$")
-    balance: NonNegativeInt
-    received: NonNegativeInt | None = None
-    spent: NonNegativeInt | None = None
-    balance_usd: NonNegativeDecimal | None = None
-    received_usd: NonNegativeDecimal | None = None
-    spent_usd: NonNegativeDecimal | None = None
-    transaction_count: NonNegativeInt | None = None
+    balance: Amount
+    received: Amount | None = None
+    spent: Amount | None = None
+    balance_usd: Usd | None = None
+    received_usd: Usd | None = None
+    spent_usd: Usd | None = None
+    transaction_count: Count | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
 
@@ -167,10 +170,9 @@ class MarketPriceData(Record):
 
     coin_id: str = Field(min_length=1, max_length=64)
     price_date: date
-    price_usd: Decimal = Field(gt=0)
-    volume_usd: NonNegativeDecimal | None = None
-    market_cap_usd: NonNegativeDecimal | None = None
-    is_final: bool = True
+    price_usd: Decimal = Field(gt=0, lt=Decimal("1e20"))
+    volume_usd: Usd | None = None
+    market_cap_usd: Usd | None = None
 
     @field_validator("price_date")
     @classmethod

@@ -69,24 +69,41 @@ def bitcoin_address(
     for _ in range(min(tx_count, limits[0])):
         change = rng.randint(-received // 4, received // 2)
         when = rng.randint(first_recv, max(first_recv, last_recv))
-        txs.append({"block_id": rng.randint(100_000, 800_000), "hash": hex_bits(rng, 256),
-                    "time": fmt_time(when), "balance_change": change})
+        txs.append(
+            {
+                "block_id": rng.randint(100_000, 800_000),
+                "hash": hex_bits(rng, 256),
+                "time": fmt_time(when),
+                "balance_change": change,
+            }
+        )
     values = _split(balance, unspent, rng) if unspent else []
     utxo = [
-        {"block_id": rng.randint(100_000, 800_000), "transaction_hash": hex_bits(rng, 256),
-         "index": rng.randint(0, 3), "value": value}
+        {
+            "block_id": rng.randint(100_000, 800_000),
+            "transaction_hash": hex_bits(rng, 256),
+            "index": rng.randint(0, 3),
+            "value": value,
+        }
         for value in values[: limits[1]]
     ]
     info = {
-        "type": kind, "script_hex": script_hex,
-        "balance": balance, "balance_usd": round(balance / SAT * price, 4),
-        "received": received, "received_usd": round(received / SAT * price, 4),
-        "spent": spent, "spent_usd": round(spent / SAT * price, 4),
-        "output_count": output_count, "unspent_output_count": unspent,
-        "first_seen_receiving": fmt_time(first_recv), "last_seen_receiving": fmt_time(last_recv),
+        "type": kind,
+        "script_hex": script_hex,
+        "balance": balance,
+        "balance_usd": round(balance / SAT * price, 4),
+        "received": received,
+        "received_usd": round(received / SAT * price, 4),
+        "spent": spent,
+        "spent_usd": round(spent / SAT * price, 4),
+        "output_count": output_count,
+        "unspent_output_count": unspent,
+        "first_seen_receiving": fmt_time(first_recv),
+        "last_seen_receiving": fmt_time(last_recv),
         "first_seen_spending": None if first_spend is None else fmt_time(first_spend),
         "last_seen_spending": None if last_spend is None else fmt_time(last_spend),
-        "scripthash_type": None, "transaction_count": tx_count,
+        "scripthash_type": None,
+        "transaction_count": tx_count,
     }
     return {"address": info, "transactions": txs, "utxo": utxo}
 
@@ -101,8 +118,11 @@ def address_set(entries: dict[str, dict[str, Any]], price: float) -> dict[str, A
         return fn(seen) if seen else None
 
     return {
-        "address_count": len(infos), "balance": balance, "balance_usd": round(balance / SAT * price, 4),
-        "received": sum(i["received"] for i in infos), "spent": sum(i["spent"] for i in infos),
+        "address_count": len(infos),
+        "balance": balance,
+        "balance_usd": round(balance / SAT * price, 4),
+        "received": sum(i["received"] for i in infos),
+        "spent": sum(i["spent"] for i in infos),
         "output_count": sum(i["output_count"] for i in infos),
         "unspent_output_count": sum(i["unspent_output_count"] for i in infos),
         "first_seen_receiving": _pick("first_seen_receiving", min),
@@ -132,22 +152,39 @@ def ethereum_address(seed: int, address: str, now_ts: int, price: float, limit: 
     calls = []
     for _ in range(min(recv_calls + spend_calls, limit)):
         value = rng.randint(0, 5 * WEI)
-        calls.append({
-            "block_id": rng.randint(15_000_000, 20_900_000), "transaction_hash": "0x" + hex_bits(rng, 256),
-            "index": "0", "time": fmt_time(rng.randint(first_recv, now_ts)),
-            "sender": "0x" + hex_bits(rng, 160), "recipient": address.lower(),
-            # The docs' example has this wei amount as a JSON number, unlike the other wei fields.
-            "value": value, "value_usd": round(value / WEI * price, 4), "transferred": True,
-        })
+        calls.append(
+            {
+                "block_id": rng.randint(15_000_000, 20_900_000),
+                "transaction_hash": "0x" + hex_bits(rng, 256),
+                "index": "0",
+                "time": fmt_time(rng.randint(first_recv, now_ts)),
+                "sender": "0x" + hex_bits(rng, 160),
+                "recipient": address.lower(),
+                # The docs' example has this wei amount as a JSON number, unlike the other wei fields.
+                "value": value,
+                "value_usd": round(value / WEI * price, 4),
+                "transferred": True,
+            }
+        )
     info = {
-        "type": "account", "contract_code_hex": None, "contract_created": None, "contract_destroyed": None,
-        "balance": str(balance), "balance_usd": round(balance / WEI * price, 4),
-        "received_approximate": _approx(received), "received_usd": round(received / WEI * price, 4),
-        "spent_approximate": _approx(spent), "spent_usd": round(spent / WEI * price, 4),
-        "fees_approximate": _approx(fees), "fees_usd": round(fees / WEI * price, 4),
-        "receiving_call_count": recv_calls, "spending_call_count": spend_calls,
-        "call_count": recv_calls + spend_calls, "transaction_count": spend_calls + recv_calls // 2 + 1,
-        "first_seen_receiving": fmt_time(first_recv), "last_seen_receiving": fmt_time(last_recv),
+        "type": "account",
+        "contract_code_hex": None,
+        "contract_created": None,
+        "contract_destroyed": None,
+        "balance": str(balance),
+        "balance_usd": round(balance / WEI * price, 4),
+        "received_approximate": _approx(received),
+        "received_usd": round(received / WEI * price, 4),
+        "spent_approximate": _approx(spent),
+        "spent_usd": round(spent / WEI * price, 4),
+        "fees_approximate": _approx(fees),
+        "fees_usd": round(fees / WEI * price, 4),
+        "receiving_call_count": recv_calls,
+        "spending_call_count": spend_calls,
+        "call_count": recv_calls + spend_calls,
+        "transaction_count": spend_calls + recv_calls // 2 + 1,
+        "first_seen_receiving": fmt_time(first_recv),
+        "last_seen_receiving": fmt_time(last_recv),
         "first_seen_spending": None if spend_calls == 0 else fmt_time(first_recv + DAY),
         "last_seen_spending": None if spend_calls == 0 else fmt_time(last_recv),
     }

@@ -66,21 +66,38 @@ class BlockchairApi:
         per_day = 86_400 // spec.interval
         avg = sum(book.tx_count(chain, h) for h in range(max(tip - 99, 0), tip + 1)) / min(tip + 1, 100)
         data = {
-            "blocks": tip + 1, "transactions": int((tip + 1) * avg), "outputs": int((tip + 1) * avg * 2.4),
+            "blocks": tip + 1,
+            "transactions": int((tip + 1) * avg),
+            "outputs": int((tip + 1) * avg * 2.4),
             "circulation": (tip + 1) * 5 * 10**8 if spec.family == "bitcoin" else str((tip + 1) * 5 * 10**18),
-            "blocks_24h": per_day, "transactions_24h": int(per_day * avg),
-            "difficulty": best["difficulty"], "volume_24h": int(per_day * avg) * 10**9,
-            "mempool_transactions": 1000 + tip % 5000, "mempool_size": 400_000 + tip % 100_000,
-            "mempool_tps": 3.2, "mempool_total_fee_usd": 1234.5, "mempool_outputs": 2500 + tip % 5000,
-            "best_block_height": tip, "best_block_hash": best["hash"], "best_block_time": best["time"],
-            "blockchain_size": (tip + 1) * 700_000, "average_transaction_fee_24h": 2500,
-            "median_transaction_fee_24h": 1200, "inflation_24h": 0, "cdd_24h": 12345.678,
+            "blocks_24h": per_day,
+            "transactions_24h": int(per_day * avg),
+            "difficulty": best["difficulty"],
+            "volume_24h": int(per_day * avg) * 10**9,
+            "mempool_transactions": 1000 + tip % 5000,
+            "mempool_size": 400_000 + tip % 100_000,
+            "mempool_tps": 3.2,
+            "mempool_total_fee_usd": 1234.5,
+            "mempool_outputs": 2500 + tip % 5000,
+            "best_block_height": tip,
+            "best_block_hash": best["hash"],
+            "best_block_time": best["time"],
+            "blockchain_size": (tip + 1) * 700_000,
+            "average_transaction_fee_24h": 2500,
+            "median_transaction_fee_24h": 1200,
+            "inflation_24h": 0,
+            "cdd_24h": 12345.678,
             "largest_transaction_24h": {"hash": best["hash"], "value_usd": 1.5e7},
-            "hashrate_24h": str(10**18 + tip), "inflation_usd_24h": 0,
-            "average_transaction_fee_usd_24h": 1.2, "median_transaction_fee_usd_24h": 0.6,
-            "market_price_usd": price, "market_price_btc": round(price / max(self.price("bitcoin"), 1e-9), 8),
-            "market_price_usd_change_24h_percentage": 0.81, "market_cap_usd": int(price * 1e7),
-            "market_dominance_percentage": 1.0, "suggested_transaction_fee_per_byte_sat": 3,
+            "hashrate_24h": str(10**18 + tip),
+            "inflation_usd_24h": 0,
+            "average_transaction_fee_usd_24h": 1.2,
+            "median_transaction_fee_usd_24h": 0.6,
+            "market_price_usd": price,
+            "market_price_btc": round(price / max(self.price("bitcoin"), 1e-9), 8),
+            "market_price_usd_change_24h_percentage": 0.81,
+            "market_cap_usd": int(price * 1e7),
+            "market_dominance_percentage": 1.0,
+            "suggested_transaction_fee_per_byte_sat": 3,
             "hodling_addresses": 50_000_000 + tip % 1_000_000,
         }
         if spec.family == "bitcoin":
@@ -109,8 +126,15 @@ class BlockchairApi:
         self, rows: list[dict], total: int, query: RowQuery, started: float, chain: str, tip: int, base: float
     ) -> Reply:
         return self._ok(
-            rows, started, chain, tip, limit=query.limit, offset=query.offset, rows=len(rows),
-            total_rows=total, request_cost=request_cost(base, query),
+            rows,
+            started,
+            chain,
+            tip,
+            limit=query.limit,
+            offset=query.offset,
+            rows=len(rows),
+            total_rows=total,
+            request_cost=request_cost(base, query),
         )
 
     def _tx_slice(self, chain: str, height: int, id_lo: int, id_hi: int) -> tuple[int, int]:
@@ -221,4 +245,3 @@ def _parse_limits(text: str) -> tuple[int, int]:
     if not (0 <= tx_limit <= 10_000 and 0 <= utxo_limit <= 10_000):
         raise QueryError("Limit should be between 0 and 10000")
     return tx_limit, utxo_limit
-

@@ -71,11 +71,20 @@ def bitcoin_numbers(ctx: BlockContext) -> tuple[tuple, ...]:
             value *= 500  # occasional whale transfer
         has_witness = ctx.segwit and rnd() < 0.7
         weight = size * 4 - (size + int(rnd() * size) if has_witness else 0)
-        out.append((
-            size, fee, value, 1 + int(rnd() * 4), 1 + int(rnd() * 4),
-            round((value + fee) / SAT * rnd() * 30, 6), 1 if rnd() < 0.25 else 2,
-            has_witness, weight, rnd() < 0.8,
-        ))
+        out.append(
+            (
+                size,
+                fee,
+                value,
+                1 + int(rnd() * 4),
+                1 + int(rnd() * 4),
+                round((value + fee) / SAT * rnd() * 30, 6),
+                1 if rnd() < 0.25 else 2,
+                has_witness,
+                weight,
+                rnd() < 0.8,
+            )
+        )
     return tuple(out)
 
 
@@ -87,11 +96,26 @@ def bitcoin_transactions(ctx: BlockContext, numbers: tuple[tuple, ...]) -> tuple
     fee_total = sum(n[1] for n in numbers)
     reward = _generation(ctx.chain, ctx.height) + fee_total
     coinbase = {
-        "block_id": ctx.height, "id": base_id, "hash": hex_bits(rng, 256), "date": day, "time": when,
-        "size": 250, "version": 2, "lock_time": 0, "is_coinbase": True,
-        "input_count": 1, "output_count": 2, "input_total": 0, "input_total_usd": 0,
-        "output_total": reward, "output_total_usd": round(reward * usd, 4),
-        "fee": 0, "fee_usd": 0, "fee_per_kb": 0, "fee_per_kb_usd": 0, "cdd_total": 0,
+        "block_id": ctx.height,
+        "id": base_id,
+        "hash": hex_bits(rng, 256),
+        "date": day,
+        "time": when,
+        "size": 250,
+        "version": 2,
+        "lock_time": 0,
+        "is_coinbase": True,
+        "input_count": 1,
+        "output_count": 2,
+        "input_total": 0,
+        "input_total_usd": 0,
+        "output_total": reward,
+        "output_total_usd": round(reward * usd, 4),
+        "fee": 0,
+        "fee_usd": 0,
+        "fee_per_kb": 0,
+        "fee_per_kb_usd": 0,
+        "cdd_total": 0,
     }
     if ctx.segwit:
         coinbase.update(weight=_COINBASE_WEIGHT, has_witness=True, fee_per_kwu=0, fee_per_kwu_usd=0)
@@ -105,13 +129,25 @@ def bitcoin_transactions(ctx: BlockContext, numbers: tuple[tuple, ...]) -> tuple
     ):
         tx_in = value + fee
         row = {
-            "block_id": ctx.height, "id": base_id + index, "hash": pool[index * 64 - 64 : index * 64],
-            "date": day, "time": when, "size": size, "version": version, "lock_time": 0,
-            "is_coinbase": False, "input_count": n_in, "output_count": n_out,
-            "input_total": tx_in, "input_total_usd": round(tx_in * usd, 4),
-            "output_total": value, "output_total_usd": round(value * usd, 4),
-            "fee": fee, "fee_usd": round(fee * usd, 4),
-            "fee_per_kb": round(fee * 1000 / size, 3), "fee_per_kb_usd": round(fee * 1000 / size * usd, 6),
+            "block_id": ctx.height,
+            "id": base_id + index,
+            "hash": pool[index * 64 - 64 : index * 64],
+            "date": day,
+            "time": when,
+            "size": size,
+            "version": version,
+            "lock_time": 0,
+            "is_coinbase": False,
+            "input_count": n_in,
+            "output_count": n_out,
+            "input_total": tx_in,
+            "input_total_usd": round(tx_in * usd, 4),
+            "output_total": value,
+            "output_total_usd": round(value * usd, 4),
+            "fee": fee,
+            "fee_usd": round(fee * usd, 4),
+            "fee_per_kb": round(fee * 1000 / size, 3),
+            "fee_per_kb_usd": round(fee * 1000 / size * usd, 6),
             "cdd_total": cdd,
         }
         if ctx.segwit:
@@ -139,40 +175,57 @@ def bitcoin_block(ctx: BlockContext, numbers: tuple[tuple, ...]) -> dict:
     version = 536_870_912 + rng.getrandbits(13)
     block = {
         "id": ctx.height,
-        "hash": "0" * ctx.hash_zeros + hex_bits(rng, 256)[ctx.hash_zeros:],
-        "date": fmt_date(ctx.ts), "time": fmt_time(ctx.ts), "median_time": fmt_time(ctx.median_ts),
+        "hash": "0" * ctx.hash_zeros + hex_bits(rng, 256)[ctx.hash_zeros :],
+        "date": fmt_date(ctx.ts),
+        "time": fmt_time(ctx.ts),
+        "median_time": fmt_time(ctx.median_ts),
         "size": size,
     }
     if ctx.segwit:
         block.update(stripped_size=size - (size * 4 - weight_total) // 3, weight=weight_total + 320)
-    block.update({
-        "version": version, "version_hex": format(version, "x"), "version_bits": format(version, "030b"),
-        "merkle_root": hex_bits(rng, 256), "nonce": rng.getrandbits(32),
-        "bits": 386_000_000 + rng.getrandbits(20),
-        "difficulty": round(_DIFFICULTY[ctx.chain] * (1 + ctx.height % 2016 / 50_000), 4),
-        "chainwork": format(ctx.height * 0x1F3A5C7E9B2D4F6 + 0x100010001, "064x"),
-        "coinbase_data_hex": format(ctx.height, "06x") + hex_bits(rng, 96),
-        "transaction_count": ctx.tx_count,
-    })
+    block.update(
+        {
+            "version": version,
+            "version_hex": format(version, "x"),
+            "version_bits": format(version, "030b"),
+            "merkle_root": hex_bits(rng, 256),
+            "nonce": rng.getrandbits(32),
+            "bits": 386_000_000 + rng.getrandbits(20),
+            "difficulty": round(_DIFFICULTY[ctx.chain] * (1 + ctx.height % 2016 / 50_000), 4),
+            "chainwork": format(ctx.height * 0x1F3A5C7E9B2D4F6 + 0x100010001, "064x"),
+            "coinbase_data_hex": format(ctx.height, "06x") + hex_bits(rng, 96),
+            "transaction_count": ctx.tx_count,
+        }
+    )
     if ctx.segwit:
         block["witness_count"] = 1 + sum(1 for n in numbers if n[7])
-    block.update({
-        "input_count": 1 + sum(n[3] for n in numbers), "output_count": 2 + sum(n[4] for n in numbers),
-        "input_total": input_total, "input_total_usd": _usd(input_total, SAT, price),
-        "output_total": output_total + reward, "output_total_usd": _usd(output_total + reward, SAT, price),
-        "fee_total": fee_total, "fee_total_usd": _usd(fee_total, SAT, price),
-        "fee_per_kb": round(fee_total * 1000 / size, 3),
-        "fee_per_kb_usd": _usd(fee_total * 1000 // size, SAT, price),
-    })
+    block.update(
+        {
+            "input_count": 1 + sum(n[3] for n in numbers),
+            "output_count": 2 + sum(n[4] for n in numbers),
+            "input_total": input_total,
+            "input_total_usd": _usd(input_total, SAT, price),
+            "output_total": output_total + reward,
+            "output_total_usd": _usd(output_total + reward, SAT, price),
+            "fee_total": fee_total,
+            "fee_total_usd": _usd(fee_total, SAT, price),
+            "fee_per_kb": round(fee_total * 1000 / size, 3),
+            "fee_per_kb_usd": _usd(fee_total * 1000 // size, SAT, price),
+        }
+    )
     if ctx.segwit:
         block["fee_per_kwu"] = round(fee_total * 1000 / weight_total, 3)
         block["fee_per_kwu_usd"] = _usd(fee_total * 1000 // weight_total, SAT, price)
-    block.update({
-        "cdd_total": round(sum(n[5] for n in numbers), 6),
-        "generation": generation, "generation_usd": _usd(generation, SAT, price),
-        "reward": reward, "reward_usd": _usd(reward, SAT, price),
-        "guessed_miner": rng.choice(_MINERS[ctx.chain]),
-    })
+    block.update(
+        {
+            "cdd_total": round(sum(n[5] for n in numbers), 6),
+            "generation": generation,
+            "generation_usd": _usd(generation, SAT, price),
+            "reward": reward,
+            "reward_usd": _usd(reward, SAT, price),
+            "guessed_miner": rng.choice(_MINERS[ctx.chain]),
+        }
+    )
     if ctx.extra == "aux":
         block["is_aux"] = rng.random() < 0.9
     elif ctx.extra == "dash":

@@ -106,8 +106,11 @@ class CoinGeckoApi:
                 "total_volume": self._fiat(volume, coin, day),
             }
         body["community_data"] = {
-            "facebook_likes": None, "twitter_followers": None, "reddit_average_posts_48h": 0.0,
-            "reddit_average_comments_48h": 0.0, "reddit_subscribers": None,
+            "facebook_likes": None,
+            "twitter_followers": None,
+            "reddit_average_posts_48h": 0.0,
+            "reddit_average_comments_48h": 0.0,
+            "reddit_subscribers": None,
             "reddit_accounts_active_48h": "14074.0",
         }
         body["developer_data"] = {"forks": None, "stars": None, "subscribers": None, "total_issues": None}
@@ -128,8 +131,15 @@ class CoinGeckoApi:
                 return _missing(name)
         ids = [i.strip() for i in params["ids"].split(",") if i.strip()]
         currencies = {c.strip().lower() for c in params["vs_currencies"].split(",")}
-        flags = {k: params.get(k, "false").lower() == "true" for k in (
-            "include_market_cap", "include_24hr_vol", "include_24hr_change", "include_last_updated_at")}
+        flags = {
+            k: params.get(k, "false").lower() == "true"
+            for k in (
+                "include_market_cap",
+                "include_24hr_vol",
+                "include_24hr_change",
+                "include_last_updated_at",
+            )
+        }
         now = self._now()
         body: dict[str, dict[str, Any]] = {}
         for coin in ids:

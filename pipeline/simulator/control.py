@@ -19,7 +19,9 @@ class SimulatorControl:
     def _call(self, method: str, action: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(
-            f"{self.base_url}/_sim/{action}", data=data, method=method,
+            f"{self.base_url}/_sim/{action}",
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:

@@ -78,7 +78,11 @@ def _diagnostics(started: float) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     return {
         "cache": {
-            "live": True, "duration": 60, "since": fmt_time(now), "until": fmt_time(now + 60), "time": None,
+            "live": True,
+            "duration": 60,
+            "since": fmt_time(now),
+            "until": fmt_time(now + 60),
+            "time": None,
         },
         "api": dict(API_INFO),
         "servers": "API4",

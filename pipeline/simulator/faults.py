@@ -7,8 +7,19 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 FAULT_KINDS = (
-    "429", "500", "503", "timeout", "reset", "malformed_json", "html",
-    "missing_field", "wrong_type", "empty_data", "401", "402", "slow",
+    "429",
+    "500",
+    "503",
+    "timeout",
+    "reset",
+    "malformed_json",
+    "html",
+    "missing_field",
+    "wrong_type",
+    "empty_data",
+    "401",
+    "402",
+    "slow",
 )
 BLOCKCHAIR_ENDPOINTS = ("blocks", "transactions", "address", "addresses", "stats")
 COINGECKO_ENDPOINTS = ("market_chart_range", "history", "simple_price", "ping")

@@ -57,12 +57,12 @@ def _split_filters(q: str) -> list[tuple[str, str]]:
     while pos < len(q):
         match = _FILTER.match(q, pos)
         if match is None:
-            raise QueryError(f"Invalid query syntax near {q[pos:pos + 20]!r}")
+            raise QueryError(f"Invalid query syntax near {q[pos : pos + 20]!r}")
         found.append((match.group(1), match.group(2)))
         pos = match.end()
         if pos < len(q):
             if q[pos] != ",":
-                raise QueryError(f"Invalid query syntax near {q[pos:pos + 20]!r}")
+                raise QueryError(f"Invalid query syntax near {q[pos : pos + 20]!r}")
             pos += 1
     return found
 

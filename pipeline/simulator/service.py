@@ -41,7 +41,7 @@ class Route:
 def classify(path: str, params: dict[str, str]) -> Route:
     """Map a URL path onto an API, an endpoint kind and its chain or coin ids."""
     if path == _CG_PREFIX or path.startswith(_CG_PREFIX + "/"):
-        parts = path[len(_CG_PREFIX):].strip("/").split("/")
+        parts = path[len(_CG_PREFIX) :].strip("/").split("/")
         if parts == ["ping"]:
             return Route("coingecko", "ping", (), parts)
         if parts == ["simple", "price"]:
@@ -113,9 +113,10 @@ class Service:
         real = datetime.now(UTC)
         if self.config.today is None:
             return real.timestamp()
-        return datetime.combine(self.config.today, dtime(), tzinfo=UTC).timestamp() + (
-            real - datetime.combine(real.date(), dtime(), tzinfo=UTC)
-        ).total_seconds()
+        return (
+            datetime.combine(self.config.today, dtime(), tzinfo=UTC).timestamp()
+            + (real - datetime.combine(real.date(), dtime(), tzinfo=UTC)).total_seconds()
+        )
 
     def request_counts(self) -> dict[str, int]:
         """Return served requests per endpoint kind."""
@@ -198,7 +199,7 @@ class Service:
         return reply
 
     def _control(self, method: str, path: str, body: bytes) -> Reply:
-        action = path[len("/_sim/"):].strip("/")
+        action = path[len("/_sim/") :].strip("/")
         try:
             payload = json.loads(body) if body else {}
             if (method, action) == ("GET", "stats"):

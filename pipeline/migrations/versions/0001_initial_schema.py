@@ -172,7 +172,6 @@ def upgrade() -> None:
         sa.Column("price_usd", pipeline.types.ExactDecimal(), nullable=False),
         sa.Column("volume_usd", pipeline.types.ExactDecimal(), nullable=True),
         sa.Column("market_cap_usd", pipeline.types.ExactDecimal(), nullable=True),
-        sa.Column("is_final", sa.Boolean(), nullable=False),
         sa.Column("created_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("coin_id", "price_date", name=op.f("pk_market_prices")),

@@ -1,0 +1,98 @@
+"""Where each ingestor stands, read from the data itself: heights held, transactions stored, days present.
+
+The stored rows are the cursor: a batch and the marks derived from it commit in one transaction, so the
+next run resumes exactly where the last committed batch ended.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from pipeline.models import BlockchainBlock, BlockchainTransaction, CoinMetadata, MarketPrice
+
+if TYPE_CHECKING:
+    from pipeline.database import DatabaseService
+
+
+class CursorMixin:
+    """Cursor queries of `DatabaseService`, used by the ingestors."""
+
+    def max_block_height(self: DatabaseService, coin_symbol: str) -> int | None:
+        """The highest stored height of a chain."""
+        with self.engine.connect() as conn:
+            return conn.scalar(
+                select(func.max(BlockchainBlock.block_id)).where(BlockchainBlock.coin_symbol == coin_symbol)
+            )
+
+    def block_hashes(self: DatabaseService, coin_symbol: str, low: int, high: int) -> dict[int, str]:
+        """Stored hash per height in [low, high]."""
+        stmt = select(BlockchainBlock.block_id, BlockchainBlock.hash).where(
+            BlockchainBlock.coin_symbol == coin_symbol, BlockchainBlock.block_id.between(low, high)
+        )
+        with self.engine.connect() as conn:
+            return {row.block_id: row.hash for row in conn.execute(stmt)}
+
+    def incomplete_transaction_blocks(
+        self: DatabaseService, coin_symbol: str, low: int, high: int
+    ) -> list[int]:
+        """Heights in [low, high] whose stored transactions are fewer than the block's transaction_count."""
+        stored = (
+            select(BlockchainTransaction.block_id, func.count().label("n"))
+            .where(
+                BlockchainTransaction.coin_symbol == coin_symbol,
+                BlockchainTransaction.block_id.between(low, high),
+            )
+            .group_by(BlockchainTransaction.block_id)
+            .subquery()
+        )
+        stmt = (
+            select(BlockchainBlock.block_id)
+            .outerjoin(stored, stored.c.block_id == BlockchainBlock.block_id)
+            .where(
+                BlockchainBlock.coin_symbol == coin_symbol,
+                BlockchainBlock.block_id.between(low, high),
+                func.coalesce(stored.c.n, 0) < BlockchainBlock.transaction_count,
+            )
+            .order_by(BlockchainBlock.block_id)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.scalars(stmt))
+
+    def max_transaction_source_id(self: DatabaseService, coin_symbol: str, low: int, high: int) -> int | None:
+        """The highest source id of the transactions stored for heights [low, high]."""
+        stmt = select(func.max(BlockchainTransaction.source_id)).where(
+            BlockchainTransaction.coin_symbol == coin_symbol,
+            BlockchainTransaction.block_id.between(low, high),
+        )
+        with self.engine.connect() as conn:
+            return conn.scalar(stmt)
+
+    def delete_block_transactions(
+        self: DatabaseService, conn: Connection, coin_symbol: str, heights: list[int]
+    ) -> int:
+        """Drop the transactions of orphaned blocks (after a reorganisation) in the caller's transaction."""
+        if not heights:
+            return 0
+        stmt = delete(BlockchainTransaction).where(
+            BlockchainTransaction.coin_symbol == coin_symbol, BlockchainTransaction.block_id.in_(heights)
+        )
+        return conn.execute(stmt).rowcount
+
+    def price_dates(self: DatabaseService, coin_id: str, start: date, end: date) -> set[date]:
+        """Days in [start, end] that have a stored price."""
+        stmt = select(MarketPrice.price_date).where(
+            MarketPrice.coin_id == coin_id, MarketPrice.price_date.between(start, end)
+        )
+        with self.engine.connect() as conn:
+            return {_as_date(value) for value in conn.scalars(stmt)}
+
+    def update_coin_marks(self: DatabaseService, conn: Connection, symbol: str, **marks: Any) -> None:
+        """Set last-ingested marks of a coin in the caller's transaction."""
+        conn.execute(update(CoinMetadata).where(CoinMetadata.symbol == symbol).values(**marks))
+
+
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)

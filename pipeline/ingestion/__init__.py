@@ -1,0 +1,1 @@
+"""Ingestors: fetch from a source, parse with the pure parsers, load through DatabaseService, log units."""

@@ -1,0 +1,61 @@
+"""What both ingestors share: settings, the database, one HTTP client, and the coins table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import cached_property
+
+from pipeline.config import Settings, get_settings
+from pipeline.database import DatabaseService
+from pipeline.errors import ConfigError
+from pipeline.http import ApiClient
+from pipeline.models import utcnow
+from pipeline.schemas import CoinMetadataData
+
+
+class Ingestor:
+    """Base of the source ingestors; everything is built lazily so that importing costs nothing."""
+
+    source: str = ""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        db: DatabaseService | None = None,
+        client: ApiClient | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._client = client
+        self.clock = clock
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The settings given, or the process-wide ones."""
+        return self._settings or get_settings()
+
+    @cached_property
+    def db(self) -> DatabaseService:
+        """The database given, or one built from the settings."""
+        return self._db or DatabaseService(settings=self.settings)
+
+    @cached_property
+    def client(self) -> ApiClient:
+        """The HTTP client given, or the source's client built from the settings."""
+        return self._client or self.build_client()
+
+    def build_client(self) -> ApiClient:
+        """The source's client; subclasses say how."""
+        raise NotImplementedError
+
+    def coin(self, name: str) -> CoinMetadataData:
+        """A coin by symbol, CoinGecko id or Blockchair chain; unknown names raise ConfigError."""
+        wanted = name.strip().lower()
+        for coin in self.db.get_coins():
+            if wanted in (coin.symbol.lower(), coin.coingecko_id, coin.blockchair_chain):
+                return coin
+        known = ", ".join(c.coingecko_id or c.symbol for c in self.db.get_coins())
+        msg = f"unknown coin {name!r}; known coins: {known} (add a row to coin_metadata for more)"
+        raise ConfigError(msg)

@@ -1,0 +1,325 @@
+"""Blockchair ingestor: blocks, transactions and watched addresses of every chain in `coin_metadata`.
+
+Request budget: listings use `limit=100` and page with a filter on `id` pinned to the tip seen on the first
+page (`id(a..tip)`), never deep offsets, so n new blocks cost about n/100 requests. Every block run
+re-reads the newest `REORG_DEPTH` blocks and replaces any whose hash changed (a reorganisation), dropping
+the orphaned blocks' transactions so that the transaction job fetches the new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import func, select
+
+from pipeline.clients import blockchair_client
+from pipeline.errors import ResponseFormatError
+from pipeline.http import ApiClient
+from pipeline.ingestion.base import Ingestor
+from pipeline.lazy import LazyProxy
+from pipeline.models import BlockchainBlock
+from pipeline.parsers.blockchair import parse_address_dashboard, parse_blocks, parse_transactions
+from pipeline.parsers.common import ParseResult
+from pipeline.runlog import IngestionResult, RunSlice, RunTally, record_run
+from pipeline.schemas import BlockchainBlockData, CoinMetadataData
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "blockchair"
+PAGE_SIZE = 100
+ADDRESS_BATCH = 100
+MAX_PAGES = 10_000  # a hard stop for a pager that stops advancing on a misbehaving source
+
+
+def contiguous_ranges(heights: Iterable[int]) -> list[tuple[int, int]]:
+    """[3, 4, 5, 9, 10] -> [(3, 5), (9, 10)]."""
+    ranges: list[tuple[int, int]] = []
+    for height in sorted(set(heights)):
+        if ranges and height == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], height)
+        else:
+            ranges.append((height, height))
+    return ranges
+
+
+class BlockchairIngestor(Ingestor):
+    """Fetch, parse and load Blockchair data; one logged run per chain and data type."""
+
+    source = SOURCE
+
+    def build_client(self) -> ApiClient:
+        """The Blockchair client from settings."""
+        return blockchair_client(self.settings)
+
+    # ------------------------------------------------------------------ entry points
+
+    def run_daily_ingestion(
+        self,
+        chains: Iterable[str] | None = None,
+        data_types: Iterable[str] = ("blocks", "transactions", "addresses"),
+        *,
+        trigger: str = "manual",
+    ) -> dict[str, dict[str, IngestionResult]]:
+        """Ingest each chain's new blocks, their transactions and the watched addresses."""
+        coins = [self.coin(c) for c in chains] if chains is not None else self._active_chains()
+        results: dict[str, dict[str, IngestionResult]] = {}
+        for coin in coins:
+            per_type = results.setdefault(coin.blockchair_chain or coin.symbol, {})
+            for data_type in data_types:
+                result = self.ingest(coin, data_type, trigger=trigger)
+                if result is not None:
+                    per_type[data_type] = result
+        return results
+
+    def ingest(self, coin: CoinMetadataData, data_type: str, **kwargs: Any) -> IngestionResult | None:
+        """One unit of `data_type` ("blocks", "transactions" or "addresses") for a chain."""
+        handlers = {
+            "blocks": self.ingest_blocks,
+            "transactions": self.ingest_transactions,
+            "addresses": self.ingest_addresses,
+        }
+        if data_type not in handlers:
+            msg = f"unknown Blockchair data type {data_type!r}; use one of {', '.join(handlers)}"
+            raise ValueError(msg)
+        return handlers[data_type](coin, **kwargs)
+
+    def _active_chains(self) -> list[CoinMetadataData]:
+        return [c for c in self.db.get_coins(active_only=True) if c.blockchair_chain]
+
+    # ------------------------------------------------------------------ blocks
+
+    def ingest_blocks(
+        self,
+        coin: CoinMetadataData,
+        *,
+        start_height: int | None = None,
+        end_height: int | None = None,
+        trigger: str = "manual",
+        parent_run_id: int | None = None,
+    ) -> IngestionResult:
+        """New blocks since the highest stored one (re-reading the newest few), or an explicit range."""
+        chain = _chain(coin)
+        if start_height is None:
+            stored = self.db.max_block_height(coin.symbol)
+            if stored is not None:
+                start_height = max(stored - self.settings.REORG_DEPTH + 1, 0)
+        run = RunSlice(
+            SOURCE, "blocks", chain, {"chain": chain}, start_height=start_height, end_height=end_height
+        )
+        with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
+            if start_height is None:
+                tip = self._tip(chain, coin)
+                start_height = max(tip - self.settings.BLOCKS_INITIAL_DEPTH + 1, 0)
+                end_height = tip
+            self._page_blocks(coin, start_height, end_height, tally)
+        assert tally.result is not None
+        return tally.result
+
+    def _tip(self, chain: str, coin: CoinMetadataData) -> int:
+        """The chain tip, from the newest block row (one request; the first run needs it)."""
+        payload = self.client.get_json(f"/{chain}/blocks", {"limit": 1}, endpoint=f"/{chain}/blocks")
+        page = parse_blocks(payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock())
+        if page.tip is None:
+            msg = "no chain tip (context.state) in the reply"
+            raise ResponseFormatError(msg, source=SOURCE, endpoint=f"/{chain}/blocks", status=200)
+        return page.tip
+
+    def _page_blocks(self, coin: CoinMetadataData, start: int, end: int | None, tally: RunTally) -> None:
+        chain = _chain(coin)
+        cursor, seen, reorganised = start, set(), []
+        for _ in range(MAX_PAGES):
+            params = {"q": f"id({cursor}..{'' if end is None else end})", "s": "id(asc)", "limit": PAGE_SIZE}
+            payload = self.client.get_json(f"/{chain}/blocks", params, endpoint=f"/{chain}/blocks")
+            page = parse_blocks(payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock())
+            end = page.tip if end is None else end  # pin the range so that new blocks cannot shift pages
+            ids = _raw_ids(payload)
+            seen.update(ids)
+            tally.fetched += page.rows_seen
+            tally.add_rejects(page.rejects)
+            reorganised += self._store_blocks(coin, page, tally)
+            if page.rows_seen < PAGE_SIZE or not ids or (end is not None and max(ids) >= end):
+                break
+            cursor = max(ids) + 1
+        replay = {"chain": chain, "start_height": start, "end_height": end}
+        if reorganised:
+            replay["reorganised_heights"] = reorganised
+        tally.slice_updates |= {"start_height": start, "end_height": end, "params": replay}
+        if end is None:
+            tally.shortfall("the source reported no chain tip")
+        elif len(seen) < end - start + 1:
+            tally.shortfall(f"got {len(seen)} of {end - start + 1} blocks in {start}..{end}")
+
+    def _store_blocks(
+        self, coin: CoinMetadataData, page: ParseResult[BlockchainBlockData], tally: RunTally
+    ) -> list[int]:
+        """Load one page and move the coin's marks, in one transaction; returns reorganised heights."""
+        now = self.clock()
+        with self.db.transaction() as conn:
+            reorganised = self._replace_reorganised(conn, coin, page.records)
+            tally.written += self.db.insert_blocks(page.records, conn=conn)
+            marks: dict[str, Any] = {
+                "last_block_ingested_at": now,
+                "last_block_height": _max_height(coin.symbol),
+            }
+            if page.tip is not None:
+                marks |= {"chain_tip_height": page.tip, "chain_tip_seen_at": now}
+            self.db.update_coin_marks(conn, coin.symbol, **marks)
+        return reorganised
+
+    def _replace_reorganised(
+        self, conn: Any, coin: CoinMetadataData, blocks: list[BlockchainBlockData]
+    ) -> list[int]:
+        """Heights whose stored hash differs from the source's; their transactions are dropped."""
+        if not blocks:
+            return []
+        heights = [b.block_id for b in blocks]
+        stored = self.db.block_hashes(coin.symbol, min(heights), max(heights))
+        changed = [b.block_id for b in blocks if b.block_id in stored and stored[b.block_id] != b.hash]
+        if changed:
+            logger.warning(
+                "reorganisation on %s: blocks %s changed hash; replacing them", coin.symbol, changed
+            )
+            self.db.delete_block_transactions(conn, coin.symbol, changed)
+        return changed
+
+    # ------------------------------------------------------------------ transactions
+
+    def ingest_transactions(
+        self,
+        coin: CoinMetadataData,
+        *,
+        start_height: int | None = None,
+        end_height: int | None = None,
+        trigger: str = "manual",
+        parent_run_id: int | None = None,
+    ) -> IngestionResult | None:
+        """Transactions of the newest TRANSACTIONS_WINDOW_BLOCKS stored blocks, or of an explicit range."""
+        chain = _chain(coin)
+        if start_height is None or end_height is None:
+            top = self.db.max_block_height(coin.symbol)
+            if top is None or self.settings.TRANSACTIONS_WINDOW_BLOCKS == 0:
+                return None  # no blocks yet: nothing to attach transactions to
+            start_height, end_height = max(top - self.settings.TRANSACTIONS_WINDOW_BLOCKS + 1, 0), top
+        replay = {"chain": chain, "start_height": start_height, "end_height": end_height}
+        run = RunSlice(
+            SOURCE, "transactions", chain, replay, start_height=start_height, end_height=end_height
+        )
+        with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
+            for low, high in self._ranges_to_fetch(coin, start_height, end_height):
+                self._page_transactions(coin, low, high, tally)
+            incomplete = self.db.incomplete_transaction_blocks(coin.symbol, start_height, end_height)
+            if incomplete:
+                tally.shortfall(
+                    f"{len(incomplete)} blocks still lack transactions: {contiguous_ranges(incomplete)}"
+                )
+        assert tally.result is not None
+        return tally.result
+
+    def _ranges_to_fetch(self, coin: CoinMetadataData, low: int, high: int) -> list[tuple[int, int]]:
+        """Heights whose transactions are incomplete, or whose block is not stored, as contiguous ranges."""
+        stored = self.db.block_hashes(coin.symbol, low, high)
+        missing_blocks = [h for h in range(low, high + 1) if h not in stored]
+        return contiguous_ranges(
+            [*self.db.incomplete_transaction_blocks(coin.symbol, low, high), *missing_blocks]
+        )
+
+    def _page_transactions(self, coin: CoinMetadataData, low: int, high: int, tally: RunTally) -> None:
+        chain = _chain(coin)
+        # Resume after the last committed page: source ids grow with (height, index).
+        after = self.db.max_transaction_source_id(coin.symbol, low, high)
+        for _ in range(MAX_PAGES):
+            q = f"block_id({low}..{high})" + (f",id({after + 1}..)" if after is not None else "")
+            params = {"q": q, "s": "id(asc)", "limit": PAGE_SIZE}
+            payload = self.client.get_json(
+                f"/{chain}/transactions", params, endpoint=f"/{chain}/transactions"
+            )
+            page = parse_transactions(
+                payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock()
+            )
+            tally.fetched += page.rows_seen
+            tally.add_rejects(page.rejects)
+            if page.records:
+                with self.db.transaction() as conn:
+                    tally.written += self.db.insert_transactions(page.records, conn=conn)
+            ids = _raw_ids(payload)
+            if page.rows_seen < PAGE_SIZE or not ids:
+                return
+            after = max(ids)
+
+    # ------------------------------------------------------------------ addresses
+
+    def ingest_addresses(
+        self,
+        coin: CoinMetadataData,
+        *,
+        addresses: list[str] | None = None,
+        trigger: str = "manual",
+        parent_run_id: int | None = None,
+    ) -> IngestionResult | None:
+        """Balances of the chain's watched addresses (WATCH_ADDRESSES), or of the given ones."""
+        chain = _chain(coin)
+        watched = addresses if addresses is not None else self.settings.WATCH_ADDRESSES.get(chain, [])
+        if not watched:
+            return None
+        run = RunSlice(SOURCE, "addresses", chain, {"chain": chain, "addresses": list(watched)})
+        with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
+            for path, batch in self._address_requests(chain, coin.chain_family, watched):
+                payload = self.client.get_json(path, endpoint=f"/{chain}/dashboards/address")
+                page = parse_address_dashboard(
+                    payload,
+                    coin_symbol=coin.symbol,
+                    family=coin.chain_family,
+                    requested=batch,
+                    now=self.clock(),
+                )
+                tally.fetched += page.rows_seen
+                tally.add_rejects(page.rejects)
+                if page.records:
+                    with self.db.transaction() as conn:
+                        tally.written += self.db.insert_addresses(page.records, conn=conn)
+        assert tally.result is not None
+        return tally.result
+
+    @staticmethod
+    def _address_requests(chain: str, family: str, addresses: list[str]) -> Iterator[tuple[str, list[str]]]:
+        """Bitcoin-like chains take 100 addresses per request; Ethereum has no multi-address dashboard."""
+        if family == "ethereum":
+            for address in addresses:
+                yield f"/{chain}/dashboards/address/{address}", [address]
+            return
+        for i in range(0, len(addresses), ADDRESS_BATCH):
+            batch = addresses[i : i + ADDRESS_BATCH]
+            yield f"/{chain}/dashboards/addresses/{','.join(batch)}", batch
+
+
+def _chain(coin: CoinMetadataData) -> str:
+    if not coin.blockchair_chain:
+        msg = f"coin {coin.symbol} has no blockchair_chain"
+        raise ValueError(msg)
+    return coin.blockchair_chain
+
+
+def _raw_ids(payload: Any) -> list[int]:
+    """Source ids of the rows of a listing (valid or not), for paging."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    rows = data if isinstance(data, list) else []
+    return [
+        r["id"]
+        for r in rows
+        if isinstance(r, dict) and isinstance(r.get("id"), int) and not isinstance(r.get("id"), bool)
+    ]
+
+
+def _max_height(coin_symbol: str) -> Any:
+    """The stored maximum height, evaluated inside the UPDATE (so it sees this transaction's rows)."""
+    return (
+        select(func.max(BlockchainBlock.block_id))
+        .where(BlockchainBlock.coin_symbol == coin_symbol)
+        .scalar_subquery()
+    )
+
+
+# The seed's entry point: `blockchair_ingestor.run_daily_ingestion(["bitcoin", "ethereum", "dogecoin"])`.
+blockchair_ingestor: BlockchairIngestor = LazyProxy(BlockchairIngestor)  # type: ignore[assignment]

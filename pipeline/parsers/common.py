@@ -1,0 +1,66 @@
+"""What every parser returns: the valid records, and the invalid ones with the reason they were refused."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from pipeline.errors import ResponseFormatError
+from pipeline.schemas import describe_validation_error
+
+T = TypeVar("T", bound=BaseModel)
+# Rejected payloads are kept for the operator, trimmed so that one hostile record cannot bloat the log.
+MAX_SAMPLE_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A record the pipeline refused, and why."""
+
+    reason: str
+    record: Any
+
+    def sample(self) -> dict[str, Any]:
+        """A JSON-safe, size-bounded view for the run log."""
+        text = json.dumps(self.record, default=str)
+        if len(text) > MAX_SAMPLE_CHARS:
+            text = text[:MAX_SAMPLE_CHARS] + "…"
+        return {"reason": self.reason[:500], "record": text}
+
+
+@dataclass
+class ParseResult(Generic[T]):
+    """Records and rejects of one response; `tip` is the chain height the source reported, if any."""
+
+    records: list[T] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    tip: int | None = None
+    # Rows the source returned, valid or not: the pager's notion of a page being full.
+    rows_seen: int = 0
+
+
+def validate_into(
+    result: ParseResult[T], model: type[T], raw: Any, fields: dict[str, Any] | None, context: dict[str, Any]
+) -> None:
+    """Validate mapped fields into a record, or record a reject with the validation message."""
+    if fields is None:
+        result.rejects.append(Reject("not an object", raw))
+        return
+    try:
+        result.records.append(model.model_validate(fields, context=context))
+    except ValidationError as exc:
+        result.rejects.append(Reject(describe_validation_error(exc), raw))
+
+
+def format_error(source: str, endpoint: str, detail: str) -> ResponseFormatError:
+    """The error for a 200 response whose body is not the documented shape."""
+    return ResponseFormatError(detail, source=source, endpoint=endpoint, status=200)
+
+
+def validation_context(now: datetime | None, **extra: Any) -> dict[str, Any]:
+    """The context record validators read (the clock is passed in, so parsers stay pure)."""
+    return {"now": now, **extra} if now is not None else dict(extra)

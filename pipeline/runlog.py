@@ -1,0 +1,206 @@
+"""The ingestion run log: one `DataIngestionLog` row per unit, written `running` first and closed honestly.
+
+`RunLogMixin` gives `DatabaseService` the queries; `record_run` is the context manager every ingestion
+unit runs inside. A unit that raises is closed as `failed` with the error class and a redacted message;
+one that rejected records or got less than it asked for is `partial`; only a complete unit is `success`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from pipeline.errors import PipelineError
+from pipeline.models import DataIngestionLog, utcnow
+from pipeline.parsers.common import Reject
+from pipeline.schemas import DataIngestionLogData, IngestionStatus, UpsertResult
+
+if TYPE_CHECKING:
+    from pipeline.database import DatabaseService
+    from pipeline.http import ApiClient
+
+logger = logging.getLogger(__name__)
+
+MAX_REJECT_SAMPLES = 5
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class IngestionResult(DataIngestionLogData):
+    """The outcome of one unit, as returned to callers (the same fields as its run log row)."""
+
+
+@dataclass
+class RunSlice:
+    """What one unit is asked to ingest; `params` replay exactly this slice."""
+
+    source: str
+    data_type: str
+    coin: str | None
+    params: dict[str, Any]
+    start_date: date | None = None
+    end_date: date | None = None
+    start_height: int | None = None
+    end_height: int | None = None
+
+
+@dataclass
+class RunTally:
+    """Counts a unit accumulates while it runs."""
+
+    fetched: int = 0
+    written: UpsertResult = field(default_factory=UpsertResult)
+    rejects: list[Reject] = field(default_factory=list)
+    rejected: int = 0
+    shortfalls: list[str] = field(default_factory=list)
+    # Facts learnt while running that complete the slice's description (the tip reached, reorgs seen).
+    slice_updates: dict[str, Any] = field(default_factory=dict)
+    result: IngestionResult | None = None  # set when the unit's log row is closed
+
+    def add_rejects(self, rejects: list[Reject]) -> None:
+        """Count rejects and keep the first few as samples for the operator."""
+        self.rejected += len(rejects)
+        room = MAX_REJECT_SAMPLES - len(self.rejects)
+        self.rejects.extend(rejects[: max(room, 0)])
+
+    def shortfall(self, reason: str) -> None:
+        """Note that the unit got less than it asked for (it cannot end as `success`)."""
+        self.shortfalls.append(reason)
+
+
+class RunLogMixin:
+    """Run-log queries of `DatabaseService`."""
+
+    def start_run(self: DatabaseService, run: RunSlice, *, trigger: str, parent_run_id: int | None) -> int:
+        """Insert the `running` row and commit it, so a crash still leaves a trace."""
+        row = DataIngestionLog(
+            source=run.source,
+            data_type=run.data_type,
+            coin=run.coin,
+            start_date=run.start_date,
+            end_date=run.end_date,
+            start_height=run.start_height,
+            end_height=run.end_height,
+            status=IngestionStatus.RUNNING,
+            trigger=trigger,
+            params=run.params,
+            parent_run_id=parent_run_id,
+            worker_id=WORKER_ID,
+            started_at=utcnow(),
+        )
+        with self.session_factory.begin() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def finish_run(self: DatabaseService, run_id: int, **values: Any) -> DataIngestionLogData:
+        """Close a run with its outcome and return it."""
+        with self.session_factory.begin() as session:
+            session.execute(update(DataIngestionLog).where(DataIngestionLog.id == run_id).values(**values))
+        return self.get_run(run_id)
+
+    def get_run(self: DatabaseService, run_id: int) -> DataIngestionLogData:
+        """One run by id; raises LookupError if there is none."""
+        with self.session() as session:
+            row = session.get(DataIngestionLog, run_id)
+            if row is None:
+                msg = f"no ingestion run with id {run_id}"
+                raise LookupError(msg)
+            return DataIngestionLogData.model_validate(row)
+
+    def get_child_runs(self: DatabaseService, run_id: int) -> list[DataIngestionLogData]:
+        """Reruns made from this run, oldest first."""
+        stmt = (
+            select(DataIngestionLog)
+            .where(DataIngestionLog.parent_run_id == run_id)
+            .order_by(DataIngestionLog.id)
+        )
+        return self._select_models(stmt, DataIngestionLogData)
+
+
+def _status(tally: RunTally) -> IngestionStatus:
+    return IngestionStatus.PARTIAL if tally.rejected or tally.shortfalls else IngestionStatus.SUCCESS
+
+
+@contextmanager
+def record_run(
+    db: DatabaseService,
+    client: ApiClient,
+    run: RunSlice,
+    *,
+    trigger: str = "manual",
+    parent_run_id: int | None = None,
+) -> Iterator[RunTally]:
+    """Run one unit inside a log row; exceptions are recorded (not re-raised), except interrupts.
+
+    After the block, `tally.result` holds the closed run.
+    """
+    run_id = db.start_run(run, trigger=trigger, parent_run_id=parent_run_id)
+    client.reset_stats()
+    started = utcnow()
+    tally = RunTally()
+    error: BaseException | None = None
+    try:
+        yield tally
+    except Exception as exc:  # noqa: BLE001 - the run log is where unit failures go
+        error = exc
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let them stop the process
+        error = exc
+        tally.result = _close(db, client, run_id, started, tally, error, interrupted=True)
+        raise
+    tally.result = _close(db, client, run_id, started, tally, error, interrupted=False)
+
+
+def _close(
+    db: DatabaseService,
+    client: ApiClient,
+    run_id: int,
+    started: datetime,
+    tally: RunTally,
+    error: BaseException | None,
+    *,
+    interrupted: bool,
+) -> IngestionResult:
+    finished = utcnow()
+    stats = client.stats
+    values: dict[str, Any] = {
+        "status": IngestionStatus.FAILED if error is not None else _status(tally),
+        "records_fetched": tally.fetched,
+        "records_inserted": tally.written.inserted,
+        "records_updated": tally.written.updated,
+        "records_rejected": tally.rejected,
+        "requests_made": stats.requests,
+        "retries": stats.retries,
+        "wait_seconds": round(stats.wait_seconds, 3),
+        "finished_at": finished,
+        "duration_seconds": round((finished - started).total_seconds(), 3),
+        "rejected_samples": [r.sample() for r in tally.rejects] or None,
+        **tally.slice_updates,
+    }
+    if error is not None:
+        values["error_class"] = "Interrupted" if interrupted else _error_class(error)
+        values["error_message"] = "interrupted" if interrupted else client.redact(str(error))[:2000]
+        logger.error("run %s failed: %s", run_id, values["error_message"])
+    elif tally.shortfalls or tally.rejected:
+        problems = [*tally.shortfalls]
+        if tally.rejected:
+            problems.append(f"{tally.rejected} records rejected (first: {tally.rejects[0].reason})")
+        values["error_message"] = client.redact("; ".join(problems))[:2000]
+    result = IngestionResult.model_validate(db.finish_run(run_id, **values), from_attributes=True)
+    logger.info(
+        "run %s %s %s %s: %s fetched=%s inserted=%s updated=%s rejected=%s requests=%s",
+        run_id, result.source, result.data_type, result.coin, result.status.value, result.records_fetched,
+        result.records_inserted, result.records_updated, result.records_rejected, result.requests_made,
+    )  # fmt: skip
+    return result
+
+
+def _error_class(error: BaseException) -> str:
+    return error.kind if isinstance(error, PipelineError) else type(error).__name__
