@@ -82,7 +82,8 @@ class CoinGeckoIngestor(Ingestor):
         assert tally.result is not None
         return tally.result
 
-    def _missing_days(self, coin_id: str, low: date, high: date) -> list[date]:
+    def missing_days(self, coin_id: str, low: date, high: date) -> list[date]:
+        """Days in [low, high] with no stored price."""
         held = self.db.price_dates(coin_id, low, high)
         return [
             low + timedelta(days=i)
@@ -92,7 +93,7 @@ class CoinGeckoIngestor(Ingestor):
 
     def _fetch_missing(self, coin: CoinMetadataData, low: date, high: date, tally: RunTally) -> None:
         coin_id = _coin_id(coin)
-        for first, last in day_windows(self._missing_days(coin_id, low, high)):
+        for first, last in day_windows(self.missing_days(coin_id, low, high)):
             params = {
                 "vs_currency": "usd",
                 "from": _midnight(first),
@@ -106,7 +107,7 @@ class CoinGeckoIngestor(Ingestor):
             page = parse_market_chart(payload, coin_id=coin_id, now=self.clock())
             records = [r for r in page.records if first <= r.price_date <= last]
             self._store(coin, records, page.rows_seen, page.rejects, tally)
-        still_missing = self._missing_days(coin_id, low, high)
+        still_missing = self.missing_days(coin_id, low, high)
         if still_missing:
             spans = ", ".join(f"{a}..{b}" for a, b in day_windows(still_missing, max_days=10**6))
             tally.shortfall(f"{len(still_missing)} days without a price: {spans}")

@@ -1,0 +1,243 @@
+"""The `crypto-pipeline` command line (argparse). `python run_ingestor.py ...` runs the same commands.
+
+Every command builds the settings once and passes them on. Bad arguments and expected failures end with
+one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+
+from pipeline.config import Settings, load_settings
+from pipeline.database import DatabaseService
+from pipeline.errors import PipelineError
+from pipeline.ingestion.blockchair import BlockchairIngestor
+from pipeline.ingestion.coingecko import MAX_WINDOW_DAYS, CoinGeckoIngestor, day_windows
+from pipeline.ingestion.replay import Replayer
+from pipeline.logs import configure_logging
+from pipeline.runlog import IngestionResult
+
+BLOCKCHAIR_TYPES = ("blocks", "transactions", "addresses")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        msg = f"not a date (YYYY-MM-DD): {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        msg = f"not a positive integer: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _coins(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All commands and their arguments."""
+    parser = _Parser(prog="crypto-pipeline", description="Self-hosted crypto data pipeline.")
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: LOG_LEVEL)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("init-db", help="create or upgrade the database schema")
+    sub.add_parser("stats", help="rows, coverage and recent failures")
+
+    ingest = sub.add_parser("ingest", help="one-off ingestion runs")
+    ingest.add_argument("source", choices=["blockchair", "coingecko"])
+    ingest.add_argument("--coins", type=_coins, help="comma-separated coins (default: all active)")
+    ingest.add_argument("--data-types", type=_coins, help=f"Blockchair: {', '.join(BLOCKCHAIR_TYPES)}")
+    ingest.add_argument("--start", type=_date, help="CoinGecko: first day (YYYY-MM-DD)")
+    ingest.add_argument("--end", type=_date, help="CoinGecko: last day (default: today)")
+
+    backfill = sub.add_parser("backfill", help="fill a date range of prices, asking only for missing days")
+    backfill.add_argument("what", choices=["prices"])
+    backfill.add_argument("--coins", type=_coins, required=True)
+    backfill.add_argument("--start", type=_date, required=True)
+    backfill.add_argument("--end", type=_date, required=True)
+    backfill.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    rerun = sub.add_parser("rerun", help="replay the slice of a recorded run")
+    rerun.add_argument("run_id", type=_positive_int)
+
+    runs = sub.add_parser("runs", help="list ingestion runs")
+    runs.add_argument("--status", choices=["running", "success", "partial", "failed"])
+    runs.add_argument("--source", choices=["blockchair", "coingecko"])
+    runs.add_argument("--limit", type=_positive_int, default=20)
+
+    simulate = sub.add_parser("simulate", help="serve the local Blockchair/CoinGecko simulator")
+    simulate.add_argument("--port", type=int, default=8765)
+    simulate.add_argument("--host", default="127.0.0.1")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(args.log_level or settings.LOG_LEVEL, secrets=settings.secrets())
+        return COMMANDS[args.command](args, settings)
+    except (PipelineError, LookupError, ValueError) as exc:
+        print(f"crypto-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _db(settings: Settings) -> DatabaseService:
+    db = DatabaseService(settings=settings)
+    db.create_tables()
+    return db
+
+
+def cmd_init_db(_args: argparse.Namespace, settings: Settings) -> int:
+    """Create or upgrade the schema."""
+    db = _db(settings)
+    print(f"database ready at revision {db.schema_revision()} ({db.dialect})")
+    return 0
+
+
+def cmd_stats(_args: argparse.Namespace, settings: Settings) -> int:
+    """Print database statistics as JSON."""
+    print(_db(settings).get_database_stats().model_dump_json(indent=2))
+    return 0
+
+
+def _print_result(result: IngestionResult | None, label: str = "") -> None:
+    if result is None:
+        print(f"{label}nothing to do")
+        return
+    print(
+        f"{label}run {result.id} {result.source}/{result.data_type} {result.coin}: {result.status.value}"
+        f" fetched={result.records_fetched} inserted={result.records_inserted}"
+        f" updated={result.records_updated} rejected={result.records_rejected}"
+        f" requests={result.requests_made}"
+        + (f" ({result.error_class or 'note'}: {result.error_message})" if result.error_message else "")
+    )
+
+
+def _exit_code(results: Sequence[IngestionResult | None]) -> int:
+    return 1 if any(r is not None and r.status.value == "failed" for r in results) else 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """One-off runs of one source."""
+    db = _db(settings)
+    results: list[IngestionResult | None] = []
+    if args.source == "blockchair":
+        types = args.data_types or list(BLOCKCHAIR_TYPES)
+        unknown = set(types) - set(BLOCKCHAIR_TYPES)
+        if unknown:
+            msg = f"unknown data type(s) {', '.join(sorted(unknown))}; use {', '.join(BLOCKCHAIR_TYPES)}"
+            raise ValueError(msg)
+        outcome = BlockchairIngestor(settings=settings, db=db).run_daily_ingestion(args.coins, types)
+        results = [r for per_type in outcome.values() for r in per_type.values()]
+    else:
+        ingestor = CoinGeckoIngestor(settings=settings, db=db)
+        coins = [ingestor.coin(c) for c in args.coins] if args.coins else _price_coins(ingestor)
+        end = args.end or ingestor.clock().date()
+        start = args.start or end - timedelta(days=settings.PRICE_BACKFILL_DAYS - 1)
+        _check_range(start, end)
+        results = [ingestor.ingest_price_range(coin, start, end) for coin in coins]
+    for result in results:
+        _print_result(result)
+    return _exit_code(results)
+
+
+def _price_coins(ingestor: CoinGeckoIngestor) -> list:
+    return [c for c in ingestor.db.get_coins(active_only=True) if c.coingecko_id]
+
+
+def _check_range(start: date, end: date) -> None:
+    if start > end:
+        msg = f"--start {start} is after --end {end}"
+        raise ValueError(msg)
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    """Preview the requests a price backfill will spend, then run it with progress."""
+    _check_range(args.start, args.end)
+    ingestor = CoinGeckoIngestor(settings=settings, db=_db(settings))
+    coins = [ingestor.coin(c) for c in args.coins]
+    plan = []
+    for coin in coins:
+        low, high = ingestor.servable_range(coin, args.start, args.end)
+        missing = ingestor.missing_days(coin.coingecko_id or "", low, high) if low <= high else []
+        plan.append((coin, len(missing), len(day_windows(missing, MAX_WINDOW_DAYS)), low))
+    requests = sum(n for _, _, n, _ in plan)
+    for coin, days, n, low in plan:
+        note = f" (days before {low} are beyond the plan or the coin's listing)" if low > args.start else ""
+        print(f"  {coin.coingecko_id}: {days} missing days -> {n} requests{note}")
+    per_minute = settings.COINGECKO_RATE_LIMIT_PER_MINUTE
+    print(f"plan: {requests} requests (~{requests / per_minute:.1f} min at {per_minute:g}/min)")
+    if requests and not args.yes and sys.stdin.isatty() and input("proceed? [y/N] ").strip().lower() != "y":
+        return 1
+    results = []
+    for i, (coin, _days, _n, _low) in enumerate(plan, start=1):
+        result = ingestor.ingest_price_range(coin, args.start, args.end, trigger="backfill")
+        _print_result(result, label=f"[{i}/{len(plan)}] ")
+        results.append(result)
+    return _exit_code(results)
+
+
+def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
+    """Replay one run's slice now, in this process."""
+    db = _db(settings)
+    result = Replayer(settings, db).replay(db.get_run(args.run_id), trigger="rerun")
+    _print_result(result)
+    return _exit_code([result])
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    """List runs, newest first."""
+    for run in _db(settings).get_ingestion_logs(source=args.source, status=args.status, limit=args.limit):
+        target = (
+            f"{run.start_date}..{run.end_date}" if run.start_date else f"{run.start_height}..{run.end_height}"
+        )
+        print(
+            f"{run.id:>6} {run.started_at:%Y-%m-%d %H:%M} {run.status.value:<8} {run.source}/{run.data_type}"
+            f" {run.coin or '-'} {target} fetched={run.records_fetched} requests={run.requests_made}"
+            + (f" {run.error_class}: {run.error_message}" if run.error_class else "")
+        )
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
+    """Serve the simulator until Ctrl-C."""
+    from pipeline.simulator import SimulatorConfig, serve_forever
+
+    print(f"simulator on http://{args.host}:{args.port} (Blockchair at /, CoinGecko at /api/v3)", flush=True)
+    serve_forever(SimulatorConfig(), host=args.host, port=args.port)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "init-db": cmd_init_db,
+    "stats": cmd_stats,
+    "ingest": cmd_ingest,
+    "backfill": cmd_backfill,
+    "rerun": cmd_rerun,
+    "runs": cmd_runs,
+    "simulate": cmd_simulate,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Logging set-up: one readable line per event on stderr, with every configured secret masked."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class RedactSecrets(logging.Filter):
+    """Mask secret values in the final text of every record (a last line of defence behind the client)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        text = record.getMessage()
+        if any(secret in text for secret in self.secrets):
+            for secret in self.secrets:
+                text = text.replace(secret, "***")
+            record.msg, record.args = text, None
+        return True
+
+
+def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> None:
+    """Send logs to stderr in one-line format; idempotent."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    handler = next((h for h in root.handlers if getattr(h, "_pipeline", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._pipeline = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter(FORMAT, datefmt="%Y-%m-%dT%H:%M:%S"))
+        root.addHandler(handler)
+    handler.filters = [RedactSecrets(secrets)]
+    # Alembic announces every migration context at INFO; only its warnings matter to an operator.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
