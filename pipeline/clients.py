@@ -36,4 +36,5 @@ def _client(source: str, base_url: str, auth: Auth, per_minute: float, settings:
         timeout=settings.HTTP_TIMEOUT_SECONDS,
         max_attempts=settings.HTTP_MAX_ATTEMPTS,
         max_total_wait=settings.HTTP_MAX_TOTAL_WAIT_SECONDS,
+        backoff_base=settings.HTTP_BACKOFF_BASE_SECONDS,
     )

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     HTTP_TIMEOUT_SECONDS: float = Field(20, gt=0)
     HTTP_MAX_ATTEMPTS: int = Field(5, ge=1, le=20)
     HTTP_MAX_TOTAL_WAIT_SECONDS: float = Field(120, ge=0)
+    HTTP_BACKOFF_BASE_SECONDS: float = Field(1.0, ge=0)
     SIMULATED_DATA: bool = False
 
     # What to ingest
