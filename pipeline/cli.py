@@ -7,6 +7,7 @@ one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -14,11 +15,13 @@ from datetime import date, timedelta
 from pipeline.config import Settings, load_settings
 from pipeline.database import DatabaseService
 from pipeline.errors import PipelineError
+from pipeline.freshness import Level, freshness_report
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import MAX_WINDOW_DAYS, CoinGeckoIngestor, day_windows
 from pipeline.ingestion.replay import Replayer
 from pipeline.logs import configure_logging
 from pipeline.runlog import IngestionResult
+from pipeline.scheduler import Scheduler
 
 BLOCKCHAIR_TYPES = ("blocks", "transactions", "addresses")
 
@@ -75,11 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     rerun = sub.add_parser("rerun", help="replay the slice of a recorded run")
     rerun.add_argument("run_id", type=_positive_int)
+    rerun.add_argument(
+        "--queue", action="store_true", help="queue it for the scheduler instead of running here"
+    )
 
     runs = sub.add_parser("runs", help="list ingestion runs")
     runs.add_argument("--status", choices=["running", "success", "partial", "failed"])
     runs.add_argument("--source", choices=["blockchair", "coingecko"])
     runs.add_argument("--limit", type=_positive_int, default=20)
+
+    sub.add_parser("run", help="run the scheduler loop (the default of run_ingestor.py)")
+    status = sub.add_parser("status", help="workers, recent runs, failures and freshness")
+    status.add_argument("--json", action="store_true", help="machine-readable; exit 1 if anything is at fail")
 
     simulate = sub.add_parser("simulate", help="serve the local Blockchair/CoinGecko simulator")
     simulate.add_argument("--port", type=int, default=8765)
@@ -198,8 +208,12 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
-    """Replay one run's slice now, in this process."""
+    """Replay one run's slice now, in this process, or queue it for the scheduler."""
     db = _db(settings)
+    if args.queue:
+        request = db.request_rerun(args.run_id, "cli")
+        print(f"rerun request {request.id} for run {args.run_id}: {request.status}")
+        return 0
     result = Replayer(settings, db).replay(db.get_run(args.run_id), trigger="rerun")
     _print_result(result)
     return _exit_code([result])
@@ -219,6 +233,51 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
+    """The scheduler loop, until SIGTERM or Ctrl-C."""
+    scheduler = Scheduler(settings, _db(settings))
+    scheduler.install_signal_handlers()
+    scheduler.run()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Workers, the last runs, recent failures and freshness; with --json, exit 1 when something fails."""
+    db = _db(settings)
+    workers = db.get_workers()
+    fresh = freshness_report(db.get_coins(active_only=True), settings)
+    runs = db.get_ingestion_logs(limit=10)
+    failing = [f for f in fresh if f.level == Level.FAIL]
+    if args.json:
+        report = {
+            "workers": [w.model_dump(mode="json") for w in workers],
+            "freshness": [f.model_dump(mode="json") for f in fresh],
+            "recent_runs": [r.model_dump(mode="json", exclude={"rejected_samples"}) for r in runs],
+            "failures_last_24h": db.get_database_stats().failures_last_24h,
+            "ok": not failing,
+        }
+        print(json.dumps(report, indent=2))
+        return 1 if failing else 0
+    print(
+        "workers:"
+        if workers
+        else "workers: none seen in the last 7 days (start one with `crypto-pipeline run`)"
+    )
+    for w in workers:
+        print(
+            f"  {w.state.value:<5} {w.worker_id} last beat {w.last_beat:%Y-%m-%d %H:%M:%S}"
+            f" job={w.current_job}"
+        )
+    print("freshness:")
+    for f in fresh:
+        value = "-" if f.value is None else f"{f.value:g} {f.unit}"
+        print(f"  {f.level.value:<7} {f.source}/{f.data_type} {f.coin}: {value} ({f.detail})")
+    print("last runs:")
+    for r in runs:
+        _print_result(IngestionResult.model_validate(r.model_dump()), label="  ")
+    return 1 if failing else 0
+
+
 def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
     """Serve the simulator until Ctrl-C."""
     from pipeline.simulator import SimulatorConfig, serve_forever
@@ -236,6 +295,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "rerun": cmd_rerun,
     "runs": cmd_runs,
     "simulate": cmd_simulate,
+    "run": cmd_run,
+    "status": cmd_status,
 }
 
 

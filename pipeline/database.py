@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.config import Settings, get_settings
+from pipeline.coordination import CoordinationMixin
 from pipeline.cursors import CursorMixin
 from pipeline.errors import RecordValidationError
 from pipeline.lazy import LazyProxy
@@ -141,7 +142,7 @@ def validate_records(model: type[RecordT], records: Iterable[Any]) -> Iterator[R
             raise RecordValidationError(describe_validation_error(exc), record=record) from None
 
 
-class DatabaseService(RunLogMixin, CursorMixin):
+class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL."""
 
     def __init__(

@@ -11,7 +11,8 @@ Callers catch by what they should do next, not by where the error came from::
     │   │   ├── AuthError             401/403, CoinGecko 10002/10010/10011, "invalid api key"
     │   │   └── PlanLimitError        CoinGecko 10005/10012 (endpoint or history beyond the plan)
     │   └── ResponseFormatError       2xx whose body is not JSON or not the expected envelope
-    └── RecordValidationError         one invalid record (record, reason, field)
+    ├── RecordValidationError         one invalid record (record, reason, field)
+    └── Interrupted                   the process is stopping; the unit is closed as failed
 
 Messages are built here from parts the HTTP client has already redacted; they never carry
 an API key. ``error.kind`` (the class name) is stable and meant for storing.
@@ -25,6 +26,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "FatalSourceError",
+    "Interrupted",
     "PipelineError",
     "PlanLimitError",
     "RateLimitedError",
@@ -173,3 +175,10 @@ class RecordValidationError(PipelineError):
         # Same reason as SourceError.__reduce__: keyword-only constructor arguments.
         kwargs = {"reason": self.reason, "record": self.record, "field": self.field}
         return (_rebuild, (type(self), kwargs))
+
+
+class Interrupted(PipelineError):
+    """The process was asked to stop (SIGTERM, Ctrl-C) while a unit was running."""
+
+    def __init__(self, detail: str = "interrupted") -> None:
+        super().__init__(detail)

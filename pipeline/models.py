@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -234,3 +235,63 @@ SEED_COINS: list[dict[str, Any]] = [
         "listed_since": date(2013, 12, 15),
     },
 ]
+
+
+class SchedulerHeartbeat(Base):
+    """A scheduler worker's proof of life, beaten every HEARTBEAT_SECONDS."""
+
+    __tablename__ = "scheduler_heartbeats"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    last_beat: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    current_job: Mapped[str | None] = mapped_column(String(128))
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RerunRequest(AuditMixin, Base):
+    """A request to replay a recorded run's slice, served by a scheduler (or the dashboard process)."""
+
+    __tablename__ = "rerun_requests"
+    __table_args__ = (
+        Index("ix_rerun_requests_status_requested", "status", "requested_at"),
+        # At most one open request per run: a flood of clicks queues one request.
+        Index(
+            "uq_rerun_requests_open_run",
+            "run_id",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("data_ingestion_logs.id", ondelete="CASCADE"), nullable=False
+    )
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    requested_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    # "rerun" replays a failed run; "backfill" requests wait until the regular jobs are done.
+    kind: Mapped[str] = mapped_column(String(16), default="rerun", nullable=False)
+    status: Mapped[str] = mapped_column(String(16), default="pending", nullable=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    result_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("data_ingestion_logs.id", ondelete="SET NULL")
+    )
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class JobLease(Base):
+    """A claim on one slot of a scheduled job: whoever inserts the row runs the slot, once."""
+
+    __tablename__ = "job_leases"
+
+    job_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), nullable=False)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)

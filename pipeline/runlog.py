@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
-from pipeline.errors import PipelineError
+from pipeline.errors import Interrupted, PipelineError
 from pipeline.models import DataIngestionLog, utcnow
 from pipeline.parsers.common import Reject
 from pipeline.schemas import DataIngestionLogData, IngestionStatus, UpsertResult
@@ -187,6 +187,8 @@ def _close(
     if error is not None:
         values["error_class"] = "Interrupted" if interrupted else _error_class(error)
         values["error_message"] = "interrupted" if interrupted else client.redact(str(error))[:2000]
+        if isinstance(error, Interrupted):
+            values["error_message"] = "interrupted"
         logger.error("run %s failed: %s", run_id, values["error_message"])
     elif tally.shortfalls or tally.rejected:
         problems = [*tally.shortfalls]

@@ -329,3 +329,40 @@ def describe_validation_error(exc: ValidationError) -> str:
         value = repr(err.get("input"))[:80]
         parts.append(f"{field}={value}: {err['msg']}")
     return "; ".join(parts)
+
+
+class WorkerState(StrEnum):
+    """What the heartbeats say about a scheduler worker."""
+
+    UP = "up"
+    STALE = "stale"
+    DOWN = "down"
+
+
+class SchedulerHeartbeatData(Record):
+    """A scheduler worker as its heartbeat row describes it."""
+
+    worker_id: str
+    pid: int
+    host: str
+    started_at: datetime
+    last_beat: datetime
+    current_job: str | None = None
+    stopped_at: datetime | None = None
+    state: WorkerState = WorkerState.DOWN
+
+
+class RerunRequestData(Record):
+    """A queued replay of a recorded run."""
+
+    id: int
+    run_id: int
+    requested_at: datetime
+    requested_by: str
+    kind: str = "rerun"
+    status: str
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    finished_at: datetime | None = None
+    result_run_id: int | None = None
+    error_message: str | None = None

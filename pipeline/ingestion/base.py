@@ -8,7 +8,7 @@ from functools import cached_property
 
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, Interrupted
 from pipeline.http import ApiClient
 from pipeline.models import utcnow
 from pipeline.schemas import CoinMetadataData
@@ -25,11 +25,13 @@ class Ingestor:
         db: DatabaseService | None = None,
         client: ApiClient | None = None,
         clock: Callable[[], datetime] = utcnow,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
         self._db = db
         self._client = client
         self.clock = clock
+        self.should_stop = should_stop
 
     @cached_property
     def settings(self) -> Settings:
@@ -45,6 +47,11 @@ class Ingestor:
     def client(self) -> ApiClient:
         """The HTTP client given, or the source's client built from the settings."""
         return self._client or self.build_client()
+
+    def check_stop(self) -> None:
+        """Raise Interrupted between pages when the process is stopping (the unit closes as failed)."""
+        if self.should_stop():
+            raise Interrupted
 
     def build_client(self) -> ApiClient:
         """The source's client; subclasses say how."""

@@ -130,6 +130,7 @@ class BlockchairIngestor(Ingestor):
         chain = _chain(coin)
         cursor, seen, reorganised = start, set(), []
         for _ in range(MAX_PAGES):
+            self.check_stop()
             params = {"q": f"id({cursor}..{'' if end is None else end})", "s": "id(asc)", "limit": PAGE_SIZE}
             payload = self.client.get_json(f"/{chain}/blocks", params, endpoint=f"/{chain}/blocks")
             page = parse_blocks(payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock())
@@ -230,6 +231,7 @@ class BlockchairIngestor(Ingestor):
         # Resume after the last committed page: source ids grow with (height, index).
         after = self.db.max_transaction_source_id(coin.symbol, low, high)
         for _ in range(MAX_PAGES):
+            self.check_stop()
             q = f"block_id({low}..{high})" + (f",id({after + 1}..)" if after is not None else "")
             params = {"q": q, "s": "id(asc)", "limit": PAGE_SIZE}
             payload = self.client.get_json(
@@ -266,6 +268,7 @@ class BlockchairIngestor(Ingestor):
         run = RunSlice(SOURCE, "addresses", chain, {"chain": chain, "addresses": list(watched)})
         with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
             for path, batch in self._address_requests(chain, coin.chain_family, watched):
+                self.check_stop()
                 payload = self.client.get_json(path, endpoint=f"/{chain}/dashboards/address")
                 page = parse_address_dashboard(
                     payload,

@@ -94,6 +94,7 @@ class CoinGeckoIngestor(Ingestor):
     def _fetch_missing(self, coin: CoinMetadataData, low: date, high: date, tally: RunTally) -> None:
         coin_id = _coin_id(coin)
         for first, last in day_windows(self.missing_days(coin_id, low, high)):
+            self.check_stop()
             params = {
                 "vs_currency": "usd",
                 "from": _midnight(first),

@@ -20,9 +20,16 @@ from pipeline.schemas import DataIngestionLogData
 class Replayer:
     """Replays runs with one ingestor per source (and so one HTTP client and rate limit per source)."""
 
-    def __init__(self, settings: Settings, db: DatabaseService) -> None:
-        self.blockchair = BlockchairIngestor(settings=settings, db=db)
-        self.coingecko = CoinGeckoIngestor(settings=settings, db=db)
+    def __init__(
+        self,
+        settings: Settings,
+        db: DatabaseService,
+        *,
+        blockchair: BlockchairIngestor | None = None,
+        coingecko: CoinGeckoIngestor | None = None,
+    ) -> None:
+        self.blockchair = blockchair or BlockchairIngestor(settings=settings, db=db)
+        self.coingecko = coingecko or CoinGeckoIngestor(settings=settings, db=db)
 
     def replay(self, run: DataIngestionLogData, *, trigger: str = "rerun") -> IngestionResult | None:
         """Run the slice of `run` again; None when the slice has nothing left to do."""

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-from datetime import date
+from datetime import date, datetime
 
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.server import serve_forever
+
+
+def _iso_datetime(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tx-per-block", type=int, nargs=2, metavar=("MIN", "MAX"), default=(3, 12))
     parser.add_argument("--plan", choices=("public", "demo", "pro"), default="public")
     parser.add_argument("--today", type=date.fromisoformat, default=None)
+    parser.add_argument(
+        "--anchor-time",
+        type=_iso_datetime,
+        default=None,
+        metavar="ISO8601",
+        help="time of the block at each configured tip height (UTC if no offset is given); "
+        "default: now minus 24 hours. Pin it to serve identical blocks across runs",
+    )
     parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute per API")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -29,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         tx_per_block=tuple(args.tx_per_block),
         coingecko_plan=args.plan,
         today=args.today,
+        anchor_time=args.anchor_time,
         rate_limit_per_minute=args.rate_limit,
     )
     try:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from functools import lru_cache
 
 from pipeline.simulator.blockgen import BlockContext, bitcoin_block, bitcoin_numbers, bitcoin_transactions
 from pipeline.simulator.detrand import digest_int
 from pipeline.simulator.ethgen import ethereum_block, ethereum_numbers, ethereum_transactions
-from pipeline.simulator.market import Market, day_ts, ts_day
+from pipeline.simulator.market import Market, ts_day
 
 TX_ID_FACTOR = 1_000_000
 COUNT_CHUNK = 1024
@@ -57,19 +56,20 @@ class ChainBook:
         tips: dict[str, int],
         tx_per_block: tuple[int, int],
         tip_growth: bool,
-        anchor_day: date,
+        anchor_ts: int,
+        clock: Callable[[], float],
         market: Market,
     ) -> None:
         self._seed = seed
         self._base = dict(tips)
         self._tx_range = tx_per_block
         self._growth = tip_growth
-        self._anchor = day_ts(anchor_day)
+        self._anchor = int(anchor_ts)  # T0: the time of the block at the configured tip height
+        self._clock = clock
         self._market = market
         self._lock = threading.Lock()
         self._advanced = dict.fromkeys(CHAINS, 0)
         self._reorgs: dict[str, list[tuple[int, int]]] = {name: [] for name in CHAINS}
-        self._started: float | None = None
         # Three caches: cheap numeric columns, block rows (small) and transaction rows (large).
         self._numbers = lru_cache(maxsize=512)(self._build_numbers)
         self._blocks = lru_cache(maxsize=16_384)(self._build_block)
@@ -77,18 +77,21 @@ class ChainBook:
         self._count = lru_cache(maxsize=262_144)(self._tx_count)
         self._prefix = lru_cache(maxsize=4096)(self._chunk_prefix)
 
-    def start_clock(self) -> None:
-        """Start tip growth now (called when the server starts)."""
-        with self._lock:
-            if self._started is None:
-                self._started = time.monotonic()
+    @property
+    def anchor_ts(self) -> int:
+        """Return T0, the UNIX time of the block at the configured tip height."""
+        return self._anchor
 
     def tip(self, chain: str) -> int:
-        """Return the current tip height of ``chain``."""
+        """Return the current tip height of ``chain``.
+
+        With tip growth, one block per chain interval has been added since T0, so the newest block
+        (dated within its interval, see `block_time`) is always less than one interval away from now.
+        """
         spec = CHAINS[chain]
         grown = 0
-        if self._growth and self._started is not None:
-            grown = int((time.monotonic() - self._started) // spec.interval)
+        if self._growth:
+            grown = max(0, int((self._clock() - self._anchor) // spec.interval))
         return self._base[chain] + self._advanced[chain] + grown
 
     def tips(self) -> dict[str, int]:
@@ -121,11 +124,15 @@ class ChainBook:
         return {name: list(events) for name, events in self._reorgs.items()}
 
     def block_time(self, chain: str, height: int) -> int:
-        """Return the block's UNIX time: ~interval apart, jittered, strictly increasing."""
+        """Return the block's UNIX time: ~interval apart, jittered, strictly increasing.
+
+        Block ``tips[chain] + k`` is dated in ``[T0 + k * interval, T0 + (k + 1) * interval)``; the
+        block at the configured tip itself is dated exactly T0.
+        """
         spec = CHAINS[chain]
-        jitter = digest_int(self._seed, chain, "time", height) % spec.interval
-        # The block at the configured tip is dated just before 00:00 UTC of the anchor day.
-        return self._anchor + (height - self._base[chain] - 1) * spec.interval + jitter
+        offset = height - self._base[chain]
+        jitter = digest_int(self._seed, chain, "time", height) % spec.interval if offset else 0
+        return self._anchor + offset * spec.interval + jitter
 
     def _tx_count(self, chain: str, height: int, epoch: int) -> int:
         lo, hi = self._tx_range

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 from pipeline.simulator.faults import FaultRule
 
@@ -21,7 +22,15 @@ PLANS = ("public", "demo", "pro")
 
 @dataclass
 class SimulatorConfig:
-    """Everything that shapes the simulated data and the simulated service behaviour."""
+    """Everything that shapes the simulated data and the simulated service behaviour.
+
+    Block times are anchored at T0: ``anchor_time`` when given, otherwise the simulated clock at
+    construction (real UTC time, moved onto ``today`` when that is set) minus
+    ``history_anchor_hours``. The block at height ``tips[chain]`` is dated exactly T0 (whole
+    seconds). With ``tip_growth`` the tip moves on by one block per chain interval since T0, so the
+    newest block is always within one interval of now; without it the tip stays at ``tips[chain]``
+    (dated about ``history_anchor_hours`` ago) plus manual advances.
+    """
 
     seed: int = 42
     tips: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TIPS))
@@ -34,6 +43,8 @@ class SimulatorConfig:
     rate_limit_per_minute: int | None = None
     faults: list[FaultRule] = field(default_factory=list)
     today: date | None = None
+    history_anchor_hours: float = 24
+    anchor_time: datetime | None = None  # pins T0 exactly; a naive value is taken as UTC
 
     def __post_init__(self) -> None:
         """Fill chains missing from ``tips`` and validate the simple fields."""
@@ -45,6 +56,14 @@ class SimulatorConfig:
         self.tx_per_block = (int(lo), int(hi))
         if self.coingecko_plan not in PLANS:
             raise ValueError(f"coingecko_plan must be one of {PLANS}")
+        if not math.isfinite(self.history_anchor_hours) or self.history_anchor_hours < 0:
+            raise ValueError(f"history_anchor_hours must be >= 0, not {self.history_anchor_hours!r}")
+        if self.anchor_time is not None:
+            if not isinstance(self.anchor_time, datetime):
+                raise TypeError(f"anchor_time must be a datetime, not {type(self.anchor_time).__name__}")
+            if self.anchor_time.tzinfo is None:
+                self.anchor_time = self.anchor_time.replace(tzinfo=UTC)
+            self.anchor_time = self.anchor_time.astimezone(UTC)
         unknown = set(self.tips) - set(DEFAULT_TIPS)
         if unknown:
             raise ValueError(f"unknown chains in tips: {sorted(unknown)}")

@@ -6,7 +6,7 @@ import logging
 import socket
 import struct
 import threading
-from datetime import date
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -124,9 +124,8 @@ class Simulator:
         self.coingecko_url = self.base_url + "/api/v3"
 
     def start(self) -> Simulator:
-        """Serve in a daemon thread and start tip growth; returns self."""
+        """Serve in a daemon thread; returns self."""
         if self._thread is None:
-            self._service.book.start_clock()
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -134,7 +133,9 @@ class Simulator:
                 daemon=True,
             )
             self._thread.start()
-            logger.info("simulator listening on %s", self.base_url)
+            logger.info(
+                "simulator listening on %s (anchor time %s)", self.base_url, self.anchor_time.isoformat()
+            )
         return self
 
     def stop(self) -> None:
@@ -174,6 +175,20 @@ class Simulator:
         """Return the current tip height of ``chain``."""
         return self._service.book.tip(chain)
 
+    @property
+    def anchor_time(self) -> datetime:
+        """Return T0 (UTC, whole seconds): the time of the block at each chain's configured tip.
+
+        Passing it as `SimulatorConfig.anchor_time` to another simulator with the same seed and config
+        makes that one serve identical blocks at every height (with tip growth the tips still follow
+        the clock).
+        """
+        return datetime.fromtimestamp(self._service.anchor_ts, UTC)
+
+    def block_time(self, chain: str, height: int) -> datetime:
+        """Return the time (UTC) of the block at ``height``, as its ``time`` field shows it."""
+        return datetime.fromtimestamp(self._service.book.block_time(chain, height), UTC)
+
     def request_counts(self) -> dict[str, int]:
         """Return served requests per endpoint kind, faulted ones included."""
         return self._service.request_counts()
@@ -204,8 +219,7 @@ class Simulator:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted."""
-        self._service.book.start_clock()
-        logger.info("simulator listening on %s", self.base_url)
+        logger.info("simulator listening on %s (anchor time %s)", self.base_url, self.anchor_time.isoformat())
         try:
             self._server.serve_forever(poll_interval=0.2)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -20,7 +21,7 @@ from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.corrupt import corrupt
 from pipeline.simulator.envelope import Reply, bc_error, cg_error, cg_key_error, html_error
 from pipeline.simulator.faults import BLOCKCHAIR_ENDPOINTS, COINGECKO_ENDPOINTS, FaultBook, FaultRule
-from pipeline.simulator.market import Market, day_ts
+from pipeline.simulator.market import HOUR, Market, day_ts, ts_day
 
 logger = logging.getLogger(__name__)
 REQUEST_KINDS = (*BLOCKCHAIR_ENDPOINTS, *COINGECKO_ENDPOINTS, "unknown")
@@ -95,15 +96,27 @@ class Service:
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
-        self.anchor_day = config.today or datetime.now(UTC).date()
+        history = config.history_anchor_hours * HOUR
+        pinned = config.anchor_time
+        # T0 in whole seconds: the time of the block at each chain's configured tip height.
+        self.anchor_ts = math.floor(pinned.timestamp() if pinned is not None else self.now() - history)
+        # The nominal start day (T0 plus the history span): the reference "today" of address dashboards.
+        self.anchor_day = ts_day(self.anchor_ts + history)
         self.market = Market(config.seed)
         self.book = ChainBook(
-            config.seed, config.tips, config.tx_per_block, config.tip_growth, self.anchor_day, self.market
+            config.seed,
+            config.tips,
+            config.tx_per_block,
+            config.tip_growth,
+            self.anchor_ts,
+            self.now,
+            self.market,
         )
         self.faults = FaultBook(list(config.faults))
         self.limiter = RateLimiter(config.rate_limit_per_minute)
-        anchor_ts = day_ts(self.anchor_day)
-        self.blockchair = BlockchairApi(config.seed, self.book, self.market, anchor_ts, self.now)
+        self.blockchair = BlockchairApi(
+            config.seed, self.book, self.market, day_ts(self.anchor_day), self.now
+        )
         self.coingecko = CoinGeckoApi(self.market, config.coingecko_plan, config.history_days, self.now)
         self._counts_lock = threading.Lock()
         self._counts = dict.fromkeys(REQUEST_KINDS, 0)

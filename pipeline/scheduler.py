@@ -1,0 +1,223 @@
+"""The long-lived scheduler process: runs the ingestors on `schedule`, serves rerun requests, beats.
+
+Design points (see the `schedule` notes in the README):
+- `schedule` re-raises a job's exception and keeps re-firing it, starving the jobs after it; every job is
+  wrapped so that a failure is logged and recorded in its run, and the loop goes on.
+- Several workers may share a PostgreSQL database: each job slot is claimed with a lease row first, so a
+  slot runs once whichever worker gets there first; rerun requests are claimed with SKIP LOCKED.
+- SIGTERM/SIGINT set a stop flag: the running unit stops at its next page and is closed as failed
+  ("interrupted"), its slice is queued for a rerun, and nothing is left `running`.
+- A heartbeat thread records the worker as alive (also during long jobs) and fails runs abandoned by
+  workers that died, queueing their slices again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import schedule
+
+from pipeline.config import Settings
+from pipeline.database import DatabaseService
+from pipeline.ingestion.blockchair import BlockchairIngestor
+from pipeline.ingestion.coingecko import CoinGeckoIngestor
+from pipeline.ingestion.replay import Replayer
+from pipeline.models import utcnow
+from pipeline.runlog import IngestionResult
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_TRIGGER = "schedule"
+DAILY_CHECK_MINUTES = 5
+
+
+@dataclass(frozen=True)
+class Job:
+    """A scheduled job: its name, how often, and what it runs."""
+
+    name: str
+    every_minutes: float
+    action: Callable[[], list[IngestionResult | None]]
+    # For a daily job: the slot is the date, and it runs only once the UTC time has passed this.
+    daily_after: Callable[[datetime], bool] | None = None
+
+    def slot(self, now: datetime) -> str:
+        """The slot `now` falls in; a lease on (name, slot) lets one worker run it."""
+        if self.daily_after is not None:
+            return now.date().isoformat()
+        return str(int(now.timestamp() // (self.every_minutes * 60)))
+
+
+class Scheduler:
+    """One scheduler worker."""
+
+    def __init__(self, settings: Settings, db: DatabaseService, *, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop_event = threading.Event()
+        self.started_at = utcnow()
+        self.current_job: str | None = None
+        stop = self.stop_event.is_set
+        self.blockchair = BlockchairIngestor(settings=settings, db=db, should_stop=stop)
+        self.coingecko = CoinGeckoIngestor(settings=settings, db=db, should_stop=stop)
+        self.replayer = Replayer(settings, db, blockchair=self.blockchair, coingecko=self.coingecko)
+        self.jobs = self._jobs()
+        self.interrupted_runs: list[int] = []
+
+    # ------------------------------------------------------------------ jobs
+
+    def _jobs(self) -> list[Job]:
+        s = self.settings
+        daily_at = s.DAILY_PRICES_AT_UTC
+        return [
+            Job("blocks", s.BLOCKS_INTERVAL_MINUTES, lambda: self._blockchair("blocks")),
+            Job("transactions", s.TRANSACTIONS_INTERVAL_MINUTES, lambda: self._blockchair("transactions")),
+            Job("addresses", s.ADDRESSES_INTERVAL_MINUTES, lambda: self._blockchair("addresses")),
+            Job("latest_prices", s.LATEST_PRICE_INTERVAL_MINUTES, self._latest_prices),
+            Job(
+                "daily_prices",
+                DAILY_CHECK_MINUTES,
+                self._daily_prices,
+                daily_after=lambda now: (now.hour, now.minute) >= (daily_at.hour, daily_at.minute),
+            ),
+        ]
+
+    def _coins(self, attribute: str) -> list:
+        wanted = set(self.settings.COINS)
+        coins = [c for c in self.db.get_coins(active_only=True) if getattr(c, attribute)]
+        return [c for c in coins if {c.coingecko_id, c.blockchair_chain, c.symbol.lower()} & wanted]
+
+    def _blockchair(self, data_type: str) -> list[IngestionResult | None]:
+        return [
+            self.blockchair.ingest(coin, data_type, trigger=SCHEDULE_TRIGGER)
+            for coin in self._coins("blockchair_chain")
+        ]
+
+    def _latest_prices(self) -> list[IngestionResult | None]:
+        return [
+            self.coingecko.ingest_latest(coin, trigger=SCHEDULE_TRIGGER)
+            for coin in self._coins("coingecko_id")
+        ]
+
+    def _daily_prices(self) -> list[IngestionResult | None]:
+        yesterday = utcnow().date() - timedelta(days=1)
+        first = yesterday - timedelta(days=self.settings.PRICE_BACKFILL_DAYS - 1)
+        return [
+            self.coingecko.ingest_price_range(coin, first, yesterday, trigger=SCHEDULE_TRIGGER)
+            for coin in self._coins("coingecko_id")
+        ]
+
+    def run_job(self, job: Job) -> list[IngestionResult | None]:
+        """Run one job slot if this worker wins its lease; never raises (a failure is logged)."""
+        now = utcnow()
+        if self.stop_event.is_set() or (job.daily_after is not None and not job.daily_after(now)):
+            return []
+        ttl = timedelta(minutes=max(job.every_minutes, 1) * 2)
+        try:
+            if not self.db.take_lease(job.name, job.slot(now), self.worker_id, ttl):
+                logger.debug("job %s slot %s is taken by another worker", job.name, job.slot(now))
+                return []
+            self.current_job = job.name
+            results = job.action()
+        except Exception:  # noqa: BLE001 - one job's failure must not stop the loop or starve the others
+            logger.exception("job %s failed", job.name)
+            return []
+        finally:
+            self.current_job = None
+        self._note_interrupted(results)
+        return results
+
+    def _note_interrupted(self, results: list[IngestionResult | None]) -> None:
+        self.interrupted_runs += [r.id for r in results if r is not None and r.error_class == "Interrupted"]
+
+    # ------------------------------------------------------------------ reruns
+
+    def serve_reruns(self, *, kinds: tuple[str, ...] = ("rerun",), limit: int = 10) -> int:
+        """Serve pending requests until none is left, a job is due, or `limit` were served."""
+        served = 0
+        while served < limit and not self.stop_event.is_set():
+            request = self.db.claim_rerun_request(self.worker_id, kinds=kinds)
+            if request is None:
+                break
+            self.current_job = f"rerun of run {request.run_id}"
+            try:
+                result = self.replayer.replay(self.db.get_run(request.run_id), trigger="rerun")
+            except Exception as exc:  # noqa: BLE001 - recorded on the request
+                logger.exception("rerun request %s failed", request.id)
+                self.db.finish_rerun_request(
+                    request.id, status="failed", result_run_id=None, error=str(exc)[:500]
+                )
+            else:
+                failed = result is not None and result.status == "failed"
+                self.db.finish_rerun_request(
+                    request.id,
+                    status="failed" if failed else "done",
+                    result_run_id=result.id if result else None,
+                    error=result.error_message if failed and result else None,
+                )
+                self._note_interrupted([result])
+            finally:
+                self.current_job = None
+            served += 1
+        return served
+
+    # ------------------------------------------------------------------ loop
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.db.beat(self.worker_id, started_at=self.started_at, current_job=self.current_job)
+                self.db.recover_abandoned()
+            except Exception:  # noqa: BLE001 - a missed beat must not kill the thread
+                logger.exception("heartbeat failed")
+            self.stop_event.wait(self.settings.HEARTBEAT_SECONDS)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask the loop to stop after the current page."""
+
+        def _stop(signum: int, _frame: object) -> None:
+            logger.info("received signal %s; stopping after the current unit", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+    def run(self) -> None:
+        """Run until stopped: what is due at start, then on schedule, serving reruns between jobs."""
+        logger.info("scheduler %s starting", self.worker_id)
+        self.db.beat(self.worker_id, started_at=self.started_at, current_job=None)
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        timer = schedule.Scheduler()
+        for job in self.jobs:
+            timer.every(job.every_minutes * 60).seconds.do(self.run_job, job).tag(job.name)
+        timer.run_all()
+        while not self.stop_event.is_set():
+            timer.run_pending()
+            self.serve_reruns()
+            if not self._job_due(timer):
+                self.serve_reruns(kinds=("backfill",), limit=1)  # backfills yield to the regular jobs
+            idle = timer.idle_seconds
+            self.stop_event.wait(1.0 if idle is None else min(max(idle, 0.0), 1.0))
+        self._shutdown(beat)
+
+    @staticmethod
+    def _job_due(timer: schedule.Scheduler) -> bool:
+        idle = timer.idle_seconds
+        return idle is not None and idle <= 0
+
+    def _shutdown(self, beat: threading.Thread) -> None:
+        beat.join(timeout=5)
+        for run_id in self.interrupted_runs:
+            self.db.request_rerun(run_id, "scheduler: interrupted")
+        self.db.stop_worker(self.worker_id)
+        logger.info("scheduler %s stopped cleanly", self.worker_id)
