@@ -1,10 +1,16 @@
-"""The scheduler process: `python run_ingestor.py` runs the scheduler loop; any CLI command works too."""
+"""The scheduler process: `python run_ingestor.py [--log-level L]` runs the scheduler loop.
+
+Any `crypto-pipeline` command works here too (`python run_ingestor.py status`); with none, it is `run`.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from pipeline.cli import main
+from pipeline.cli import COMMANDS, main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["run"]))
+    args = sys.argv[1:]
+    if not any(arg in COMMANDS for arg in args):
+        args.append("run")
+    sys.exit(main(args))

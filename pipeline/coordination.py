@@ -104,7 +104,9 @@ class CoordinationMixin:
             stmt = _insert(conn, JobLease).values(
                 job_name=job_name, slot=slot, owner=owner, acquired_at=now, expires_at=now + ttl
             )
-            return conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
+            # RETURNING, not rowcount: psycopg reports -1 for a single INSERT ... ON CONFLICT DO NOTHING.
+            won = conn.execute(stmt.on_conflict_do_nothing().returning(JobLease.job_name)).scalar()
+            return won is not None
 
     # ------------------------------------------------------------------ rerun queue
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ def test_block_rows_are_deterministic_and_well_formed(sim: Simulator) -> None:
     eth = get(sim, "/ethereum/blocks", limit=5).json()["data"]
     assert all(r["hash"].startswith("0x") and len(r["hash"]) == 66 for r in eth)
     assert all(r["gas_used"] <= r["gas_limit"] for r in eth)
-    with make_sim() as other:
+    with make_sim(anchor_time=sim.anchor_time) as other:
         assert other.expected_block("dogecoin", 123_456) == sim.expected_block("dogecoin", 123_456)
 
 
@@ -530,25 +530,160 @@ def test_reorg_changes_only_the_newest_blocks(sim: Simulator) -> None:
     assert before[:7] == after[:7]
     tx_after = sim.expected_transactions("bitcoin-cash", tip)
     assert {t["hash"] for t in tx_before}.isdisjoint(t["hash"] for t in tx_after)
-    with make_sim() as twin:
+    with make_sim(anchor_time=sim.anchor_time) as twin:
         twin.reorg("bitcoin-cash", 3)
         assert twin.expected_block("bitcoin-cash", tip) == sim.expected_block("bitcoin-cash", tip)
 
 
 def test_tip_growth_and_advance() -> None:
     with make_sim(tip_growth=True) as sim:
+        # T0 is a day before construction; one block per interval has been added since then.
+        assert abs((datetime.now(UTC) - sim.anchor_time).total_seconds() - DAY) < 60
         base = sim.tip("bitcoin")
+        assert base == 870_000 + DAY // 600
+        assert 21_000_000 + DAY // 12 <= sim.tip("ethereum") <= 21_000_000 + DAY // 12 + 5
         sim.advance_tip("bitcoin", 5)
         assert sim.tip("bitcoin") == base + 5
         assert get(sim, "/bitcoin/stats").json()["data"]["best_block_height"] == base + 5
-        # Pretend the simulator started 10 minutes earlier: one bitcoin block, fifty ethereum blocks.
+        # Move the simulator's clock 10 minutes on: one bitcoin block, fifty ethereum blocks.
+        book = sim._service.book
+        frozen = book._clock()
+        book._clock = lambda: frozen
         eth = sim.tip("ethereum")
-        sim._service.book._started -= 600
+        book._clock = lambda: frozen + 600
         assert sim.tip("bitcoin") == base + 6
         assert sim.tip("ethereum") == eth + 50
     with make_sim(tips={"bitcoin": 1000}) as small:
         assert small.tip("bitcoin") == 1000
         assert small.tip("ethereum") == 21_000_000
+
+
+def test_tip_growth_follows_a_pinned_anchor() -> None:
+    anchor = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    with make_sim(tip_growth=True, anchor_time=anchor) as sim:
+        elapsed = (datetime.now(UTC) - anchor).total_seconds()
+        assert sim.anchor_time == anchor
+        assert sim.tip("bitcoin") == 870_000 + int(elapsed // 600)
+        assert sim.block_time("bitcoin", 870_000) == anchor
+    with make_sim(tip_growth=True, anchor_time=datetime.now(UTC) + timedelta(hours=1)) as future:
+        assert future.tip("bitcoin") == 870_000  # an anchor ahead of now never shrinks the chain
+
+
+def test_history_anchor_hours() -> None:
+    with make_sim(history_anchor_hours=2) as sim:
+        assert abs((datetime.now(UTC) - sim.anchor_time).total_seconds() - 2 * 3600) < 60
+        assert sim.tip("bitcoin") == 870_000
+    with pytest.raises(ValueError, match="history_anchor_hours"):
+        SimulatorConfig(history_anchor_hours=-1)
+
+
+def served_time(row: dict) -> datetime:
+    return datetime.strptime(row["time"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("tip_growth", [False, True])
+def test_block_times_strictly_increase_around_the_configured_tip(tip_growth: bool) -> None:
+    with make_sim(tip_growth=tip_growth) as sim:
+        for chain in ("bitcoin", "ethereum", "dogecoin", "litecoin", "bitcoin-cash", "dash"):
+            base = SimulatorConfig().tips[chain]
+            assert sim.block_time(chain, base) == sim.anchor_time
+            rows = get(sim, f"/{chain}/blocks", q=f"id({base - 50}..{base + 49})", s="id(asc)", limit=100)
+            rows = rows.json()["data"]
+            assert [r["id"] for r in rows] == list(range(base - 50, min(base + 50, sim.tip(chain) + 1)))
+            times = [served_time(r) for r in rows]
+            assert all(b > a for a, b in zip(times, times[1:], strict=False)), chain
+            assert times == [sim.block_time(chain, r["id"]) for r in rows]
+            assert rows == [sim.expected_block(chain, r["id"]) for r in rows]
+
+
+def test_newest_block_is_within_an_interval_of_now_with_tip_growth() -> None:
+    intervals = {"bitcoin": 600, "ethereum": 12, "dogecoin": 60, "litecoin": 150, "dash": 150}
+    with make_sim(tip_growth=True) as sim:
+        for chain, interval in intervals.items():
+            for path, params in (("stats", {}), ("blocks", {"limit": 1})):
+                before = datetime.now(UTC)
+                data = get(sim, f"/{chain}/{path}", **params).json()["data"]
+                after = datetime.now(UTC)
+                if path == "stats":
+                    assert data["best_block_height"] > SimulatorConfig().tips[chain]
+                    newest = served_time({"time": data["best_block_time"]})
+                else:
+                    newest = served_time(data[0])
+                # Served times are whole seconds, hence the extra second.
+                assert before - timedelta(seconds=interval + 1) < newest < after + timedelta(seconds=interval)
+        # Simulated time passes: the newest block stays that fresh.
+        book = sim._service.book
+        later = time.time() + 3 * DAY + 1234.5
+        book._clock = lambda: later
+        newest = sim.block_time("bitcoin", sim.tip("bitcoin")).timestamp()
+        assert later - 600 < newest < later + 600
+
+
+def test_advanced_blocks_without_tip_growth_stay_in_the_past(sim: Simulator) -> None:
+    tip = sim.tip("bitcoin")
+    assert tip == 870_000
+    assert datetime.now(UTC) - sim.block_time("bitcoin", tip) > timedelta(hours=23)
+    sim.advance_tip("bitcoin", 100)
+    rows = get(sim, "/bitcoin/blocks", q=f"id({tip + 1}..)", s="id(asc)", limit=100).json()["data"]
+    assert [r["id"] for r in rows] == list(range(tip + 1, tip + 101))
+    times = [served_time(r) for r in rows]
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))
+    assert times[-1] < datetime.now(UTC) - timedelta(hours=5)
+    txs = get(sim, "/bitcoin/transactions", q=f"block_id({tip + 100})", limit=100).json()["data"]
+    assert txs
+    assert all(served_time(t) == times[-1] for t in txs)
+
+
+def test_block_usd_values_use_the_price_of_the_block_date(sim: Simulator) -> None:
+    tip = sim.tip("bitcoin")
+    days = {}
+    for height in range(tip - 200, tip + 1):  # about 33 hours of blocks: at least one midnight
+        days.setdefault(sim.block_time("bitcoin", height).date(), height)
+    assert len(days) >= 2
+    for day, height in days.items():
+        block = sim.expected_block("bitcoin", height)
+        price = sim.expected_daily_prices("bitcoin", day, day)[0][1]
+        assert block["date"] == day.isoformat()
+        assert block["generation_usd"] == round(block["generation"] / 100_000_000 * price, 4)
+        assert block["reward_usd"] == round(block["reward"] / 100_000_000 * price, 4)
+
+
+def test_same_anchor_time_and_seed_serve_identical_blocks() -> None:
+    anchor = datetime(2025, 3, 1, 12, 30, 15, tzinfo=UTC)
+    with make_sim(anchor_time=anchor, seed=7) as first:
+        tip = first.tip("bitcoin")
+        blocks = get(first, "/bitcoin/blocks", q=f"id({tip - 99}..)", s="id(asc)", limit=100).json()["data"]
+        eth_txs = get(first, "/ethereum/transactions", limit=100).json()["data"]
+        first.reorg("litecoin", 2)
+        ltc = first.expected_block("litecoin", first.tip("litecoin"))
+    time.sleep(1.1)  # a second construction time must not matter
+    naive = anchor.replace(tzinfo=None)  # taken as UTC
+    with make_sim(anchor_time=naive, seed=7) as second:
+        assert second.anchor_time == anchor
+        assert second.tip("bitcoin") == tip
+        assert get(second, "/bitcoin/blocks", q=f"id({tip - 99}..)", s="id(asc)", limit=100).json()[
+            "data"] == blocks
+        assert get(second, "/ethereum/transactions", limit=100).json()["data"] == eth_txs
+        second.reorg("litecoin", 2)
+        assert second.expected_block("litecoin", second.tip("litecoin")) == ltc
+    assert blocks[-1]["time"] == "2025-03-01 12:30:15"
+    with make_sim(anchor_time=anchor + timedelta(hours=1), seed=7) as shifted:
+        assert shifted.expected_block("bitcoin", tip)["time"] == "2025-03-01 13:30:15"
+    offset = datetime(2025, 3, 1, 14, 30, 15, tzinfo=timezone(timedelta(hours=2)))
+    assert SimulatorConfig(anchor_time=offset).anchor_time == anchor
+
+
+def test_command_line_anchor_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.simulator import __main__ as cli
+
+    seen: list[SimulatorConfig] = []
+    monkeypatch.setattr(cli, "serve_forever", lambda config, host, port: seen.append(config))
+    cli.main(["--port", "0", "--anchor-time", "2025-03-01T12:30:15Z", "--no-tip-growth"])
+    cli.main(["--port", "0"])
+    assert seen[0].anchor_time == datetime(2025, 3, 1, 12, 30, 15, tzinfo=UTC)
+    assert seen[1].anchor_time is None
+    with pytest.raises(SystemExit):
+        cli.main(["--anchor-time", "yesterday"])
 
 
 def test_request_counts(sim: Simulator) -> None:
