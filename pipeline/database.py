@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
@@ -139,7 +139,8 @@ def validate_records(model: type[RecordT], records: Iterable[Any]) -> Iterator[R
         try:
             yield model.model_validate(record)
         except ValidationError as exc:
-            raise RecordValidationError(describe_validation_error(exc), record=record) from None
+            field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or None
+            raise RecordValidationError(describe_validation_error(exc), record=record, field=field) from None
 
 
 class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
@@ -204,19 +205,19 @@ class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
     def _bulk_upsert(
         self, orm: type[Any], model: type[RecordT], records: Iterable[Any], conn: Connection | None
     ) -> UpsertResult:
+        """Validate lazily and write DB_BATCH_SIZE rows at a time, all in one transaction.
+
+        Memory stays flat however many records stream in, and an invalid record anywhere rolls the
+        whole call back: nothing from a call that raised is written.
+        """
+        if conn is None:
+            with self.transaction() as own:
+                return self._bulk_upsert(orm, model, records, own)
         result = UpsertResult()
         validated = validate_records(model, records)
         while batch := list(islice(validated, self.batch_size)):
-            result += self._write_batch(orm, batch, conn)
+            result += upsert(conn, _SPECS[orm], batch)
         return result
-
-    def _write_batch(
-        self, orm: type[Any], batch: Sequence[BaseModel], conn: Connection | None
-    ) -> UpsertResult:
-        if conn is not None:
-            return upsert(conn, _SPECS[orm], batch)
-        with self.transaction() as own:
-            return upsert(own, _SPECS[orm], batch)
 
     def insert_blocks(self, blocks: Iterable[Any], *, conn: Connection | None = None) -> UpsertResult:
         """Upsert blocks (models or dicts); pass `conn` to join the caller's transaction."""
@@ -253,14 +254,16 @@ class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
         end_date: date | datetime | None = None,
         limit: int | None = 100,
     ) -> list[BlockchainBlockData]:
-        """Blocks, newest first, optionally for one coin and a time window (end date inclusive)."""
+        """Blocks, newest first, optionally for one coin and a time window (both ends inclusive)."""
         stmt = select(BlockchainBlock).order_by(BlockchainBlock.time.desc(), BlockchainBlock.block_id.desc())
         if coin_symbol:
             stmt = stmt.where(BlockchainBlock.coin_symbol == coin_symbol)
         if start_date is not None:
             stmt = stmt.where(BlockchainBlock.time >= _start_of(start_date))
-        if end_date is not None:
-            stmt = stmt.where(BlockchainBlock.time < _end_of(end_date))
+        if isinstance(end_date, datetime):
+            stmt = stmt.where(BlockchainBlock.time <= _as_aware(end_date))
+        elif end_date is not None:
+            stmt = stmt.where(BlockchainBlock.time < _start_of(end_date) + timedelta(days=1))
         return self._select_models(stmt.limit(limit), BlockchainBlockData)
 
     def get_transactions(
@@ -400,16 +403,14 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+def _as_aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _start_of(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return _as_aware(value)
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
-
-
-def _end_of(value: date | datetime) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return _start_of(value) + timedelta(days=1)
 
 
 def _as_date(value: date | str | None) -> date | None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -28,10 +29,20 @@ FUTURE_TOLERANCE = timedelta(hours=2)
 _HEX64 = re.compile(r"(0x)?[0-9a-f]{64}")
 _ETH_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 
+
+def _not_astronomical(value: Any) -> Any:
+    # JSON numbers decode as Decimal; `1e1000000` is nine bytes of input but would take pydantic seconds
+    # to expand into an int before the bound check could refuse it.
+    if isinstance(value, Decimal) and value.is_finite() and value.adjusted() > 80:
+        msg = f"number too large: {value:.3e}"
+        raise ValueError(msg)
+    return value
+
+
 # Bounds match the columns, so a hostile value is rejected as one record instead of failing a batch.
-Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
-Height = Annotated[int, Field(ge=0, le=2**63 - 1)]
-Amount = Annotated[int, Field(ge=0, lt=10**76)]
+Count = Annotated[int, BeforeValidator(_not_astronomical), Field(ge=0, le=2**31 - 1)]
+Height = Annotated[int, BeforeValidator(_not_astronomical), Field(ge=0, le=2**63 - 1)]
+Amount = Annotated[int, BeforeValidator(_not_astronomical), Field(ge=0, lt=10**76)]
 Usd = Annotated[Decimal, Field(ge=0, lt=Decimal("1e20"))]
 
 
@@ -50,7 +61,13 @@ def _now(info: ValidationInfo) -> datetime:
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01+01:00 and the like: pydantic only reports ValueError
+        msg = f"time {value.isoformat()} is out of range"
+        raise ValueError(msg) from None
 
 
 def _check_not_future(value: datetime | None, info: ValidationInfo) -> datetime | None:

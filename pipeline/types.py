@@ -27,12 +27,12 @@ def decimal_to_text(value: Decimal | None) -> str | None:
         return None
     text = str(value)
     # Fast path: most values already print in canonical form (this runs once per cell in bulk loads).
-    if "E" not in text and not ("." in text and text.endswith("0")):
+    if "E" not in text and not ("." in text and text.endswith("0")) and text != "-0":
         return text
-    if value == value.to_integral_value():
-        return str(int(value))
+    if value.is_zero():
+        return "0"  # also for -0 and 0E-12, so equal values compare equal as text
     text = format(value, "f")
-    return text.rstrip("0") if "." in text else text
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def int_to_sqlite(value: int | None) -> int | str | None:

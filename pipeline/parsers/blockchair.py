@@ -171,8 +171,9 @@ def _address_entries(data: Any, endpoint: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, Mapping):
         raise format_error(SOURCE, endpoint, f"expected an object in 'data', got {type(data).__name__}")
-    if isinstance(data.get("addresses"), Mapping):
-        return dict(data["addresses"])
+    if "addresses" in data:  # the plural dashboard; `[]` is how the API sends an empty object
+        addresses = data["addresses"]
+        return dict(addresses) if isinstance(addresses, Mapping) else {}
     return {key: value.get("address") if isinstance(value, Mapping) else value for key, value in data.items()}
 
 

@@ -26,6 +26,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
+# Timestamps a calendar date can hold (years 1970..9999); anything else is a malformed point. Checked
+# before int(): a Decimal such as 1e1000000 is cheap to send and very expensive to expand.
+MAX_TIMESTAMP_MS = 253_402_214_400_000
+
+
+def _timestamp(value: Any) -> int | None:
+    if not _is_number(value) or not 0 <= value < MAX_TIMESTAMP_MS:
+        return None
+    return int(value)
+
+
 def _series(payload: Mapping[str, Any], key: str, rejects: list[Reject] | None) -> dict[int, Any]:
     """timestamp (ms) -> value for one array; malformed points are rejected (prices) or ignored (others)."""
     points = payload.get(key)
@@ -33,8 +44,9 @@ def _series(payload: Mapping[str, Any], key: str, rejects: list[Reject] | None) 
     if not isinstance(points, list):
         return series
     for point in points:
-        if isinstance(point, list) and len(point) == 2 and _is_number(point[0]):
-            series[int(point[0])] = point[1]
+        ts = _timestamp(point[0]) if isinstance(point, list) and len(point) == 2 else None
+        if ts is not None:
+            series[ts] = point[1]
         elif rejects is not None:
             rejects.append(Reject(f"malformed {key} point (expected [timestamp_ms, value])", point))
     return series
@@ -99,6 +111,9 @@ def parse_history(
     """A `/coins/{id}/history` reply as at most one record; no `market_data` means no data for that day."""
     if not isinstance(payload, Mapping):
         raise format_error(SOURCE, endpoint, "response is not a JSON object")
+    if "error" in payload or "status" in payload:
+        # An error body that came with a 2xx status must not read as "no data for that day".
+        raise format_error(SOURCE, endpoint, f"error body: {str(payload)[:200]}")
     result: ParseResult[MarketPriceData] = ParseResult()
     market_data = payload.get("market_data")
     if market_data is None:

@@ -213,8 +213,11 @@ def test_ethereum_amounts_are_wei_strings() -> None:
 
 # ---------------------------------------------------------------- Blockchair address dashboards
 
-GOOD = ["1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy",
-        "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"]
+GOOD = [
+    "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2",
+    "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy",
+    "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+]
 
 
 def test_addresses_dashboard(sim: Simulator) -> None:
@@ -292,7 +295,8 @@ def test_market_chart_values_do_not_depend_on_range(sim: Simulator) -> None:
     start = datetime.fromtimestamp(wide["prices"][0][0] / 1000, UTC).date()
     expected = sim.expected_daily_prices("dogecoin", start, start + timedelta(days=9))
     assert [(d, p) for d, p, _, _ in expected] == [
-        (datetime.fromtimestamp(ms / 1000, UTC).date(), v) for ms, v in wide["prices"][:10]]
+        (datetime.fromtimestamp(ms / 1000, UTC).date(), v) for ms, v in wide["prices"][:10]
+    ]
     assert all(0.001 < p < 5 for _, p, _, _ in expected)
 
 
@@ -302,8 +306,11 @@ def test_market_chart_hourly_for_short_ranges(sim: Simulator) -> None:
     stamps = [p[0] for p in body["prices"]]
     assert len(stamps) in (120, 121)
     assert {b - a for a, b in zip(stamps, stamps[1:], strict=False)} == {3_600_000}
-    daily = dict(map(tuple, cg_range(sim, "ethereum", now - 10 * DAY, now - 5 * DAY, interval="daily")
-                     .json()["prices"]))
+    daily = dict(
+        map(
+            tuple, cg_range(sim, "ethereum", now - 10 * DAY, now - 5 * DAY, interval="daily").json()["prices"]
+        )
+    )
     assert all(dict(map(tuple, body["prices"]))[ms] == v for ms, v in daily.items())
 
 
@@ -493,7 +500,10 @@ def test_data_faults_on_coingecko(sim: Simulator) -> None:
     assert cg_range(sim, "bitcoin", now - 5 * DAY, now).json()["prices"][0][1] == "n/a"
     sim.add_fault(FaultRule("empty_data", endpoint="market_chart_range"))
     assert cg_range(sim, "bitcoin", now - 5 * DAY, now).json() == {
-        "prices": [], "market_caps": [], "total_volumes": []}
+        "prices": [],
+        "market_caps": [],
+        "total_volumes": [],
+    }
     sim.add_fault(FaultRule("missing_field", endpoint="history"))
     body = get(sim, "/api/v3/coins/bitcoin/history", date="01-01-2020").json()
     assert "usd" not in body["market_data"]["current_price"]
@@ -661,8 +671,10 @@ def test_same_anchor_time_and_seed_serve_identical_blocks() -> None:
     with make_sim(anchor_time=naive, seed=7) as second:
         assert second.anchor_time == anchor
         assert second.tip("bitcoin") == tip
-        assert get(second, "/bitcoin/blocks", q=f"id({tip - 99}..)", s="id(asc)", limit=100).json()[
-            "data"] == blocks
+        assert (
+            get(second, "/bitcoin/blocks", q=f"id({tip - 99}..)", s="id(asc)", limit=100).json()["data"]
+            == blocks
+        )
         assert get(second, "/ethereum/transactions", limit=100).json()["data"] == eth_txs
         second.reorg("litecoin", 2)
         assert second.expected_block("litecoin", second.tip("litecoin")) == ltc

@@ -1,0 +1,61 @@
+"""Helpers of the dashboard tests: run pages under AppTest, read charts, count rerun requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from pipeline.config import get_settings
+from pipeline.database import DatabaseService
+from pipeline.models import RerunRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboard" / "app.py"
+PAGES = {
+    "overview": None,
+    "runs": "pages/runs.py",
+    "prices": "pages/prices.py",
+    "blocks": "pages/blocks.py",
+    "database": "pages/database.py",
+}
+
+
+def reset_app_state() -> None:
+    """Forget cached settings, query results and the cached DatabaseService (its engine is disposed)."""
+    get_settings.cache_clear()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def new_app() -> AppTest:
+    """The dashboard under AppTest (the timeout covers the first pandas/plotly import)."""
+    return AppTest.from_file(str(APP), default_timeout=60)
+
+
+def open_page(page: str, *, query: dict[str, str] | None = None, at: AppTest | None = None) -> AppTest:
+    """Run the app, switch to a page and run it; fails on any exception the script raised."""
+    at = at or new_app()
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    if PAGES[page]:
+        at.switch_page(PAGES[page]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def plotly_charts(at: AppTest) -> list:
+    """The plotly chart elements of the current page."""
+    return list(at.get("plotly_chart"))
+
+
+def request_count(db: DatabaseService, run_id: int | None = None) -> int:
+    """Rerun requests stored (for one run)."""
+    stmt = select(func.count()).select_from(RerunRequest)
+    if run_id is not None:
+        stmt = stmt.where(RerunRequest.run_id == run_id)
+    with db.engine.connect() as conn:
+        return conn.scalar(stmt) or 0

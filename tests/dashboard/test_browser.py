@@ -1,0 +1,206 @@
+"""The dashboard in a real browser: `streamlit run` + Playwright + Debian chromium, fed by a live scheduler.
+
+The stack: the API simulator, the scheduler (`python -m pipeline.cli run`) ingesting from it into a SQLite
+file seeded with prices and one failed CoinGecko run, and the dashboard on a free loopback port. The test
+opens every page, checks that its charts rendered, reruns the failed run from the runs page and watches
+its request turn to done. Screenshots go to test-artifacts/screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.database import DatabaseService
+from tests.conftest import make_settings
+from tests.dashboard.helpers import ROOT
+from tests.dashboard.seed import seed_failed_price_run, seed_prices
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+PAGES = {"overview": "", "runs": "runs", "prices": "prices", "blocks": "blocks", "database": "database"}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs the Debian chromium package: apt-get install -y chromium"
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, procs: list) -> object:
+    """Poll until `condition()` is truthy; fail early if one of the processes died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc, log in procs:
+            if proc.poll() is not None:
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            value = condition()
+        except Exception:  # noqa: BLE001 - not ready yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+        return response.status == 200
+
+
+@dataclass
+class Stack:
+    url: str
+    db: DatabaseService
+    failed_run: int
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("browser")
+    database_url = f"sqlite:///{tmp}/dashboard.db"
+    db = DatabaseService(settings=make_settings(database_url))
+    db.create_tables()
+    today = time.gmtime()
+    from datetime import date
+
+    day = date(today.tm_year, today.tm_mon, today.tm_mday)
+    seed_prices(db, day)
+    failed_run = seed_failed_price_run(db, day)
+
+    sim_port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    env |= {
+        "DATABASE_URL": database_url,
+        "BLOCKCHAIR_BASE_URL": f"http://127.0.0.1:{sim_port}",
+        "COINGECKO_BASE_URL": f"http://127.0.0.1:{sim_port}/api/v3",
+        "HEARTBEAT_SECONDS": "1",
+        "BLOCKS_INITIAL_DEPTH": "50",
+        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": "6000",
+        "COINGECKO_RATE_LIMIT_PER_MINUTE": "6000",
+        "SIMULATED_DATA": "true",
+        "COINS": "bitcoin,ethereum,dogecoin",
+        "PYTHONUNBUFFERED": "1",
+    }
+    procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(name: str, args: list[str], cwd: Path) -> None:
+        log = tmp / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs.append((name, proc, log))
+
+    try:
+        start("simulator", [sys.executable, "-m", "pipeline.simulator", "--port", str(sim_port)], tmp)
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{sim_port}/api/v3/ping"), 30, "the simulator", procs)
+        start("scheduler", [sys.executable, "-m", "pipeline.cli", "run"], tmp)
+        wait_for(db.scheduler_alive, 60, "a scheduler heartbeat", procs)
+        wait_for(lambda: all(db.max_block_height(s) for s in ("BTC", "ETH", "DOGE")), 120, "blocks", procs)
+        st_port = free_port()
+        start(
+            "dashboard",
+            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(st_port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            ROOT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{st_port}"
+        wait_for(lambda: http_ok(f"{url}/_stcore/health"), 60, "the dashboard", procs)
+        yield Stack(url=url, db=db, failed_run=failed_run)
+    finally:
+        for _name, proc, _log in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        db.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser_page(stack: Stack) -> Iterator:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-dev-shm-usage"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1440, "height": 2200})
+        yield page
+        browser.close()
+
+
+def open_page(page, stack: Stack, path: str) -> None:  # noqa: ANN001
+    page.goto(f"{stack.url}/{path}")
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=60_000)
+
+
+def screenshot(page, name: str) -> None:  # noqa: ANN001
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(1500)  # let plotly finish drawing
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+@pytest.mark.parametrize("name", ["overview", "prices", "blocks", "database"])
+def test_every_page_renders_its_charts(stack, browser_page, name):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    open_page(page, stack, PAGES[name])
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    expect(charts.first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Simulated data.").first).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    if name == "overview":
+        expect(page.get_by_text("Workers up")).to_be_visible()
+    screenshot(page, name)
+    print(f"screenshot: {SCREENSHOTS / (name + '.png')}")
+
+
+def test_rerun_of_a_failed_run_is_served_by_the_scheduler(stack, browser_page):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    open_page(page, stack, "runs?status=failed&source=coingecko")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    expect(grid).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(1000)
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 16, box["y"] + 35 + 17)  # the first row's selection checkbox (canvas grid)
+    rerun = page.get_by_role("button", name=f"Rerun run #{stack.failed_run}")
+    expect(rerun.first).to_be_visible(timeout=30_000)
+    screenshot(page, "runs-selected")
+    print("rerun buttons:", rerun.count(), page.locator('[data-testid="stButton"] button').all_inner_texts())
+    rerun.first.click()
+    expect(page.get_by_text("Rerun request #")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(": done")).to_be_visible(timeout=120_000)
+    request = stack.db.latest_request_for(stack.failed_run)
+    assert request is not None
+    assert request.status == "done"
+    assert stack.db.get_run(request.result_run_id).parent_run_id == stack.failed_run
+    screenshot(page, "runs")
+    print(f"screenshots in {SCREENSHOTS}")
