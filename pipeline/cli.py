@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="workers, recent runs, failures and freshness")
     status.add_argument("--json", action="store_true", help="machine-readable; exit 1 if anything is at fail")
 
+    up = sub.add_parser("up", help="start the scheduler and the dashboard together")
+    up.add_argument("--demo", action="store_true", help="also start the simulator; no key or internet needed")
+    up.add_argument("--port", type=int, default=None, help="dashboard port (default: a free one)")
+    up.add_argument("--host", default="127.0.0.1")
+
     simulate = sub.add_parser("simulate", help="serve the local Blockchair/CoinGecko simulator")
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--host", default="127.0.0.1")
@@ -278,6 +283,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failing else 0
 
 
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Scheduler + dashboard (+ simulator) until Ctrl-C."""
+    from pipeline.launcher import up
+
+    if not args.demo:
+        _db(settings)  # fail fast, here, on a database that cannot be reached or migrated
+    return up(settings, demo=args.demo, host=args.host, port=args.port)
+
+
 def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
     """Serve the simulator until Ctrl-C."""
     from pipeline.simulator import SimulatorConfig, serve_forever
@@ -296,6 +310,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "runs": cmd_runs,
     "simulate": cmd_simulate,
     "run": cmd_run,
+    "up": cmd_up,
     "status": cmd_status,
 }
 

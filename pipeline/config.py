@@ -7,6 +7,7 @@ Nothing else in the project reads `os.environ`: entrypoints build `Settings()` (
 from __future__ import annotations
 
 import json
+import os
 from datetime import time
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -165,3 +166,10 @@ def load_settings(**overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
+
+
+def child_environment(**overrides: object) -> dict[str, str]:
+    """The environment for a child process (scheduler, dashboard, simulator), with settings overridden."""
+    env = dict(os.environ)
+    env.update({key: str(value) for key, value in overrides.items()})
+    return env
