@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     BLOCK_LAG_WARN_BLOCKS: int = 30
     BLOCK_LAG_FAIL_BLOCKS: int = 300
 
+    # Coverage, gap filling and data quality
+    COVERAGE_DAYS: int = Field(365, ge=1, le=20_000)
+    COINGECKO_DAILY_REQUEST_BUDGET: int = Field(330, ge=1)  # the demo plan's 10,000 calls a month
+    BLOCKCHAIR_DAILY_REQUEST_BUDGET: int = Field(1440, ge=1)
+    PRICE_MOVE_WARN_RATIO: float = Field(0.5, gt=0)  # |price / rolling median - 1|
+    MARKET_CAP_DIVERGENCE_RATIO: float = Field(0.25, gt=0)  # cap change not matched by the price change
+    BLOCK_TIME_TOLERANCE_MINUTES: float = Field(120, gt=0)
+
     # Dashboard
     DASHBOARD_READ_ONLY: bool = False
     LOG_LEVEL: str = "INFO"

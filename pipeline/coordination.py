@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 
 ABANDONED = "abandoned"
 OPEN_STATUSES = ("pending", "running")
+
+
+def slice_key(slice_params: dict[str, Any]) -> str:
+    """A stable identity for a planned slice, so the same gap is never queued twice."""
+    params = slice_params["params"]
+    span = "..".join(str(params[k]) for k in ("start", "end", "start_height", "end_height") if k in params)
+    subject = params.get("coin_id") or params.get("chain")
+    return f"{slice_params['source']}/{slice_params['data_type']}/{subject}/{span}"[:200]
 
 
 def _insert(conn: Connection, table: type) -> object:
@@ -131,6 +139,31 @@ class CoordinationMixin:
             # The partial unique index on open requests makes a duplicate a no-op, even under races.
             conn.execute(stmt.on_conflict_do_nothing())
         return self.open_request_for(run_id) or self.latest_request_for(run_id)  # type: ignore[return-value]
+
+    def request_backfill(
+        self: DatabaseService, slice_params: dict[str, Any], requested_by: str
+    ) -> RerunRequestData:
+        """Queue a planned slice (source, data_type, params) to run after the regular jobs; de-duplicated."""
+        key = slice_key(slice_params)
+        with self.transaction() as conn:
+            stmt = _insert(conn, RerunRequest).values(
+                slice_key=key,
+                slice_params=slice_params,
+                requested_by=requested_by[:128],
+                kind="backfill",
+                status="pending",
+                requested_at=utcnow(),
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+            conn.execute(stmt.on_conflict_do_nothing())
+            request_id = conn.scalar(
+                select(RerunRequest.id)
+                .where(RerunRequest.slice_key == key)
+                .order_by(RerunRequest.id.desc())
+                .limit(1)
+            )
+        return self.get_rerun_request(request_id)
 
     def open_request_for(self: DatabaseService, run_id: int) -> RerunRequestData | None:
         """The pending or running request of a run, if any."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete, func, select, update
 
 from pipeline.models import BlockchainBlock, BlockchainTransaction, CoinMetadata, MarketPrice
+from pipeline.schemas import BlockchainBlockData
 
 if TYPE_CHECKING:
     from pipeline.database import DatabaseService
@@ -27,6 +28,17 @@ class CursorMixin:
                 select(func.max(BlockchainBlock.block_id)).where(BlockchainBlock.coin_symbol == coin_symbol)
             )
 
+    def blocks_between(
+        self: DatabaseService, coin_symbol: str, low: int, high: int
+    ) -> list[BlockchainBlockData]:
+        """Stored blocks of heights [low, high], lowest first."""
+        stmt = (
+            select(BlockchainBlock)
+            .where(BlockchainBlock.coin_symbol == coin_symbol, BlockchainBlock.block_id.between(low, high))
+            .order_by(BlockchainBlock.block_id)
+        )
+        return self._select_models(stmt, BlockchainBlockData)
+
     def block_hashes(self: DatabaseService, coin_symbol: str, low: int, high: int) -> dict[int, str]:
         """Stored hash per height in [low, high]."""
         stmt = select(BlockchainBlock.block_id, BlockchainBlock.hash).where(
@@ -35,10 +47,10 @@ class CursorMixin:
         with self.engine.connect() as conn:
             return {row.block_id: row.hash for row in conn.execute(stmt)}
 
-    def incomplete_transaction_blocks(
+    def transaction_deficits(
         self: DatabaseService, coin_symbol: str, low: int, high: int
-    ) -> list[int]:
-        """Heights in [low, high] whose stored transactions are fewer than the block's transaction_count."""
+    ) -> list[tuple[int, int]]:
+        """(height, missing count) for heights in [low, high] holding fewer than transaction_count."""
         stored = (
             select(BlockchainTransaction.block_id, func.count().label("n"))
             .where(
@@ -48,18 +60,25 @@ class CursorMixin:
             .group_by(BlockchainTransaction.block_id)
             .subquery()
         )
+        have = func.coalesce(stored.c.n, 0)
         stmt = (
-            select(BlockchainBlock.block_id)
+            select(BlockchainBlock.block_id, BlockchainBlock.transaction_count - have)
             .outerjoin(stored, stored.c.block_id == BlockchainBlock.block_id)
             .where(
                 BlockchainBlock.coin_symbol == coin_symbol,
                 BlockchainBlock.block_id.between(low, high),
-                func.coalesce(stored.c.n, 0) < BlockchainBlock.transaction_count,
+                have < BlockchainBlock.transaction_count,
             )
             .order_by(BlockchainBlock.block_id)
         )
         with self.engine.connect() as conn:
-            return list(conn.scalars(stmt))
+            return [(height, missing) for height, missing in conn.execute(stmt)]
+
+    def incomplete_transaction_blocks(
+        self: DatabaseService, coin_symbol: str, low: int, high: int
+    ) -> list[int]:
+        """Heights in [low, high] whose stored transactions are fewer than the block's transaction_count."""
+        return [height for height, _missing in self.transaction_deficits(coin_symbol, low, high)]
 
     def max_transaction_source_id(self: DatabaseService, coin_symbol: str, low: int, high: int) -> int | None:
         """The highest source id of the transactions stored for heights [low, high]."""

@@ -265,12 +265,21 @@ class RerunRequest(AuditMixin, Base):
             sqlite_where=text("status IN ('pending', 'running')"),
             postgresql_where=text("status IN ('pending', 'running')"),
         ),
+        # The same for planned backfill slices (fill-gaps), which have no run yet.
+        Index(
+            "uq_rerun_requests_open_slice",
+            "slice_key",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("data_ingestion_logs.id", ondelete="CASCADE"), nullable=False
-    )
+    # A rerun replays a recorded run; a backfill carries its planned slice in `slice_params` instead.
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("data_ingestion_logs.id", ondelete="CASCADE"))
+    slice_key: Mapped[str | None] = mapped_column(String(200))
+    slice_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     requested_by: Mapped[str] = mapped_column(String(128), nullable=False)
     # "rerun" replays a failed run; "backfill" requests wait until the regular jobs are done.
@@ -295,3 +304,27 @@ class JobLease(Base):
     owner: Mapped[str] = mapped_column(String(128), nullable=False)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+
+
+class DataQualityCheck(Base):
+    """The result of one data-quality check on the slice a run wrote (only findings are stored)."""
+
+    __tablename__ = "data_quality_checks"
+    __table_args__ = (
+        Index("ix_data_quality_checks_created", "created_at"),
+        Index("ix_data_quality_checks_subject", "subject", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("data_ingestion_logs.id", ondelete="CASCADE"), index=True
+    )
+    check_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    severity: Mapped[str] = mapped_column(String(8), nullable=False)
+    # The coin (CoinGecko id) or chain (Blockchair) the finding is about.
+    subject: Mapped[str] = mapped_column(String(64), nullable=False)
+    slice: Mapped[str] = mapped_column(String(128), nullable=False)
+    observed: Mapped[str] = mapped_column(String(128), nullable=False)
+    threshold: Mapped[str | None] = mapped_column(String(128))
+    samples: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)

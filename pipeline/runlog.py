@@ -62,6 +62,7 @@ class RunTally:
     shortfalls: list[str] = field(default_factory=list)
     # Facts learnt while running that complete the slice's description (the tip reached, reorgs seen).
     slice_updates: dict[str, Any] = field(default_factory=dict)
+    run_id: int | None = None
     result: IngestionResult | None = None  # set when the unit's log row is closed
 
     def add_rejects(self, rejects: list[Reject]) -> None:
@@ -145,7 +146,7 @@ def record_run(
     run_id = db.start_run(run, trigger=trigger, parent_run_id=parent_run_id)
     client.reset_stats()
     started = utcnow()
-    tally = RunTally()
+    tally = RunTally(run_id=run_id)
     error: BaseException | None = None
     try:
         yield tally

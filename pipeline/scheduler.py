@@ -32,6 +32,7 @@ from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.models import utcnow
 from pipeline.runlog import IngestionResult
+from pipeline.schemas import RerunRequestData
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +149,9 @@ class Scheduler:
             request = self.db.claim_rerun_request(self.worker_id, kinds=kinds)
             if request is None:
                 break
-            self.current_job = f"rerun of run {request.run_id}"
+            self.current_job = f"{request.kind} request {request.id}"
             try:
-                result = self.replayer.replay(self.db.get_run(request.run_id), trigger="rerun")
+                result = self._serve(request)
             except Exception as exc:  # noqa: BLE001 - recorded on the request
                 logger.exception("rerun request %s failed", request.id)
                 self.db.finish_rerun_request(
@@ -169,6 +170,14 @@ class Scheduler:
                 self.current_job = None
             served += 1
         return served
+
+    def _serve(self, request: RerunRequestData) -> IngestionResult | None:
+        if request.run_id is not None:
+            return self.replayer.replay(self.db.get_run(request.run_id), trigger="rerun")
+        planned = request.slice_params or {}
+        return self.replayer.run_slice(
+            planned["source"], planned["data_type"], planned["params"], trigger="backfill"
+        )
 
     # ------------------------------------------------------------------ loop
 

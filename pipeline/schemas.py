@@ -373,7 +373,9 @@ class RerunRequestData(Record):
     """A queued replay of a recorded run."""
 
     id: int
-    run_id: int
+    run_id: int | None = None
+    slice_key: str | None = None
+    slice_params: dict[str, Any] | None = None
     requested_at: datetime
     requested_by: str
     kind: str = "rerun"

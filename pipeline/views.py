@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     Select,
     and_,
+    case,
     cast,
     func,
     literal_column,
@@ -261,6 +262,18 @@ def transactions_per_day(db: DatabaseService, coin_symbol: str, start: date, end
     return _days(frame)
 
 
+def first_block_day(db: DatabaseService, coin_symbol: str) -> date | None:
+    """The UTC day of a chain's oldest stored block (for the 'all' range), from the (coin, time) index."""
+    stmt = select(func.min(BlockchainBlock.time)).where(BlockchainBlock.coin_symbol == coin_symbol)
+    with db.engine.connect() as conn:
+        first = conn.scalar(stmt)
+    if first is None:
+        return None
+    if isinstance(first, int):  # SQLite returns the stored epoch microseconds for an aggregate
+        first = datetime.fromtimestamp(first / 1_000_000, UTC)
+    return first.astimezone(UTC).date()
+
+
 def latest_blocks(db: DatabaseService, coin_symbol: str, limit: int = 100) -> pd.DataFrame:
     """The newest blocks of a chain, highest first, with fees in coin units as exact text."""
     stmt = (
@@ -436,15 +449,18 @@ def runs_table(
 
 
 def runs_by_status(db: DatabaseService, since: datetime) -> dict[str, int]:
-    """How many runs started since a time, per status (every status present, zero when none)."""
-    stmt = (
-        select(DataIngestionLog.status, func.count())
-        .where(DataIngestionLog.started_at >= since)
-        .group_by(DataIngestionLog.status)
+    """How many runs started since a time, per status (every status present, zero when none).
+
+    One range scan of the started_at index: conditional sums, not GROUP BY status (which would make
+    SQLite walk the whole (status, started_at) index instead).
+    """
+    status = DataIngestionLog.status
+    stmt = select(*(func.sum(case((status == s, 1), else_=0)) for s in RUN_STATUSES)).where(
+        DataIngestionLog.started_at >= since
     )
     with db.engine.connect() as conn:
-        counts = {str(status): n for status, n in conn.execute(stmt)}
-    return {status: counts.get(status, 0) for status in RUN_STATUSES} | counts
+        counts = conn.execute(stmt).one()
+    return {s: int(n or 0) for s, n in zip(RUN_STATUSES, counts, strict=True)}
 
 
 def runs_per_hour(db: DatabaseService, since: datetime) -> pd.DataFrame:

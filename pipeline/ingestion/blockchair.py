@@ -22,8 +22,9 @@ from pipeline.lazy import LazyProxy
 from pipeline.models import BlockchainBlock
 from pipeline.parsers.blockchair import parse_address_dashboard, parse_blocks, parse_transactions
 from pipeline.parsers.common import ParseResult
+from pipeline.quality import apply_findings, block_findings, check_transactions
 from pipeline.runlog import IngestionResult, RunSlice, RunTally, record_run
-from pipeline.schemas import BlockchainBlockData, CoinMetadataData
+from pipeline.schemas import BlockchainBlockData, BlockchainTransactionData, CoinMetadataData
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,11 @@ class BlockchairIngestor(Ingestor):
         if reorganised:
             replay["reorganised_heights"] = reorganised
         tally.slice_updates |= {"start_height": start, "end_height": end, "params": replay}
+        if seen:
+            checked_to = end if end is not None else max(seen)
+            apply_findings(
+                self.db, tally, block_findings(self.db, self.settings, coin.symbol, start, checked_to)
+            )
         if end is None:
             tally.shortfall("the source reported no chain tip")
         elif len(seen) < end - start + 1:
@@ -210,6 +216,7 @@ class BlockchairIngestor(Ingestor):
         with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
             for low, high in self._ranges_to_fetch(coin, start_height, end_height):
                 self._page_transactions(coin, low, high, tally)
+            apply_findings(self.db, tally, check_transactions(self.db, coin.symbol, start_height, end_height))
             incomplete = self.db.incomplete_transaction_blocks(coin.symbol, start_height, end_height)
             if incomplete:
                 tally.shortfall(
@@ -228,27 +235,39 @@ class BlockchairIngestor(Ingestor):
 
     def _page_transactions(self, coin: CoinMetadataData, low: int, high: int, tally: RunTally) -> None:
         chain = _chain(coin)
-        # Resume after the last committed page: source ids grow with (height, index).
+        # Resume after the last committed batch: source ids grow with (height, index).
         after = self.db.max_transaction_source_id(coin.symbol, low, high)
-        for _ in range(MAX_PAGES):
-            self.check_stop()
-            q = f"block_id({low}..{high})" + (f",id({after + 1}..)" if after is not None else "")
-            params = {"q": q, "s": "id(asc)", "limit": PAGE_SIZE}
-            payload = self.client.get_json(
-                f"/{chain}/transactions", params, endpoint=f"/{chain}/transactions"
-            )
-            page = parse_transactions(
-                payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock()
-            )
-            tally.fetched += page.rows_seen
-            tally.add_rejects(page.rejects)
-            if page.records:
-                with self.db.transaction() as conn:
-                    tally.written += self.db.insert_transactions(page.records, conn=conn)
-            ids = _raw_ids(payload)
-            if page.rows_seen < PAGE_SIZE or not ids:
-                return
-            after = max(ids)
+        # Whole pages are buffered and committed DB_BATCH_SIZE rows at a time (a commit per 100-row page
+        # cost about a fifth of the throughput); on any exit the complete pages fetched so far are kept.
+        buffer: list[BlockchainTransactionData] = []
+        try:
+            for _ in range(MAX_PAGES):
+                self.check_stop()
+                q = f"block_id({low}..{high})" + (f",id({after + 1}..)" if after is not None else "")
+                params = {"q": q, "s": "id(asc)", "limit": PAGE_SIZE}
+                payload = self.client.get_json(
+                    f"/{chain}/transactions", params, endpoint=f"/{chain}/transactions"
+                )
+                page = parse_transactions(
+                    payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock()
+                )
+                tally.fetched += page.rows_seen
+                tally.add_rejects(page.rejects)
+                buffer += page.records
+                if len(buffer) >= self.settings.DB_BATCH_SIZE:
+                    buffer = self._flush_transactions(buffer, tally)
+                ids = _raw_ids(payload)
+                if page.rows_seen < PAGE_SIZE or not ids:
+                    return
+                after = max(ids)
+        finally:
+            self._flush_transactions(buffer, tally)
+
+    def _flush_transactions(self, buffer: list[BlockchainTransactionData], tally: RunTally) -> list:
+        if buffer:
+            with self.db.transaction() as conn:
+                tally.written += self.db.insert_transactions(buffer, conn=conn)
+        return []
 
     # ------------------------------------------------------------------ addresses
 

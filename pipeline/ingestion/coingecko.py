@@ -13,10 +13,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from pipeline.clients import coingecko_client
+from pipeline.coverage import earliest_servable
 from pipeline.http import ApiClient
 from pipeline.ingestion.base import Ingestor
 from pipeline.lazy import LazyProxy
 from pipeline.parsers.coingecko import parse_history, parse_market_chart
+from pipeline.quality import apply_findings, price_findings
 from pipeline.runlog import IngestionResult, RunSlice, RunTally, record_run
 from pipeline.schemas import CoinMetadataData, MarketPriceData
 
@@ -52,11 +54,7 @@ class CoinGeckoIngestor(Ingestor):
     def servable_range(self, coin: CoinMetadataData, start: date, end: date) -> tuple[date, date]:
         """Clamp a range to what the plan serves and the coin's listing; empty when start > end."""
         today = self.clock().date()
-        earliest = coin.listed_since or date.min
-        history = self.settings.coingecko_history_days
-        if history is not None:
-            earliest = max(earliest, today - timedelta(days=history - 1))
-        return max(start, earliest), min(end, today)
+        return max(start, earliest_servable(coin, self.settings, today)), min(end, today)
 
     # ------------------------------------------------------------------ ranges
 
@@ -108,6 +106,7 @@ class CoinGeckoIngestor(Ingestor):
             page = parse_market_chart(payload, coin_id=coin_id, now=self.clock())
             records = [r for r in page.records if first <= r.price_date <= last]
             self._store(coin, records, page.rows_seen, page.rejects, tally)
+        apply_findings(self.db, tally, price_findings(self.db, self.settings, coin_id, low, high))
         still_missing = self.missing_days(coin_id, low, high)
         if still_missing:
             spans = ", ".join(f"{a}..{b}" for a, b in day_windows(still_missing, max_days=10**6))

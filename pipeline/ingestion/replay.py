@@ -7,6 +7,7 @@ caller, so a rerun request cannot be used to run arbitrary work.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
@@ -32,20 +33,32 @@ class Replayer:
         self.coingecko = coingecko or CoinGeckoIngestor(settings=settings, db=db)
 
     def replay(self, run: DataIngestionLogData, *, trigger: str = "rerun") -> IngestionResult | None:
-        """Run the slice of `run` again; None when the slice has nothing left to do."""
-        p = run.params
-        kwargs = {"trigger": trigger, "parent_run_id": run.id}
-        if run.source == "blockchair":
+        """Run the slice of `run` again, as its child; None when the slice has nothing left to do."""
+        return self.run_slice(run.source, run.data_type, run.params, trigger=trigger, parent_run_id=run.id)
+
+    def run_slice(
+        self,
+        source: str,
+        data_type: str,
+        params: dict[str, Any],
+        *,
+        trigger: str,
+        parent_run_id: int | None = None,
+    ) -> IngestionResult | None:
+        """Run a slice described the way runs record it (`params` of a run, or a planned backfill)."""
+        p = params
+        kwargs = {"trigger": trigger, "parent_run_id": parent_run_id}
+        if source == "blockchair":
             coin = self.blockchair.coin(p["chain"])
-            if run.data_type == "addresses":
+            if data_type == "addresses":
                 return self.blockchair.ingest_addresses(coin, addresses=list(p["addresses"]), **kwargs)
             heights = {"start_height": p.get("start_height"), "end_height": p.get("end_height")}
-            return self.blockchair.ingest(coin, run.data_type, **heights, **kwargs)
-        if run.source == "coingecko":
+            return self.blockchair.ingest(coin, data_type, **heights, **kwargs)
+        if source == "coingecko":
             coin = self.coingecko.coin(p["coin_id"])
-            if run.data_type == "price_by_date":
+            if data_type == "price_by_date":
                 return self.coingecko.ingest_price_for_date(coin, date.fromisoformat(p["date"]), **kwargs)
             start, end = date.fromisoformat(p["start"]), date.fromisoformat(p["end"])
             return self.coingecko.ingest_price_range(coin, start, end, **kwargs)
-        msg = f"run {run.id} has an unknown source {run.source!r}; it cannot be replayed"
+        msg = f"unknown source {source!r}; the slice cannot be run"
         raise ConfigError(msg)
