@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="workers, recent runs, failures and freshness")
     status.add_argument("--json", action="store_true", help="machine-readable; exit 1 if anything is at fail")
 
+    gaps = sub.add_parser("gaps", help="missing prices, block holes and incomplete transactions")
+    gaps.add_argument("--coins", type=_coins, help="comma-separated coins (default: all active)")
+    fill = sub.add_parser("fill-gaps", help="plan the fewest requests that close every gap, then queue them")
+    fill.add_argument("--coins", type=_coins, help="comma-separated coins (default: all active)")
+    fill.add_argument("--dry-run", action="store_true", help="show the plan and its cost; queue nothing")
+
     up = sub.add_parser("up", help="start the scheduler and the dashboard together")
     up.add_argument("--demo", action="store_true", help="also start the simulator; no key or internet needed")
     up.add_argument("--port", type=int, default=None, help="dashboard port (default: a free one)")
@@ -292,6 +298,66 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return up(settings, demo=args.demo, host=args.host, port=args.port)
 
 
+def _coverage_coins(db: DatabaseService, names: list[str] | None) -> list:
+    from pipeline.ingestion.base import Ingestor
+
+    if not names:
+        return db.get_coins(active_only=True)
+    lookup = Ingestor(settings=db.settings, db=db)
+    return [lookup.coin(name) for name in names]
+
+
+def cmd_gaps(args: argparse.Namespace, settings: Settings) -> int:
+    """Print what is missing, as ranges; exit 1 when there is a gap."""
+    from pipeline.coverage import block_coverage, price_coverage
+    from pipeline.gapfill import coverage_window
+
+    db = _db(settings)
+    start, end = coverage_window(settings)
+    found = 0
+    for coin in _coverage_coins(db, args.coins):
+        if coin.coingecko_id:
+            coverage = price_coverage(db, settings, coin, start, end)
+            for r in coverage.gaps:
+                print(f"prices   {coverage.coin_id:<12} {r.start}..{r.end} {r.state.value} ({r.days} days)")
+                found += 1
+        if coin.blockchair_chain:
+            chain = block_coverage(db, settings, coin)
+            for hole in chain.holes:
+                print(f"blocks   {chain.chain:<12} {hole.start}..{hole.end} missing ({hole.size} heights)")
+                found += 1
+            for heights in chain.incomplete_transactions:
+                print(f"txs      {chain.chain:<12} {heights.start}..{heights.end} incomplete")
+                found += 1
+    if not found:
+        print(f"no gaps (prices {start}..{end}, blocks between the lowest and highest stored height)")
+    return 1 if found else 0
+
+
+def cmd_fill_gaps(args: argparse.Namespace, settings: Settings) -> int:
+    """Plan the requests that close every gap, show their cost, and queue them for the scheduler."""
+    from pipeline.gapfill import plan_fill, queue_plan
+
+    db = _db(settings)
+    plan = plan_fill(db, settings, _coverage_coins(db, args.coins))
+    for planned in plan.slices:
+        print(f"  {planned.description}: {planned.requests} request(s)")
+    for source, n in plan.requests_by_source.items():
+        print(
+            f"{source}: {n} requests, ~{plan.minutes_by_source[source]:g} min at the rate limit,"
+            f" {plan.daily_share_by_source[source]:.1%} of the daily budget"
+        )
+    if not plan.slices:
+        print("nothing to fill")
+        return 0
+    if args.dry_run:
+        print("dry run: nothing queued")
+        return 0
+    queued = queue_plan(db, plan, "cli fill-gaps")
+    print(f"queued {len(queued)} backfill requests; the scheduler serves them after its regular jobs")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
     """Serve the simulator until Ctrl-C."""
     from pipeline.simulator import SimulatorConfig, serve_forever
@@ -311,6 +377,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "simulate": cmd_simulate,
     "run": cmd_run,
     "up": cmd_up,
+    "gaps": cmd_gaps,
+    "fill-gaps": cmd_fill_gaps,
     "status": cmd_status,
 }
 

@@ -193,7 +193,7 @@ class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
         """Create or upgrade the schema to the newest migration (safe on an existing database)."""
         with self.transaction() as conn:
             command.upgrade(alembic_config(conn), "head")
-        logger.info("database schema is at %s", self.schema_revision())
+        logger.debug("database schema is at %s", self.schema_revision())
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at, or None when it was never migrated."""
