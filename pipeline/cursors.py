@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, Subquery, delete, func, select, update
 
 from pipeline.models import BlockchainBlock, BlockchainTransaction, CoinMetadata, MarketPrice
 from pipeline.schemas import BlockchainBlockData
@@ -51,15 +51,7 @@ class CursorMixin:
         self: DatabaseService, coin_symbol: str, low: int, high: int
     ) -> list[tuple[int, int]]:
         """(height, missing count) for heights in [low, high] holding fewer than transaction_count."""
-        stored = (
-            select(BlockchainTransaction.block_id, func.count().label("n"))
-            .where(
-                BlockchainTransaction.coin_symbol == coin_symbol,
-                BlockchainTransaction.block_id.between(low, high),
-            )
-            .group_by(BlockchainTransaction.block_id)
-            .subquery()
-        )
+        stored = stored_transaction_counts(coin_symbol, low, high)
         have = func.coalesce(stored.c.n, 0)
         stmt = (
             select(BlockchainBlock.block_id, BlockchainBlock.transaction_count - have)
@@ -115,3 +107,16 @@ class CursorMixin:
 
 def _as_date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def stored_transaction_counts(coin_symbol: str, low: int, high: int) -> Subquery:
+    """A subquery of (block_id, n): transactions stored per height in [low, high]."""
+    return (
+        select(BlockchainTransaction.block_id, func.count().label("n"))
+        .where(
+            BlockchainTransaction.coin_symbol == coin_symbol,
+            BlockchainTransaction.block_id.between(low, high),
+        )
+        .group_by(BlockchainTransaction.block_id)
+        .subquery()
+    )
