@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from pipeline.config import Settings
+from pipeline.cursors import stored_transaction_counts
 from pipeline.database import DatabaseService
 from pipeline.models import BlockchainBlock, BlockchainTransaction, DataQualityCheck, utcnow
 from pipeline.runlog import RunTally
@@ -156,15 +157,7 @@ def check_chain_integrity(db: DatabaseService, coin_symbol: str, low: int, high:
 def check_transactions(db: DatabaseService, coin_symbol: str, low: int, high: int) -> list[Finding]:
     """Stored transactions per block against transaction_count, and fee totals where all are stored."""
     slice_ = f"{low}..{high}"
-    stored = (
-        select(BlockchainTransaction.block_id, func.count().label("n"))
-        .where(
-            BlockchainTransaction.coin_symbol == coin_symbol,
-            BlockchainTransaction.block_id.between(low, high),
-        )
-        .group_by(BlockchainTransaction.block_id)
-        .subquery()
-    )
+    stored = stored_transaction_counts(coin_symbol, low, high)
     stmt = (
         select(
             BlockchainBlock.block_id, BlockchainBlock.transaction_count, stored.c.n, BlockchainBlock.fee_total
