@@ -22,6 +22,7 @@ from pipeline.ingestion.replay import Replayer
 from pipeline.logs import configure_logging
 from pipeline.runlog import IngestionResult
 from pipeline.scheduler import Scheduler
+from pipeline.schemas import CoinMetadataData
 
 BLOCKCHAIR_TYPES = ("blocks", "transactions", "addresses")
 
@@ -182,7 +183,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return _exit_code(results)
 
 
-def _price_coins(ingestor: CoinGeckoIngestor) -> list:
+def _price_coins(ingestor: CoinGeckoIngestor) -> list[CoinMetadataData]:
     return [c for c in ingestor.db.get_coins(active_only=True) if c.coingecko_id]
 
 
@@ -298,7 +299,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return up(settings, demo=args.demo, host=args.host, port=args.port)
 
 
-def _coverage_coins(db: DatabaseService, names: list[str] | None) -> list:
+def _coverage_coins(db: DatabaseService, names: list[str] | None) -> list[CoinMetadataData]:
     from pipeline.ingestion.base import Ingestor
 
     if not names:

@@ -32,7 +32,7 @@ from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.models import utcnow
 from pipeline.runlog import IngestionResult
-from pipeline.schemas import RerunRequestData
+from pipeline.schemas import CoinMetadataData, RerunRequestData
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Scheduler:
             ),
         ]
 
-    def _coins(self, attribute: str) -> list:
+    def _coins(self, attribute: str) -> list[CoinMetadataData]:
         wanted = set(self.settings.COINS)
         coins = [c for c in self.db.get_coins(active_only=True) if getattr(c, attribute)]
         return [c for c in coins if {c.coingecko_id, c.blockchair_chain, c.symbol.lower()} & wanted]

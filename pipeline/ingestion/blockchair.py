@@ -263,7 +263,9 @@ class BlockchairIngestor(Ingestor):
         finally:
             self._flush_transactions(buffer, tally)
 
-    def _flush_transactions(self, buffer: list[BlockchainTransactionData], tally: RunTally) -> list:
+    def _flush_transactions(
+        self, buffer: list[BlockchainTransactionData], tally: RunTally
+    ) -> list[BlockchainTransactionData]:
         if buffer:
             with self.db.transaction() as conn:
                 tally.written += self.db.insert_transactions(buffer, conn=conn)
