@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -79,12 +80,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     database_url = f"sqlite:///{tmp}/dashboard.db"
     db = DatabaseService(settings=make_settings(database_url))
     db.create_tables()
-    today = time.gmtime()
-    from datetime import date
-
-    day = date(today.tm_year, today.tm_mon, today.tm_mday)
-    seed_prices(db, day)
-    failed_run = seed_failed_price_run(db, day)
+    today = datetime.now(UTC).date()
+    seed_prices(db, today)
+    failed_run = seed_failed_price_run(db, today)
 
     sim_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
@@ -176,6 +174,10 @@ def test_every_page_renders_its_charts(stack, browser_page, name):
     assert page.locator('[data-testid="stException"]').count() == 0
     if name == "overview":
         expect(page.get_by_text("Workers up")).to_be_visible()
+        # The live panel is a run_every fragment: its clock moves without a page reload.
+        stamp = page.get_by_text("Updated ").first
+        before = stamp.inner_text()
+        expect(stamp).not_to_have_text(before, timeout=30_000)
     screenshot(page, name)
     print(f"screenshot: {SCREENSHOTS / (name + '.png')}")
 

@@ -115,6 +115,12 @@ def test_addresses_convert_native_units_exactly(db, seeded):
     assert [a.coin_symbol for a in views.addresses(db, "ETH")] == ["ETH"]
 
 
+def test_first_block_day_is_the_oldest_block_in_utc(db, seeded):
+    oldest = min(b.time for b in db.get_blocks(coin_symbol="BTC", limit=None))
+    assert views.first_block_day(db, "BTC") == oldest.astimezone(UTC).date()
+    assert views.first_block_day(db, "DOGE") is None
+
+
 def test_height_coverage_reports_holes(db, seeded):
     coverage = views.height_coverage(db).set_index("coin_symbol")
     assert coverage.loc["BTC", "max_height"] == BTC_TIP

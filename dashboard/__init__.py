@@ -1,0 +1,1 @@
+"""Streamlit dashboard of the crypto pipeline (`streamlit run dashboard/app.py`)."""

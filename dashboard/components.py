@@ -1,0 +1,283 @@
+"""Reusable widgets and presentation helpers shared by the pages."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.urlstate import CUSTOM, EARLIEST_DAY, PRESETS
+
+LEVEL_COLORS = {"ok": "green", "warn": "orange", "fail": "red", "unknown": "gray"}
+LEVEL_ICONS = {
+    "ok": ":material/check_circle:",
+    "warn": ":material/warning:",
+    "fail": ":material/error:",
+    "unknown": ":material/help:",
+}
+STATUS_STYLE = {
+    "success": ("green", ":material/check_circle:"),
+    "done": ("green", ":material/check_circle:"),
+    "partial": ("orange", ":material/warning:"),
+    "failed": ("red", ":material/error:"),
+    "running": ("blue", ":material/progress_activity:"),
+    "pending": ("gray", ":material/schedule:"),
+    "up": ("green", ":material/check_circle:"),
+    "stale": ("orange", ":material/warning:"),
+    "down": ("red", ":material/error:"),
+    "provisional": ("orange", ":material/hourglass_top:"),
+    "final": ("green", ":material/lock:"),
+}
+PRESET_LABELS = {"30d": "30 days", "90d": "90 days", "1y": "1 year", "all": "All", CUSTOM: "Custom"}
+START_COMMANDS = {
+    "demo": "crypto-pipeline up --demo",
+    "prices": "crypto-pipeline ingest coingecko",
+    "blocks": "crypto-pipeline ingest blockchair",
+    "scheduler": "crypto-pipeline run",
+    "simulator": "crypto-pipeline simulate",
+}
+
+
+# ---------------------------------------------------------------------------------------------- frame
+
+
+def page_header(title: str, icon: str, caption: str) -> None:
+    """The page title with its icon, a one-line explanation and, for simulated data, the notice."""
+    st.title(f"{icon} {title}")
+    st.caption(caption)
+    simulated_banner(data.settings().SIMULATED_DATA)
+
+
+def section(title: str, icon: str, caption: str | None = None) -> None:
+    """A section heading with an optional caption."""
+    st.subheader(f"{icon} {title}")
+    if caption:
+        st.caption(caption)
+
+
+def simulated_banner(simulated: bool) -> None:
+    """The notice shown on every page when the data comes from the local simulator."""
+    if simulated:
+        st.warning(
+            "**Simulated data.** Prices, blocks and transactions come from the local API simulator "
+            "(SIMULATED_DATA=true); they are not real market or chain data.",
+            icon=":material/science:",
+        )
+
+
+def sidebar_badges(*, simulated: bool, read_only: bool, dialect: str, ok: bool, revision: str | None) -> None:
+    """Data-source, database and access badges in the sidebar (never the URL or any secret)."""
+    with st.sidebar:
+        st.caption("crypto-pipeline")
+        if simulated:
+            st.badge("Simulated data", icon=":material/science:", color="orange")
+        else:
+            st.badge("Live sources", icon=":material/cloud_done:", color="green")
+        name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(dialect, dialect)
+        if ok:
+            st.badge(f"{name} · schema {revision or 'none'}", icon=":material/database:", color="blue")
+        else:
+            st.badge(f"{name} unreachable", icon=":material/database_off:", color="red")
+        if read_only:
+            st.badge("Read-only", icon=":material/lock:", color="gray")
+
+
+def empty_state(title: str, body: str, commands: Iterable[str] = ()) -> None:
+    """A box that tells a new user what to do next, with the commands to run."""
+    lines = [f"**{title}**", "", body]
+    cmds = list(commands)
+    if cmds:
+        lines += ["", "Run " + " or ".join(f"`{c}`" for c in cmds) + "."]
+    st.info("\n".join(lines), icon=":material/lightbulb:")
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+def status_badge(status: str, *, label: str | None = None) -> None:
+    """A coloured badge for a run, request or worker status."""
+    color, icon = STATUS_STYLE.get(status, ("gray", ":material/help:"))
+    st.badge(label or status, icon=icon, color=color)  # type: ignore[arg-type]
+
+
+STATUS_TEXT_COLORS = {"green": "#21c354", "orange": "#ffa421", "red": "#ff4b4b", "blue": "#1c83e1"}
+
+
+def status_cells(frame: pd.DataFrame, column: str = "status") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Show a status column as a coloured tag (a read-only multiselect column, no Styler: it stays fast
+    on hundreds of rows); returns the frame to show and its column_config entry."""
+    options = list(STATUS_STYLE)
+    colors = [STATUS_TEXT_COLORS.get(STATUS_STYLE[o][0], "#808495") for o in options]
+    shown = frame.assign(**{column: [[str(v)] for v in frame[column]]})
+    return shown, {column: st.column_config.MultiselectColumn(column, options=options, color=colors)}
+
+
+def table_height(rows: int, most: int = 360) -> int:
+    """A table height that fits the rows (no empty grid under one row), capped."""
+    return min(most, 38 + 35 * max(rows, 1))
+
+
+def freshness_color(level: str) -> str:
+    """Streamlit colour name of a freshness level (green / orange / red / gray)."""
+    return LEVEL_COLORS.get(level, "gray")
+
+
+def freshness_card(coin: str, what: str, value: str, level: str, detail: str) -> None:
+    """One freshness measure: coin, value coloured by level, detail."""
+    color = freshness_color(level)
+    with st.container(border=True):
+        st.markdown(f"**{coin}** · {what}")
+        st.markdown(f"#### :{color}[{value}]")
+        st.badge(level, icon=LEVEL_ICONS.get(level), color=color)  # type: ignore[arg-type]
+        st.caption(detail)
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def utc_today() -> date:
+    """Today's date in UTC."""
+    return datetime.now(UTC).date()
+
+
+def age(moment: datetime | None, now: datetime | None = None) -> str:
+    """'42 s ago', '5 min ago', '3 h ago', '2 d ago'."""
+    if moment is None:
+        return "never"
+    seconds = max(((now or datetime.now(UTC)) - moment).total_seconds(), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def usd(value: float | None) -> str:
+    """A USD amount with a sensible precision."""
+    if value is None or pd.isna(value):
+        return "–"
+    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:,.6f}"
+
+
+def size_text(size: int | None) -> str:
+    """Bytes as kB / MB / GB."""
+    if size is None:
+        return "–"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} TB"
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+
+def seed(key: str, value: Any) -> None:
+    """Give a widget its initial value once (widgets then own it; never pass a default as well)."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def keep(*keys: str) -> None:
+    """Restore widget values saved by `save` (Streamlit drops a widget's state on a page switch)."""
+    for key in keys:
+        if key not in st.session_state and f"_kept_{key}" in st.session_state:
+            st.session_state[key] = st.session_state[f"_kept_{key}"]
+
+
+def save(*keys: str) -> None:
+    """Remember widget values so that `keep` can restore them when the user comes back to the page."""
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[f"_kept_{key}"] = st.session_state[key]
+
+
+# ---------------------------------------------------------------------------------------------- pickers
+
+
+def preset_range(preset: str, earliest: date | None, today: date) -> tuple[date, date]:
+    """The dates a preset stands for ('all' starts at the earliest stored day)."""
+    days = PRESETS.get(preset)
+    if days is None:
+        return (earliest or today - timedelta(days=364)), today
+    return today - timedelta(days=days - 1), today
+
+
+def _to_custom(preset_key: str) -> None:
+    st.session_state[preset_key] = CUSTOM
+
+
+def date_range_picker(key: str, *, earliest: date | None, default: str = "90d") -> tuple[date, date, str]:
+    """Preset buttons (30d / 90d / 1y / all) plus a date range; editing the dates selects 'custom'."""
+    preset_key, range_key = f"{key}_preset", f"{key}_range"
+    today = utc_today()
+    keep(preset_key, range_key)
+    seed(preset_key, default)
+    preset = st.session_state[preset_key] or default
+    if preset != CUSTOM or range_key not in st.session_state:
+        st.session_state[range_key] = preset_range(preset if preset != CUSTOM else default, earliest, today)
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    left.segmented_control(
+        "Period", [*PRESETS, CUSTOM], key=preset_key, required=True, format_func=PRESET_LABELS.get
+    )
+    right.date_input(
+        "Dates (UTC)",
+        key=range_key,
+        min_value=EARLIEST_DAY,
+        max_value=today,
+        on_change=_to_custom,
+        args=(preset_key,),
+    )
+    save(preset_key, range_key)
+    chosen = tuple(st.session_state[range_key])
+    start, end = (chosen[0], chosen[-1]) if chosen else preset_range(default, earliest, today)
+    return start, end, st.session_state[preset_key] or default
+
+
+def coin_picker(label: str, options: Mapping[str, str], key: str, default: Sequence[str]) -> list[str]:
+    """A multiselect of coins (id -> display name), initialised once to `default`."""
+    keep(key)
+    seed(key, [c for c in default if c in options])
+    choice = st.multiselect(label, list(options), key=key, format_func=lambda c: options.get(c, c))
+    save(key)
+    return choice
+
+
+def selectable_table(
+    frame: pd.DataFrame, *, id_column: str, key: str, status_column: str | None = None, **dataframe_args: Any
+) -> Any | None:
+    """A single-row-select table that remembers the selected row's **id**, not its position.
+
+    The widget key carries a digest of the ids shown, so when the data changes the old selection cannot
+    silently land on another row (selections are positional); the chosen id stays until the user picks
+    another row or clears the selection.
+    """
+    ids = frame[id_column].tolist()
+    table_key = f"{key}_{hashlib.sha1(repr(ids).encode()).hexdigest()[:10]}"
+    st.session_state[f"{key}_table_key"] = table_key
+    dataframe_args.setdefault("height", table_height(len(frame)))
+    if status_column:
+        frame, config = status_cells(frame, status_column)
+        dataframe_args["column_config"] = {**dataframe_args.get("column_config", {}), **config}
+    event = st.dataframe(
+        frame,
+        key=table_key,
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        **dataframe_args,
+    )
+    rows = event.selection.rows
+    if rows and rows[0] < len(ids):
+        st.session_state[f"{key}_selected"] = ids[rows[0]]
+        st.session_state[f"{key}_selected_from"] = table_key
+    elif st.session_state.get(f"{key}_selected_from") == table_key:
+        st.session_state.pop(f"{key}_selected", None)  # the user cleared the selection in this table
+        st.session_state.pop(f"{key}_selected_from", None)
+    return st.session_state.get(f"{key}_selected")

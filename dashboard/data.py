@@ -1,0 +1,355 @@
+"""The dashboard's only door to the service layer: one cached `DatabaseService`, cached reads, writes.
+
+Pages never import `pipeline.*` query code or SQLAlchemy; they call these functions. Reads are wrapped in
+`st.cache_data` with short TTLs (live panels) or longer ones (history); writes clear the caches they make
+stale. One engine per process comes from `st.cache_resource`, keyed by the database URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from pipeline import views
+from pipeline.config import Settings, get_settings
+from pipeline.database import DatabaseService
+from pipeline.freshness import Freshness, freshness_report
+from pipeline.schemas import (
+    CoinMetadataData,
+    DataIngestionLogData,
+    HealthStatus,
+    RerunRequestData,
+    SchedulerHeartbeatData,
+    WorkerState,
+)
+from pipeline.types import decimal_to_text
+
+logger = logging.getLogger(__name__)
+
+LIVE_TTL = 10
+HISTORY_TTL = 60
+PROGRESS_TTL = 1
+WORKERS_TTL = 5
+DASHBOARD_WORKER = f"dashboard:{socket.gethostname()}:{os.getpid()}"
+
+
+# ---------------------------------------------------------------------------------------------- resources
+
+
+def settings() -> Settings:
+    """The process-wide settings (raises ConfigError when the environment is invalid)."""
+    return get_settings()
+
+
+def _dispose(db: DatabaseService) -> None:
+    db.dispose()
+
+
+@st.cache_resource(show_spinner=False, on_release=_dispose)
+def _service(database_url: str) -> DatabaseService:
+    return DatabaseService(database_url, settings=get_settings())
+
+
+def service() -> DatabaseService:
+    """The one DatabaseService (and engine) of this process for the configured database."""
+    return _service(settings().DATABASE_URL)
+
+
+def redact(text: str | None) -> str | None:
+    """Remove configured secrets from a message before it is stored or shown."""
+    if text is None:
+        return None
+    for secret in settings().secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- health
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def health() -> HealthStatus:
+    """Whether the database answers and which schema revision it is at (never raises)."""
+    return service().health_check()
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def coins() -> list[CoinMetadataData]:
+    """Known coins."""
+    return service().get_coins()
+
+
+@st.cache_data(ttl=WORKERS_TTL, show_spinner=False)
+def workers() -> list[SchedulerHeartbeatData]:
+    """Scheduler workers seen in the last week, with state up / stale / down."""
+    return service().get_workers()
+
+
+def scheduler_alive() -> bool:
+    """Whether at least one scheduler worker beats on time."""
+    return any(w.state == WorkerState.UP for w in workers())
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def freshness() -> list[Freshness]:
+    """Price age and block lag per active coin, with levels ok / warn / fail / unknown."""
+    return freshness_report(service().get_coins(active_only=True), settings())
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def _since(hours: int) -> datetime:
+    return datetime.now(UTC) - timedelta(hours=hours)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def runs_by_status(hours: int = 24) -> dict[str, int]:
+    """Runs started in the last `hours` per status."""
+    return views.runs_by_status(service(), _since(hours))
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def runs_per_hour(hours: int = 24) -> pd.DataFrame:
+    """Runs per hour and status over the last `hours`."""
+    return views.runs_per_hour(service(), _since(hours))
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def latest_failures(limit: int = 10) -> pd.DataFrame:
+    """The newest failed runs with their stored error."""
+    return views.latest_failures(service(), limit)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def runs(
+    sources: tuple[str, ...] = (),
+    data_types: tuple[str, ...] = (),
+    coins: tuple[str, ...] = (),
+    statuses: tuple[str, ...] = (),
+    start: date | None = None,
+    end: date | None = None,
+    limit: int = 500,
+) -> pd.DataFrame:
+    """Runs matching the filters, newest first."""
+    return views.runs_table(
+        service(),
+        sources=sources,
+        data_types=data_types,
+        coins=coins,
+        statuses=statuses,
+        start=start,
+        end=end,
+        limit=limit,
+    )
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def run_facets() -> views.RunFacets:
+    """The sources, data types and coins present in the run log."""
+    return views.run_facets(service())
+
+
+@st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
+def run(run_id: int) -> DataIngestionLogData | None:
+    """One run, or None when the id is unknown."""
+    try:
+        return service().get_run(run_id)
+    except LookupError:
+        return None
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def child_runs(run_id: int) -> list[DataIngestionLogData]:
+    """Reruns made from a run, oldest first."""
+    return service().get_child_runs(run_id)
+
+
+@st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
+def rerun_request(run_id: int) -> RerunRequestData | None:
+    """The newest rerun request of a run (open or finished), if any."""
+    return service().latest_request_for(run_id)
+
+
+# ---------------------------------------------------------------------------------------------- prices
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def prices(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
+    """Daily prices of the coins in [start, end]."""
+    return views.prices_frame(service(), coin_ids, start, end)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def price_coverage(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
+    """First/last day, days held and days missing per coin in [start, end]."""
+    return views.price_coverage(service(), coin_ids, start, end)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def price_bounds(coin_ids: tuple[str, ...]) -> tuple[date | None, date | None]:
+    """First and last stored day over the coins."""
+    return views.price_bounds(service(), coin_ids)
+
+
+# ---------------------------------------------------------------------------------------------- chains
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def blocks_per_day(coin_symbol: str, start: date, end: date) -> pd.DataFrame:
+    """Blocks, transactions, fees and sizes per day of one chain."""
+    return views.blocks_per_day(service(), coin_symbol, start, end)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def transactions_per_day(coin_symbol: str, start: date, end: date) -> pd.DataFrame:
+    """Chain and stored transactions per day of one chain."""
+    return views.transactions_per_day(service(), coin_symbol, start, end)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def first_block_day(coin_symbol: str) -> date | None:
+    """The day of a chain's oldest stored block."""
+    return views.first_block_day(service(), coin_symbol)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def latest_blocks(coin_symbol: str, limit: int = 100) -> pd.DataFrame:
+    """The newest blocks of a chain."""
+    return views.latest_blocks(service(), coin_symbol, limit)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def block_transactions(coin_symbol: str, block_id: int) -> pd.DataFrame:
+    """The stored transactions of one block."""
+    return views.block_transactions(service(), coin_symbol, block_id)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def addresses(coin_symbol: str) -> pd.DataFrame:
+    """Watched addresses of a chain, balances as exact coin-unit text and USD."""
+    rows = views.addresses(service(), coin_symbol)
+    return pd.DataFrame(
+        {
+            "address": [a.address for a in rows],
+            "balance": [decimal_to_text(a.balance) for a in rows],
+            "balance_usd": [float(a.balance_usd) if a.balance_usd is not None else None for a in rows],
+            "received": [decimal_to_text(a.received) or "" for a in rows],
+            "spent": [decimal_to_text(a.spent) or "" for a in rows],
+            "transactions": [a.transaction_count for a in rows],
+            "last_seen": [a.last_seen for a in rows],
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def database_size() -> int | None:
+    """Bytes on disk (SQLite file plus WAL, or the PostgreSQL database)."""
+    return service().database_size_bytes()
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def table_counts() -> dict[str, int]:
+    """Rows per table, including the scheduler's coordination tables."""
+    return views.table_row_counts(service())
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def date_coverage() -> pd.DataFrame:
+    """Price coverage per coin over everything stored."""
+    return views.date_coverage(service())
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def height_coverage() -> pd.DataFrame:
+    """Block height coverage per chain."""
+    return views.height_coverage(service())
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def run_log(start: date) -> pd.DataFrame:
+    """Runs and rows inserted per day, status and data type since a day (one query)."""
+    return views.run_log_per_day(service(), start)
+
+
+def log_volume(start: date) -> pd.DataFrame:
+    """Run-log rows per day and status since a day."""
+    return views.log_volume_per_day(service(), start, run_log(start))
+
+
+def growth(start: date) -> pd.DataFrame:
+    """Rows inserted per day and data type since a day (from the run log)."""
+    return views.rows_written_per_day(service(), start, run_log(start))
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def created_growth(start: date) -> pd.DataFrame:
+    """Rows per day of `created_at` and table since a day (scans the tables)."""
+    return views.rows_created_per_day(service(), start)
+
+
+# ---------------------------------------------------------------------------------------------- writes
+
+
+def _runs_changed() -> None:
+    cached_reads = (runs, run, child_runs, rerun_request, open_requests, runs_by_status, runs_per_hour)
+    for cached in (*cached_reads, latest_failures):
+        cached.clear()
+
+
+def request_rerun(run_id: int) -> RerunRequestData:
+    """Queue a rerun of one run for the scheduler (a second request while one is open returns it)."""
+    request = service().request_rerun(run_id, requested_by="dashboard")
+    _runs_changed()
+    return request
+
+
+def request_reruns(run_ids: list[int]) -> list[RerunRequestData]:
+    """Queue reruns of several runs; runs that vanished or are running are skipped."""
+    requests = []
+    for run_id in run_ids:
+        try:
+            requests.append(service().request_rerun(run_id, requested_by="dashboard: rerun all"))
+        except (LookupError, ValueError) as exc:
+            logger.warning("rerun of run %s not queued: %s", run_id, exc)
+    _runs_changed()
+    return requests
+
+
+def run_here(run_id: int) -> RerunRequestData:
+    """Replay a run's slice in this process (no scheduler alive) and record the request's outcome."""
+    from pipeline.ingestion.replay import Replayer
+
+    db = service()
+    request = db.request_rerun(run_id, requested_by="dashboard: run here")
+    if request.status == "pending" and views.claim_request(db, request.id, DASHBOARD_WORKER):
+        try:
+            result = Replayer(settings(), db).replay(db.get_run(run_id), trigger="rerun")
+        except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the request
+            logger.exception("run here of run %s failed", run_id)
+            message = redact(f"{type(exc).__name__}: {exc}"[:500])
+            db.finish_rerun_request(request.id, status="failed", result_run_id=None, error=message)
+        else:
+            failed = result is not None and result.status == "failed"
+            db.finish_rerun_request(
+                request.id,
+                status="failed" if failed else "done",
+                result_run_id=result.id if result else None,
+                error=result.error_message if failed and result else None,
+            )
+    st.cache_data.clear()  # the replay may have written prices, blocks and runs
+    return db.get_rerun_request(request.id)
+
+
+@st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
+def open_requests(run_ids: tuple[int, ...]) -> dict[int, str]:
+    """Run id -> status of its open rerun request, for the runs shown."""
+    return views.open_requests(service(), run_ids)

@@ -1,0 +1,116 @@
+"""Database: rows per table, size, coverage per coin and chain, growth and run-log volume over time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from dashboard import charts, data
+from dashboard import components as ui
+
+HISTORY_DAYS = 90
+
+
+def render_totals() -> dict[str, int]:
+    """Headline numbers; returns the rows per table."""
+    counts = data.table_counts()
+    failed = data.runs_by_status(24).get("failed", 0)
+    cols = st.columns(5)
+    cols[0].metric("Database size", ui.size_text(data.database_size()), border=True)
+    cols[1].metric("Prices", f"{counts.get('market_prices', 0):,}", border=True)
+    cols[2].metric("Blocks", f"{counts.get('blockchain_blocks', 0):,}", border=True)
+    cols[3].metric("Transactions", f"{counts.get('blockchain_transactions', 0):,}", border=True)
+    cols[4].metric(
+        "Runs",
+        f"{counts.get('data_ingestion_logs', 0):,}",
+        f"{failed} failed in 24 h",
+        delta_color="inverse" if failed else "off",
+        border=True,
+    )
+    return counts
+
+
+def render_tables(counts: dict[str, int]) -> None:
+    """Rows per table, scheduler tables included."""
+    ui.section(
+        "Rows per table", ":material/table_rows:", "Every table of the schema, scheduler tables included."
+    )
+    st.plotly_chart(charts.row_counts_chart(counts), key="db_rows_chart")
+
+
+def render_coverage() -> None:
+    """First/last/days/missing per coin, and heights per chain."""
+    left, right = st.columns(2)
+    with left:
+        ui.section(
+            "Price coverage",
+            ":material/calendar_month:",
+            "Missing = days between first and last with no row.",
+        )
+        coverage = data.date_coverage()
+        if coverage.empty:
+            st.caption("No prices stored yet.")
+        else:
+            st.dataframe(coverage, hide_index=True)
+    with right:
+        ui.section(
+            "Block coverage",
+            ":material/view_in_ar:",
+            "Missing = heights between lowest and highest not held.",
+        )
+        heights = data.height_coverage()
+        if heights.empty:
+            st.caption("No blocks stored yet.")
+        else:
+            st.dataframe(heights, hide_index=True)
+
+
+def render_history() -> None:
+    """Growth (rows inserted by runs) and run-log volume per day over the last 90 days."""
+    since = ui.utc_today() - timedelta(days=HISTORY_DAYS - 1)
+    left, right = st.columns(2)
+    with left:
+        ui.section(
+            "Growth",
+            ":material/trending_up:",
+            f"Rows inserted per day by ingestion runs, last {HISTORY_DAYS} days.",
+        )
+        growth = data.growth(since)
+        if growth.empty or not growth["rows"].sum():
+            st.caption("No rows inserted in this period.")
+        else:
+            st.plotly_chart(charts.growth_chart(growth), key="db_growth_chart")
+    with right:
+        ui.section(
+            "Run-log volume",
+            ":material/receipt_long:",
+            f"Ingestion-log rows per day by status, last {HISTORY_DAYS} days.",
+        )
+        volume = data.log_volume(since)
+        if volume.empty:
+            st.caption("No runs in this period.")
+        else:
+            st.plotly_chart(charts.runs_by_status_chart(volume, x="day"), key="db_volume_chart")
+    with st.expander("Rows per day by `created_at` (scans the tables)", icon=":material/manage_search:"):
+        st.caption("Counts rows by creation day. `created_at` is not indexed, so this reads whole tables.")
+        if st.button("Count rows by creation day", key="db_created_growth"):
+            created = data.created_growth(since)
+            if created.empty:
+                st.caption("No rows created in this period.")
+            else:
+                st.plotly_chart(charts.growth_chart(created, group="table"), key="db_created_chart")
+
+
+ui.page_header("Database", ":material/database:", "What is stored, how much of it, and how it grows.")
+counts = render_totals()
+if not any(counts.get(t, 0) for t in ("market_prices", "blockchain_blocks", "data_ingestion_logs")):
+    ui.empty_state(
+        "The database is empty",
+        "Only the seed coins are stored. Ingest data to see coverage and growth here.",
+        [ui.START_COMMANDS["demo"], ui.START_COMMANDS["prices"], ui.START_COMMANDS["blocks"]],
+    )
+else:
+    render_tables(counts)
+    render_coverage()
+    render_history()

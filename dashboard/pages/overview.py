@@ -1,0 +1,122 @@
+"""Overview: scheduler status, freshness per source and coin, the last 24 h of runs, latest failures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data
+from dashboard import components as ui
+
+LIVE_SECONDS = 10
+
+
+def render_scheduler() -> None:
+    """Worker states from the heartbeats: up / stale / down, with each worker's current job."""
+    workers = data.workers()
+    if not workers:
+        ui.empty_state(
+            "No scheduler has reported yet",
+            "The scheduler runs the ingestion jobs and beats every few seconds.",
+            [ui.START_COMMANDS["demo"], ui.START_COMMANDS["scheduler"]],
+        )
+        return
+    counts = {state: sum(w.state == state for w in workers) for state in ("up", "stale", "down")}
+    cols = st.columns(3)
+    for col, (state, n) in zip(cols, counts.items(), strict=True):
+        col.metric(f"Workers {state}", n, border=True)
+    rows = [
+        {
+            "state": w.state.value,
+            "worker": w.worker_id,
+            "current job": w.current_job or "idle",
+            "last beat": ui.age(w.last_beat),
+            "host": w.host,
+        }
+        for w in workers
+    ]
+    table, config = ui.status_cells(pd.DataFrame(rows), "state")
+    st.dataframe(table, hide_index=True, column_config=config)
+
+
+def render_recent_runs() -> None:
+    """The newest runs, whatever their status."""
+    recent = data.runs(limit=8)
+    if recent.empty:
+        return
+    columns = ["id", "started_at", "status", "source", "data_type", "coin", "records_inserted"]
+    table, config = ui.status_cells(recent[columns])
+    started = st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm:ss")
+    st.dataframe(table, hide_index=True, column_config={**config, "started_at": started})
+
+
+@st.fragment(run_every=LIVE_SECONDS)
+def render_live_panel() -> None:
+    """Scheduler state and the last runs, refreshed in place every few seconds."""
+    ui.section("Scheduler", ":material/monitor_heart:", f"Live: refreshes every {LIVE_SECONDS} s.")
+    render_scheduler()
+    render_recent_runs()
+    st.caption(f"Updated {datetime.now(UTC):%H:%M:%S} UTC")
+
+
+def render_freshness() -> None:
+    """Age of the newest price and lag of the newest block per coin, coloured by level."""
+    ui.section(
+        "Freshness", ":material/schedule:", "Green is fresh, amber late, red stale (thresholds in settings)."
+    )
+    report = data.freshness()
+    if not report:
+        ui.empty_state("No active coins", "Add coins to coin_metadata to ingest them.")
+        return
+    cols = st.columns(min(len(report), 6))
+    for i, item in enumerate(report):
+        what = "newest price" if item.data_type == "prices" else "blocks behind tip"
+        value = "–" if item.value is None else f"{item.value:g} {item.unit}"
+        with cols[i % len(cols)]:
+            ui.freshness_card(item.coin, what, value, item.level.value, item.detail)
+
+
+def render_runs_24h() -> None:
+    """Runs started in the last 24 hours per status, as metrics and an hourly chart."""
+    ui.section("Runs in the last 24 h", ":material/bar_chart:", "Ingestion runs per hour, stacked by status.")
+    counts = data.runs_by_status(24)
+    if not any(counts.values()):
+        ui.empty_state(
+            "No runs in the last 24 hours",
+            "Runs appear here once ingestion starts.",
+            [ui.START_COMMANDS["demo"], ui.START_COMMANDS["scheduler"]],
+        )
+        return
+    cols = st.columns(4)
+    for col, status in zip(cols, ("success", "partial", "failed", "running"), strict=True):
+        col.metric(status.title(), counts.get(status, 0), border=True)
+    st.plotly_chart(charts.runs_by_status_chart(data.runs_per_hour(24)), key="runs_24h_chart")
+
+
+def render_failures() -> None:
+    """The newest failed runs with their stored (redacted) error."""
+    ui.section("Latest failures", ":material/error:", "Open *Ingestion runs* to inspect or rerun one.")
+    failures = data.latest_failures(8)
+    if failures.empty:
+        st.success("No failed runs.", icon=":material/check_circle:")
+        return
+    st.dataframe(
+        failures,
+        hide_index=True,
+        column_config={
+            "started_at": st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm"),
+            "error_message": st.column_config.TextColumn("error", width="large"),
+        },
+    )
+
+
+ui.page_header("Overview", ":material/dashboard:", "Is the pipeline running, and is its data fresh?")
+render_live_panel()
+render_freshness()
+left, right = st.columns(2)
+with left:
+    render_runs_24h()
+with right:
+    render_failures()

@@ -1,0 +1,127 @@
+"""Ingestion runs: filter the run log, inspect one run, rerun failed or partial slices."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import components as ui
+from dashboard import data, run_actions, urlstate
+
+STATUSES = ["failed", "partial", "success", "running"]
+RUNS_LIMIT = 500
+FILTERS = {"runs_status": "status", "runs_source": "source", "runs_type": "data_type", "runs_coin": "coin"}
+
+
+def read_link(options: dict[str, list[str]]) -> None:
+    """Seed the filters (and the selected run) from `?status=&source=&data_type=&coin=&run=` once."""
+    if st.session_state.get("_runs_link_read"):
+        return
+    st.session_state["_runs_link_read"] = True
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    warnings: list[str] = []
+    for key, name in FILTERS.items():
+        values = urlstate.parse_choices(params, name, options[key], warnings)
+        if values:
+            st.session_state[key] = values
+    run_id = urlstate.parse_int(params, "run", warnings)
+    if run_id:
+        st.session_state[run_actions.CHOSEN_RUN] = run_id
+    if warnings:
+        st.warning("Some link parameters were ignored: " + "; ".join(warnings), icon=":material/link_off:")
+
+
+def render_filters(options: dict[str, list[str]]) -> dict:
+    """Status, source, data type, coin and start-date filters."""
+    with st.container(border=True):
+        cols = st.columns(4)
+        labels = {
+            "runs_status": "Status",
+            "runs_source": "Source",
+            "runs_type": "Data type",
+            "runs_coin": "Coin",
+        }
+        for col, key in zip(cols, FILTERS, strict=True):
+            ui.keep(key)
+            with col:
+                st.multiselect(labels[key], options[key], key=key, placeholder="All")
+            ui.save(key)
+        start, end, _ = ui.date_range_picker("runs", earliest=urlstate.EARLIEST_DAY, default="30d")
+    pick = lambda key: tuple(st.session_state.get(key) or ())  # noqa: E731
+    return {
+        "statuses": pick("runs_status"),
+        "sources": pick("runs_source"),
+        "data_types": pick("runs_type"),
+        "coins": pick("runs_coin"),
+        "start": start,
+        "end": end,
+    }
+
+
+def render_table(frame: pd.DataFrame) -> int | None:
+    """The matching runs; selecting a row opens it below (the selection is kept by run id)."""
+    counts = frame["status"].value_counts()
+    cols = st.columns(4)
+    for col, status in zip(cols, STATUSES, strict=True):
+        col.metric(status.title(), int(counts.get(status, 0)), border=True)
+    requests = data.open_requests(tuple(int(i) for i in frame["id"]))
+    shown = frame.assign(rerun=[requests.get(int(i), "") for i in frame["id"]])
+    return ui.selectable_table(
+        shown,
+        id_column="id",
+        key="runs",
+        status_column="status",
+        column_config={
+            "started_at": st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm:ss"),
+            "error_message": st.column_config.TextColumn("error", width="large"),
+            "rerun": st.column_config.TextColumn("open rerun"),
+        },
+    )
+
+
+ui.page_header(
+    "Ingestion runs", ":material/history:", "Every ingestion unit, what it fetched, and why it failed."
+)
+facets = data.run_facets()
+if not facets.sources:
+    ui.empty_state(
+        "No ingestion runs yet",
+        "Each ingestion unit logs a run here once it has started.",
+        [ui.START_COMMANDS["demo"], ui.START_COMMANDS["scheduler"]],
+    )
+    st.stop()
+options = {
+    "runs_status": STATUSES,
+    "runs_source": facets.sources,
+    "runs_type": facets.data_types,
+    "runs_coin": facets.coins,
+}
+read_link(options)
+settings = data.settings()
+alive = data.scheduler_alive()
+if notice := st.session_state.pop("runs_notice", None):
+    st.success(notice, icon=":material/check_circle:")
+if settings.DASHBOARD_READ_ONLY:
+    st.caption(":material/lock: Read-only dashboard: reruns are disabled (DASHBOARD_READ_ONLY).")
+elif not alive:
+    st.caption(":material/power_off: No scheduler is running: queued reruns wait until one starts.")
+
+runs = data.runs(**render_filters(options), limit=RUNS_LIMIT)
+selected = None
+if runs.empty:
+    st.info("No runs match these filters.", icon=":material/filter_alt_off:")
+else:
+    selected = render_table(runs)
+    if len(runs) >= RUNS_LIMIT:
+        st.caption(f"Showing the newest {RUNS_LIMIT} matching runs; narrow the filters to see older ones.")
+    if not settings.DASHBOARD_READ_ONLY:
+        run_actions.render_rerun_all(runs)
+selected = selected or st.session_state.get(run_actions.CHOSEN_RUN)
+run = data.run(int(selected)) if selected else None
+if run is not None:
+    st.divider()
+    run_actions.render_details(run)
+    if not settings.DASHBOARD_READ_ONLY:
+        run_actions.render_actions(run, alive=alive)
+elif selected:
+    st.caption(f"Run #{selected} does not exist.")

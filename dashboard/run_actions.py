@@ -1,0 +1,184 @@
+"""The run detail panel and the rerun actions of the Ingestion runs page.
+
+Every write names the run id it acts on ("Rerun run #123"), and buttons are keyed by that id, so a click
+can only ever act on the run whose id the user saw on the button.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import components as ui
+from dashboard import data
+from pipeline.schemas import DataIngestionLogData, RerunRequestData
+
+OPEN = ("pending", "running")
+RERUNNABLE = ("failed", "partial")
+PROGRESS_SECONDS = 2
+CHOSEN_RUN = "runs_selected"
+
+
+def _open_run(run_id: int) -> None:
+    st.session_state[CHOSEN_RUN] = run_id
+    st.session_state.pop("runs_selected_from", None)
+
+
+def render_details(run: DataIngestionLogData) -> None:
+    """Counts, timing, error, replay parameters, rejected samples, parent and child reruns."""
+    st.subheader(
+        f":material/receipt_long: Run #{run.id} · {run.source} / {run.data_type} · {run.coin or '–'}"
+    )
+    ui.status_badge(run.status.value)
+    cols = st.columns(6)
+    figures = [
+        ("Fetched", run.records_fetched),
+        ("Inserted", run.records_inserted),
+        ("Updated", run.records_updated),
+        ("Rejected", run.records_rejected),
+        ("Requests", run.requests_made),
+        ("Retries", run.retries),
+    ]
+    for col, (label, value) in zip(cols, figures, strict=True):
+        col.metric(label, f"{value:,}", border=True)
+    span = (
+        f"{run.start_date} .. {run.end_date}" if run.start_date else f"{run.start_height} .. {run.end_height}"
+    )
+    duration = "–" if run.duration_seconds is None else f"{run.duration_seconds:.1f} s"
+    st.caption(
+        f"Slice {span} · trigger {run.trigger} · started {run.started_at:%Y-%m-%d %H:%M:%S} UTC · "
+        f"duration {duration} · waited {run.wait_seconds:.1f} s · worker {run.worker_id or '–'}"
+    )
+    if run.error_class:
+        st.error(f"**{run.error_class}**: {run.error_message or ''}", icon=":material/error:")
+    elif run.error_message:
+        st.warning(run.error_message, icon=":material/warning:")
+    left, right = st.columns(2)
+    with left, st.expander("Replay parameters", icon=":material/tune:"):
+        st.json(run.params)
+    with right, st.expander(f"Rejected samples ({len(run.rejected_samples or [])})", icon=":material/block:"):
+        st.json(run.rejected_samples or [])
+    render_lineage(run)
+
+
+def render_lineage(run: DataIngestionLogData) -> None:
+    """Links to the run this one reran, and to the reruns made from it."""
+    if run.parent_run_id:
+        st.button(
+            f"Open parent run #{run.parent_run_id}",
+            key=f"parent_{run.id}",
+            icon=":material/north_west:",
+            on_click=_open_run,
+            args=(run.parent_run_id,),
+        )
+    children = data.child_runs(run.id)
+    if children:
+        st.markdown(f"**Reruns of this run** ({len(children)})")
+        cols = st.columns(min(len(children), 6))
+        for col, child in zip(cols, children[-6:], strict=False):
+            col.button(
+                f"#{child.id} {child.status.value}",
+                key=f"child_{child.id}",
+                on_click=_open_run,
+                args=(child.id,),
+                icon=":material/subdirectory_arrow_right:",
+            )
+
+
+def render_actions(run: DataIngestionLogData, *, alive: bool) -> None:
+    """Rerun (queue for the scheduler) and, without a live scheduler, Run here; then the progress."""
+    request = data.rerun_request(run.id)
+    is_open = request is not None and request.status in OPEN
+    if run.status.value in RERUNNABLE:
+        left, right = st.columns(2)
+        if left.button(
+            f"Rerun run #{run.id}",
+            key=f"rerun_{run.id}",
+            type="primary",
+            icon=":material/replay:",
+            disabled=is_open,
+            help="Queue this run's slice for the scheduler to replay.",
+        ):
+            request = data.request_rerun(run.id)
+        if not alive:
+            st.warning(
+                "No scheduler is running, so a queued rerun waits until one starts (`crypto-pipeline run`). "
+                "**Run here** replays the slice in this dashboard process now.",
+                icon=":material/power_off:",
+            )
+            running = request is not None and request.status == "running"
+            if right.button(
+                f"Run here: run #{run.id}",
+                key=f"run_here_{run.id}",
+                icon=":material/play_arrow:",
+                disabled=running,
+            ):
+                with st.spinner(f"Replaying run #{run.id} in this process…"):
+                    request = data.run_here(run.id)
+    render_progress(run.id, request)
+
+
+def render_progress(run_id: int, request: RerunRequestData | None) -> None:
+    """The newest request of the run; while it is open, poll it until it ends."""
+    if request is None:
+        return
+    if request.status in OPEN:
+        _live_progress(run_id)
+    else:
+        _show_request(request)
+
+
+@st.fragment(run_every=PROGRESS_SECONDS)
+def _live_progress(run_id: int) -> None:
+    request = data.rerun_request(run_id)
+    if request is None:
+        return
+    _show_request(request)
+    if request.status not in OPEN:
+        st.rerun()  # refresh the whole page: the table now holds the rerun's own run
+
+
+def _show_request(request: RerunRequestData) -> None:
+    with st.container(border=True, key=f"request_{request.id}"):
+        ui.status_badge(request.status, label=f"Rerun request #{request.id}: {request.status}")
+        who = f"requested by {request.requested_by} at {request.requested_at:%H:%M:%S} UTC"
+        claimed = f" · picked up by {request.claimed_by}" if request.claimed_by else ""
+        st.caption(who + claimed)
+        if request.result_run_id:
+            st.button(
+                f"Open result run #{request.result_run_id}",
+                key=f"result_{request.id}",
+                on_click=_open_run,
+                args=(request.result_run_id,),
+                icon=":material/arrow_forward:",
+            )
+        if request.status == "failed" and request.error_message:
+            st.error(data.redact(request.error_message), icon=":material/error:")
+
+
+def render_rerun_all(frame: pd.DataFrame) -> None:
+    """'Rerun all failed in this view', with a count and a confirmation step naming the run ids."""
+    pending = st.session_state.get("rerun_all_ids")
+    if pending is None:
+        failed = [int(i) for i in frame.loc[frame["status"] == "failed", "id"]]
+        if failed and st.button(
+            f"Rerun all {len(failed)} failed in this view", key="rerun_all", icon=":material/replay:"
+        ):
+            st.session_state["rerun_all_ids"] = failed
+            st.rerun()
+        return
+    shown = ", ".join(f"#{i}" for i in pending[:15]) + (" …" if len(pending) > 15 else "")
+    st.warning(
+        f"Queue reruns of {len(pending)} failed runs ({shown})? Runs with an open request are not "
+        "queued twice.",
+        icon=":material/help:",
+    )
+    left, right = st.columns(2)
+    if left.button(f"Confirm: rerun {len(pending)} runs", key="rerun_all_confirm", type="primary"):
+        queued = data.request_reruns(pending)
+        st.session_state["runs_notice"] = f"Queued {len(queued)} rerun requests."
+        del st.session_state["rerun_all_ids"]
+        st.rerun()
+    if right.button("Cancel", key="rerun_all_cancel"):
+        del st.session_state["rerun_all_ids"]
+        st.rerun()
