@@ -9,6 +9,13 @@ from collections.abc import Iterable
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in the text with ***."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 class RedactSecrets(logging.Filter):
     """Mask secret values in the final text of every record (a last line of defence behind the client)."""
 
@@ -21,9 +28,7 @@ class RedactSecrets(logging.Filter):
             return True
         text = record.getMessage()
         if any(secret in text for secret in self.secrets):
-            for secret in self.secrets:
-                text = text.replace(secret, "***")
-            record.msg, record.args = text, None
+            record.msg, record.args = redact(text, self.secrets), None
         return True
 
 

@@ -257,6 +257,7 @@ class RerunRequest(AuditMixin, Base):
     __tablename__ = "rerun_requests"
     __table_args__ = (
         Index("ix_rerun_requests_status_requested", "status", "requested_at"),
+        Index("ix_rerun_requests_run", "run_id"),
         # At most one open request per run: a flood of clicks queues one request.
         Index(
             "uq_rerun_requests_open_run",
