@@ -77,6 +77,13 @@ class HeightRange(BaseModel):
         return self.end - self.start + 1
 
 
+class TransactionGap(HeightRange):
+    """Consecutive blocks with fewer stored transactions than their count."""
+
+    missing: int  # transactions not stored
+    total: int  # transactions of these blocks (what re-reading them whole costs)
+
+
 class BlockCoverage(BaseModel):
     """The heights a chain holds, and the holes between its lowest and highest stored height."""
 
@@ -84,8 +91,12 @@ class BlockCoverage(BaseModel):
     chain: str
     held: list[HeightRange]
     holes: list[HeightRange]
-    incomplete_transactions: list[HeightRange]
-    missing_transactions: int
+    incomplete_transactions: list[TransactionGap]
+
+    @property
+    def missing_transactions(self) -> int:
+        """Transactions missing in the window, in all."""
+        return sum(gap.missing for gap in self.incomplete_transactions)
 
 
 def _compress(days: list[tuple[date, CellState]]) -> list[DayRange]:
@@ -173,23 +184,30 @@ def holes_between(held: list[HeightRange]) -> list[HeightRange]:
     return [HeightRange(start=a.end + 1, end=b.start - 1) for a, b in zip(held, held[1:], strict=False)]
 
 
-def transaction_shortfall(
-    db: DatabaseService, coin_symbol: str, low: int, high: int
-) -> tuple[list[HeightRange], int]:
-    """Heights in [low, high] with fewer stored transactions than the block says, and how many are missing."""
-    deficits = db.transaction_deficits(coin_symbol, low, high)
-    ranges = [HeightRange(start=a, end=b) for a, b in contiguous_ranges(h for h, _ in deficits)]
-    return ranges, sum(n for _, n in deficits)
+def transaction_gaps(db: DatabaseService, coin_symbol: str, low: int, high: int) -> list[TransactionGap]:
+    """Ranges of heights in [low, high] with fewer stored transactions than the block says."""
+    counts = {
+        height: (expected, stored)
+        for height, expected, stored in db.transaction_deficits(coin_symbol, low, high)
+    }
+    gaps = []
+    for a, b in contiguous_ranges(counts):
+        in_range = [counts[h] for h in range(a, b + 1)]
+        gaps.append(
+            TransactionGap(
+                start=a, end=b, missing=sum(e - s for e, s in in_range), total=sum(e for e, _ in in_range)
+            )
+        )
+    return gaps
 
 
 def block_coverage(db: DatabaseService, settings: Settings, coin: CoinMetadataData) -> BlockCoverage:
     """Held heights, holes, and incomplete transactions inside the transaction window."""
     held = held_height_ranges(db, coin.symbol)
-    incomplete: list[HeightRange] = []
-    missing = 0
+    incomplete: list[TransactionGap] = []
     if held and settings.TRANSACTIONS_WINDOW_BLOCKS:
         top = held[-1].end
-        incomplete, missing = transaction_shortfall(
+        incomplete = transaction_gaps(
             db, coin.symbol, max(top - settings.TRANSACTIONS_WINDOW_BLOCKS + 1, 0), top
         )
     return BlockCoverage(
@@ -198,5 +216,4 @@ def block_coverage(db: DatabaseService, settings: Settings, coin: CoinMetadataDa
         held=held,
         holes=holes_between(held),
         incomplete_transactions=incomplete,
-        missing_transactions=missing,
     )

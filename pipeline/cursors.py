@@ -49,12 +49,12 @@ class CursorMixin:
 
     def transaction_deficits(
         self: DatabaseService, coin_symbol: str, low: int, high: int
-    ) -> list[tuple[int, int]]:
-        """(height, missing count) for heights in [low, high] holding fewer than transaction_count."""
+    ) -> list[tuple[int, int, int]]:
+        """(height, transaction_count, stored) for heights in [low, high] holding fewer than their count."""
         stored = stored_transaction_counts(coin_symbol, low, high)
         have = func.coalesce(stored.c.n, 0)
         stmt = (
-            select(BlockchainBlock.block_id, BlockchainBlock.transaction_count - have)
+            select(BlockchainBlock.block_id, BlockchainBlock.transaction_count, have)
             .outerjoin(stored, stored.c.block_id == BlockchainBlock.block_id)
             .where(
                 BlockchainBlock.coin_symbol == coin_symbol,
@@ -64,22 +64,13 @@ class CursorMixin:
             .order_by(BlockchainBlock.block_id)
         )
         with self.engine.connect() as conn:
-            return [(height, missing) for height, missing in conn.execute(stmt)]
+            return [(height, expected, stored_n) for height, expected, stored_n in conn.execute(stmt)]
 
     def incomplete_transaction_blocks(
         self: DatabaseService, coin_symbol: str, low: int, high: int
     ) -> list[int]:
         """Heights in [low, high] whose stored transactions are fewer than the block's transaction_count."""
-        return [height for height, _missing in self.transaction_deficits(coin_symbol, low, high)]
-
-    def max_transaction_source_id(self: DatabaseService, coin_symbol: str, low: int, high: int) -> int | None:
-        """The highest source id of the transactions stored for heights [low, high]."""
-        stmt = select(func.max(BlockchainTransaction.source_id)).where(
-            BlockchainTransaction.coin_symbol == coin_symbol,
-            BlockchainTransaction.block_id.between(low, high),
-        )
-        with self.engine.connect() as conn:
-            return conn.scalar(stmt)
+        return [height for height, _expected, _stored in self.transaction_deficits(coin_symbol, low, high)]
 
     def delete_block_transactions(
         self: DatabaseService, conn: Connection, coin_symbol: str, heights: list[int]

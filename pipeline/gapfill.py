@@ -89,16 +89,16 @@ def _chain_slices(db: DatabaseService, settings: Settings, coin: CoinMetadataDat
         )
         for hole in coverage.holes
     ]
-    for heights in coverage.incomplete_transactions:
+    for gap in coverage.incomplete_transactions:
         slices.append(
             PlannedSlice(
                 source="blockchair",
                 data_type="transactions",
                 subject=chain,
-                params={"chain": chain, "start_height": heights.start, "end_height": heights.end},
-                # At least one listing per range; more when many transactions are missing.
-                requests=max(1, math.ceil(coverage.missing_transactions / PAGE_SIZE)),
-                description=f"transactions {chain} {heights.start}..{heights.end}",
+                params={"chain": chain, "start_height": gap.start, "end_height": gap.end},
+                # The incomplete blocks are read whole: all their transactions, 100 per request.
+                requests=max(1, math.ceil(gap.total / PAGE_SIZE)),
+                description=f"transactions {chain} {gap.start}..{gap.end} ({gap.missing} missing)",
             )
         )
     return slices

@@ -67,15 +67,19 @@ def check_prices(prices: list[MarketPriceData], start: date, end: date, settings
     for i, p in enumerate(prices):
         if not start <= p.price_date <= end:
             continue
-        if p.price_usd <= 0 or (p.volume_usd is not None and p.volume_usd <= 0):
-            non_positive.append(_sample(day=p.price_date, price=p.price_usd, volume=p.volume_usd))
+        values = (p.price_usd, p.volume_usd, p.market_cap_usd)
+        if any(v is not None and v <= 0 for v in values):
+            non_positive.append(
+                _sample(day=p.price_date, price=p.price_usd, volume=p.volume_usd, cap=p.market_cap_usd)
+            )
+            continue  # ratios against a non-positive value mean nothing
         window = [q.price_usd for q in prices[max(0, i - MEDIAN_WINDOW) : i]]
         if len(window) >= 3:
             median = statistics.median(window)
             if median > 0 and abs(p.price_usd / median - 1) > limit:
                 spikes.append(_sample(day=p.price_date, price=p.price_usd, rolling_median=median))
         previous = prices[i - 1] if i else None
-        if previous and p.market_cap_usd and previous.market_cap_usd and previous.price_usd > 0:
+        if previous and p.market_cap_usd and previous.market_cap_usd and previous.price_usd > 0 < p.price_usd:
             cap_ratio = p.market_cap_usd / previous.market_cap_usd
             price_ratio = p.price_usd / previous.price_usd
             if abs(cap_ratio / price_ratio - 1) > divergence:

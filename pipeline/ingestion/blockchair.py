@@ -234,9 +234,10 @@ class BlockchairIngestor(Ingestor):
         )
 
     def _page_transactions(self, coin: CoinMetadataData, low: int, high: int, tally: RunTally) -> None:
+        # [low, high] holds only incomplete blocks, so it is read from its start: a transaction missing
+        # from the middle of a block (rejected earlier) is fetched again, and stored ones upsert unchanged.
         chain = _chain(coin)
-        # Resume after the last committed batch: source ids grow with (height, index).
-        after = self.db.max_transaction_source_id(coin.symbol, low, high)
+        after: int | None = None
         # Whole pages are buffered and committed DB_BATCH_SIZE rows at a time (a commit per 100-row page
         # cost about a fifth of the throughput); on any exit the complete pages fetched so far are kept.
         buffer: list[BlockchainTransactionData] = []

@@ -12,11 +12,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
+
 from pipeline.clients import coingecko_client
 from pipeline.coverage import earliest_servable
 from pipeline.http import ApiClient
 from pipeline.ingestion.base import Ingestor
 from pipeline.lazy import LazyProxy
+from pipeline.models import MarketPrice
 from pipeline.parsers.coingecko import parse_history, parse_market_chart
 from pipeline.quality import apply_findings, price_findings
 from pipeline.runlog import IngestionResult, RunSlice, RunTally, record_run
@@ -126,10 +129,15 @@ class CoinGeckoIngestor(Ingestor):
             return
         with self.db.transaction() as conn:
             tally.written += self.db.insert_market_prices(records, conn=conn)
-            newest = max(r.price_date for r in records)
-            if coin.last_price_date is None or newest > coin.last_price_date:
-                self.db.update_coin_marks(conn, coin.symbol, last_price_date=newest)
-            self.db.update_coin_marks(conn, coin.symbol, last_price_ingested_at=self.clock())
+            # The newest stored day, evaluated in SQL: never moved backwards by an older backfill or a
+            # stale copy of the coin, even with several workers.
+            newest = select(func.max(MarketPrice.price_date)).where(MarketPrice.coin_id == _coin_id(coin))
+            self.db.update_coin_marks(
+                conn,
+                coin.symbol,
+                last_price_date=newest.scalar_subquery(),
+                last_price_ingested_at=self.clock(),
+            )
 
     def ingest_latest(self, coin: CoinMetadataData, **kwargs: Any) -> IngestionResult:
         """Today's point (and any gap since the last stored day, within PRICE_BACKFILL_DAYS)."""
