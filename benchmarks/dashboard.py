@@ -58,10 +58,11 @@ CHAINS = {"BTC": 0.5, "ETH": 0.3, "DOGE": 0.2}  # share of the blocks
 EXTRA_COINS = ["litecoin", "cardano", "solana", "polkadot", "ripple", "tron", "chainlink"]
 PAGES = {
     "overview": None,
-    "prices": "pages/prices.py",
-    "blocks": "pages/blocks.py",
-    "runs": "pages/runs.py",
-    "database": "pages/database.py",
+    "prices": "app_pages/prices.py",
+    "blocks": "app_pages/blocks.py",
+    "runs": "app_pages/runs.py",
+    "database": "app_pages/database.py",
+    "coverage": "app_pages/coverage.py",
 }
 BATCH = 50_000
 FULL_SCAN = re.compile(r"\bSCAN (\w+)(.*)")

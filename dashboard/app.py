@@ -16,17 +16,26 @@ st.set_page_config(page_title="crypto-pipeline", page_icon=":material/currency_b
 
 PAGES = {
     "Monitor": [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("pages/runs.py", title="Ingestion runs", icon=":material/history:", url_path="runs"),
+        st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("app_pages/runs.py", title="Ingestion runs", icon=":material/history:", url_path="runs"),
+        st.Page(
+            "app_pages/coverage.py",
+            title="Coverage & quality",
+            icon=":material/grid_on:",
+            url_path="coverage",
+        ),
     ],
     "Explore": [
-        st.Page("pages/prices.py", title="Prices", icon=":material/show_chart:", url_path="prices"),
+        st.Page("app_pages/prices.py", title="Prices", icon=":material/show_chart:", url_path="prices"),
         st.Page(
-            "pages/blocks.py", title="Blocks & transactions", icon=":material/view_in_ar:", url_path="blocks"
+            "app_pages/blocks.py",
+            title="Blocks & transactions",
+            icon=":material/view_in_ar:",
+            url_path="blocks",
         ),
     ],
     "Admin": [
-        st.Page("pages/database.py", title="Database", icon=":material/database:", url_path="database")
+        st.Page("app_pages/database.py", title="Database", icon=":material/database:", url_path="database")
     ],
 }
 

@@ -1,21 +1,33 @@
 """Pure chart builders: DataFrame in, plotly Figure out (no Streamlit, so they unit-test on their own).
 
 Days without data are shaded and marked with an "x" on a hidden overlay axis (so the marks sit at the
-bottom whatever the scale, log included); the newest REORG_DEPTH blocks are shaded as provisional.
+bottom whatever the scale, log included); days or heights named in data-quality findings get a dotted line
+and a triangle at the top of that axis; the newest REORG_DEPTH blocks are shaded as provisional.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 STATUS_COLORS = {"success": "#21c354", "partial": "#ffa421", "failed": "#ff4b4b", "running": "#1c83e1"}
 MISSING_COLOR = "#ff4b4b"
 PROVISIONAL_COLOR = "#ffa421"
 MISSING_TRACE = "Missing days"
+FINDING_TRACE = "Quality findings"
+FINDING_COLORS = {"warn": "#ffa421", "error": "#ff4b4b"}
+FINDING_LINE_COLOR = "#9b59b6"
+MAX_FINDING_LINES = 60
+# Coverage states (pipeline.coverage.CellState) and block-bucket states, in legend order.
+COVERAGE_COLORS = {"present": "#21c354", "missing": "#ffa421", "failed": "#ff4b4b", "unavailable": "#d5dae5"}
+HEIGHT_COLORS = {"held": "#21c354", "partly missing": "#ffa421", "missing": "#ff4b4b"}
+MAX_HEIGHT_BUCKETS = 120
 PROVISIONAL_LABEL = "provisional"
 _MARK_AXIS = "y9"
 _HALF_DAY = timedelta(hours=12)
@@ -105,6 +117,53 @@ def mark_missing(fig: go.Figure, missing: Mapping[date, list[str]] | Iterable[da
             name=MISSING_TRACE,
             yaxis=_MARK_AXIS,
             hovertext=[", ".join(by_day[d]) or "no data" for d in days],
+            hoverinfo="text+x",
+        )
+    )
+    fig.update_layout(yaxis9={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True})
+    return fig
+
+
+def _mark_x(key: date | int) -> pd.Timestamp | int:
+    return pd.Timestamp(key) if isinstance(key, date) else int(key)
+
+
+def mark_findings(
+    fig: go.Figure,
+    marks: Mapping[date | int, list[str]],
+    *,
+    severities: Mapping[date | int, str] | None = None,
+) -> go.Figure:
+    """A dotted line and a triangle (top of the overlay axis) per day or height named in findings.
+
+    `marks` maps a day (date axis) or a height (numeric axis) to the finding labels shown on hover;
+    `severities` colours a mark red for an error, orange otherwise. Filter `marks` to the x range first:
+    marks outside an autoranged axis would stretch it.
+    """
+    if not marks:
+        return fig
+    keys = sorted(marks)
+    xs = [_mark_x(k) for k in keys]
+    for x in xs[:MAX_FINDING_LINES]:
+        fig.add_shape(
+            type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper", layer="below",
+            line={"color": FINDING_LINE_COLOR, "width": 1, "dash": "dot"}, opacity=0.6,
+        )  # fmt: skip
+    level = severities or {}
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=[0.97] * len(xs),
+            mode="markers",
+            marker={
+                "symbol": "triangle-down",
+                "size": 10,
+                "color": [FINDING_COLORS.get(level.get(k, "warn"), FINDING_LINE_COLOR) for k in keys],
+                "line": {"color": FINDING_LINE_COLOR, "width": 1},
+            },
+            name=FINDING_TRACE,
+            yaxis=_MARK_AXIS,
+            hovertext=["<br>".join(marks[k]) for k in keys],
             hoverinfo="text+x",
         )
     )
@@ -313,3 +372,147 @@ def row_counts_chart(counts: Mapping[str, int]) -> go.Figure:
     fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h", name="Rows"))
     fig.update_layout(hovermode="closest")
     return _base(fig, height=max(220, 32 * len(items)))
+
+
+# ---------------------------------------------------------------------------------------------- coverage
+
+
+def _legend(fig: go.Figure, colors: Mapping[str, str], shown: Iterable[str]) -> None:
+    """Legend entries for discrete heatmap colours (a heatmap has a colour bar, not a legend)."""
+    for state in [s for s in colors if s in set(shown)]:
+        fig.add_trace(
+            go.Scatter(
+                x=[None], y=[None], mode="markers", name=state, hoverinfo="skip",
+                marker={"symbol": "square", "size": 12, "color": colors[state]},
+            )
+        )  # fmt: skip
+
+
+def _discrete_scale(colors: Mapping[str, str]) -> list[list[float | str]]:
+    """A step colour scale: code i of n (z in [-0.5, n - 0.5]) gets the i-th colour."""
+    n = len(colors)
+    scale: list[list[float | str]] = []
+    for i, color in enumerate(colors.values()):
+        scale += [[i / n, color], [(i + 1) / n, color]]
+    return scale
+
+
+def coverage_grid(ranges: pd.DataFrame) -> tuple[list[date], dict[str, list[str]]]:
+    """The days from the first to the last range, and per coin the state of each day (ranges of equal
+    state with columns coin_id, start, end, state; a day no range covers is 'unavailable')."""
+    first = min(_as_date(d) for d in ranges["start"])
+    last = max(_as_date(d) for d in ranges["end"])
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    grid: dict[str, list[str]] = {}
+    for coin, start, end, state in zip(
+        ranges["coin_id"], ranges["start"], ranges["end"], ranges["state"], strict=True
+    ):
+        row = grid.setdefault(str(coin), ["unavailable"] * len(days))
+        a, b = (_as_date(start) - first).days, (_as_date(end) - first).days
+        row[a : b + 1] = [str(state)] * (b - a + 1)
+    return days, grid
+
+
+def coverage_heatmap(ranges: pd.DataFrame, names: Mapping[str, str] | None = None) -> go.Figure:
+    """Coin x day over the coverage window, coloured present / missing / failed / unavailable.
+
+    `ranges` has one row per run of days in one state (coin_id, start, end, state), as
+    `pipeline.coverage.PriceCoverage.ranges` gives them; `names` labels the coins. Built from plain lists
+    (no per-day frame): a year of ten coins is 3,650 cells.
+    """
+    if ranges.empty:
+        return empty_figure("No coins to show")
+    days, grid = coverage_grid(ranges)
+    codes = {state: i for i, state in enumerate(COVERAGE_COLORS)}
+    coins = sorted(grid, reverse=True)  # the first coin on top
+    fig = go.Figure(
+        go.Heatmap(
+            # numpy arrays: plotly validates (and copies) them far faster than nested lists
+            z=np.array([[codes.get(s, codes["unavailable"]) for s in grid[c]] for c in coins], dtype=np.int8),
+            x=np.array([d.isoformat() for d in days]),
+            y=[(names or {}).get(c, c) for c in coins],
+            text=np.array([grid[c] for c in coins]),
+            hovertemplate="%{y} · %{x|%Y-%m-%d}: %{text}<extra></extra>",
+            colorscale=_discrete_scale(COVERAGE_COLORS),
+            zmin=-0.5,
+            zmax=len(COVERAGE_COLORS) - 0.5,
+            showscale=False,
+            ygap=3,
+            name="coverage",
+        )
+    )
+    _legend(fig, COVERAGE_COLORS, {s for row in grid.values() for s in set(row)})
+    _base(fig, height=110 + 34 * len(coins))
+    fig.update_layout(hovermode="closest", plot_bgcolor="rgba(0,0,0,0)", showlegend=True)
+    fig.update_xaxes(type="date", tickformat="%b %d", showgrid=False)
+    fig.update_yaxes(showgrid=False)
+    return fig
+
+
+def height_buckets(ranges: pd.DataFrame, max_buckets: int = MAX_HEIGHT_BUCKETS) -> pd.DataFrame:
+    """Split each chain's stored height span into at most `max_buckets` equal buckets.
+
+    `ranges` has rows (chain, kind, start, end) with kind "held" or "hole" (other kinds are ignored).
+    Returns chain, start, end, missing (heights in holes) and state: held / partly missing / missing.
+    """
+    columns = ["chain", "start", "end", "missing", "state"]
+    rows: list[tuple] = []
+    blocks = ranges[ranges["kind"].isin(["held", "hole"])] if not ranges.empty else ranges
+    for chain, spans_ in blocks.groupby("chain", sort=True):
+        low, high = int(spans_["start"].min()), int(spans_["end"].max())
+        span = high - low + 1
+        size = math.ceil(span / min(span, max_buckets))
+        count = math.ceil(span / size)
+        missing = [0] * count
+        for hole in spans_[spans_["kind"] == "hole"].itertuples(index=False):
+            start, end = int(hole.start), int(hole.end)
+            for i in range((start - low) // size, (end - low) // size + 1):
+                first, last = low + i * size, min(low + (i + 1) * size - 1, high)
+                missing[i] += min(end, last) - max(start, first) + 1
+        for i, gone in enumerate(missing):
+            first, last = low + i * size, min(low + (i + 1) * size - 1, high)
+            state = "held" if not gone else "missing" if gone == last - first + 1 else "partly missing"
+            rows.append((str(chain), first, last, gone, state))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def block_coverage_chart(ranges: pd.DataFrame, max_buckets: int = MAX_HEIGHT_BUCKETS) -> go.Figure:
+    """One strip per chain over its stored height span, in buckets: held, partly missing or missing."""
+    buckets = height_buckets(ranges, max_buckets)
+    if buckets.empty:
+        return empty_figure("No blocks stored")
+    chains = list(dict.fromkeys(buckets["chain"]))
+    height = 70 + 100 * len(chains)
+    # Leave room for each strip's height ticks (about 50 px) whatever the number of chains.
+    fig = make_subplots(rows=len(chains), cols=1, vertical_spacing=min(0.3, 50 / (height - 40)))
+    codes = {state: i for i, state in enumerate(HEIGHT_COLORS)}
+    for row, chain in enumerate(chains, start=1):
+        part = buckets[buckets["chain"] == chain]
+        sizes = part["end"] - part["start"] + 1
+        columns = (part["start"], part["end"], part["missing"], sizes, part["state"])
+        hover = [
+            f"{chain} {a:,}..{b:,}: " + (s if not m else f"{m:,} of {n:,} heights missing")
+            for a, b, m, n, s in zip(*columns, strict=True)
+        ]
+        fig.add_trace(
+            go.Heatmap(
+                z=[[codes[s] for s in part["state"]]],
+                x=list((part["start"] + part["end"]) / 2),
+                y=[chain],
+                text=[hover],
+                hovertemplate="%{text}<extra></extra>",
+                colorscale=_discrete_scale(HEIGHT_COLORS),
+                zmin=-0.5,
+                zmax=len(HEIGHT_COLORS) - 0.5,
+                showscale=False,
+                name=chain,
+            ),
+            row=row,
+            col=1,
+        )
+        fig.update_xaxes(tickformat=",d", showgrid=False, row=row, col=1)
+    _legend(fig, HEIGHT_COLORS, buckets["state"])
+    _base(fig, height=height)
+    fig.update_layout(hovermode="closest", plot_bgcolor="rgba(0,0,0,0)", showlegend=True)
+    fig.update_xaxes(title_text="Height", row=len(chains), col=1)
+    return fig

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, urlstate
 from dashboard.urlstate import CUSTOM, EARLIEST_DAY, PRESETS
 
 LEVEL_COLORS = {"ok": "green", "warn": "orange", "fail": "red", "unknown": "gray"}
@@ -32,6 +32,8 @@ STATUS_STYLE = {
     "down": ("red", ":material/error:"),
     "provisional": ("orange", ":material/hourglass_top:"),
     "final": ("green", ":material/lock:"),
+    "error": ("red", ":material/error:"),
+    "warn": ("orange", ":material/warning:"),
 }
 PRESET_LABELS = {"30d": "30 days", "90d": "90 days", "1y": "1 year", "all": "All", CUSTOM: "Custom"}
 START_COMMANDS = {
@@ -238,6 +240,24 @@ def date_range_picker(key: str, *, earliest: date | None, default: str = "90d") 
     chosen = tuple(st.session_state[range_key])
     start, end = (chosen[0], chosen[-1]) if chosen else preset_range(default, earliest, today)
     return start, end, st.session_state[preset_key] or default
+
+
+def chain_picker(key: str) -> str | None:
+    """The chain to show (its symbol, also the unit of its amounts), from `?chain=` once per session."""
+    chains = {c.symbol: c for c in data.coins() if c.blockchair_chain}
+    if not chains:
+        return None
+    if key not in st.session_state:
+        by_name = {c.blockchair_chain: s for s, c in chains.items()} | {s.lower(): s for s in chains}
+        params = {k: st.query_params.get_all(k) for k in st.query_params}
+        warnings: list[str] = []
+        chosen = urlstate.parse_choice(params, "chain", by_name, warnings)
+        st.session_state[key] = by_name[chosen] if chosen else next(iter(chains))
+        if warnings:
+            st.warning("Ignored link parameter " + "; ".join(warnings), icon=":material/link_off:")
+    return st.segmented_control(
+        "Chain", list(chains), key=key, required=True, format_func=lambda s: chains[s].name
+    )
 
 
 def coin_picker(label: str, options: Mapping[str, str], key: str, default: Sequence[str]) -> list[str]:

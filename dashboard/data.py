@@ -15,7 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from pipeline import views
+from dashboard import coverage_frames
+from pipeline import coverage, gapfill, quality, views
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
 from pipeline.freshness import Freshness, freshness_report
@@ -247,6 +248,109 @@ def addresses(coin_symbol: str) -> pd.DataFrame:
     )
 
 
+# ---------------------------------------------------------------------------------------------- coverage
+
+
+def coverage_window() -> tuple[date, date]:
+    """The days coverage is judged over: the last COVERAGE_DAYS days (UTC)."""
+    return gapfill.coverage_window(settings())
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def coverage_coins() -> list[CoinMetadataData]:
+    """The active coins coverage, gap filling and the checks are about."""
+    return service().get_coins(active_only=True)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def price_coverage_ranges(start: date, end: date) -> pd.DataFrame:
+    """Per coin, runs of days in one state (present / missing / failed / unavailable) over [start, end]."""
+    rows = []
+    for coin in coverage_coins():
+        if coin.coingecko_id:
+            found = coverage.price_coverage(service(), settings(), coin, start, end)
+            rows += [(found.coin_id, r.start, r.end, r.state.value, r.days) for r in found.ranges]
+    return pd.DataFrame(rows, columns=["coin_id", "start", "end", "state", "days"])
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def block_coverage_ranges() -> pd.DataFrame:
+    """Per chain, held height ranges, holes between them, and blocks with incomplete transactions."""
+    rows = []
+    for coin in coverage_coins():
+        if not coin.blockchair_chain:
+            continue
+        found = coverage.block_coverage(service(), settings(), coin)
+        parts = (("held", found.held), ("hole", found.holes), ("incomplete", found.incomplete_transactions))
+        for kind, ranges in parts:
+            rows += [
+                (coin.symbol, found.chain, kind, r.start, r.end, r.size, getattr(r, "missing", None))
+                for r in ranges
+            ]
+    columns = ["coin_symbol", "chain", "kind", "start", "end", "size", "missing"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def fill_plan() -> gapfill.FillPlan:
+    """The fewest slices that close every gap of the active coins, with their cost (not cached)."""
+    return gapfill.plan_fill(service(), settings(), coverage_coins())
+
+
+@st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
+def backfill_queue() -> dict[str, int]:
+    """Backfill requests per status."""
+    return views.backfill_queue(service())
+
+
+# ---------------------------------------------------------------------------------------------- quality
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def findings(subjects: tuple[str, ...] = (), limit: int = 200) -> pd.DataFrame:
+    """Stored data-quality findings, newest first: all, or the newest `limit` of each subject."""
+    if not subjects:
+        return coverage_frames.findings_frame(quality.get_findings(service(), limit=limit))
+    rows = [row for s in subjects for row in quality.get_findings(service(), subject=s, limit=limit)]
+    return coverage_frames.findings_frame(rows)
+
+
+def coin_subjects(coin: CoinMetadataData) -> tuple[str, ...]:
+    """The subjects findings about a coin can carry: its CoinGecko id, symbol and chain."""
+    names = (coin.coingecko_id, coin.symbol, coin.blockchair_chain)
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
+def price_finding_marks(
+    coin_ids: tuple[str, ...], start: date, end: date
+) -> tuple[dict[date, list[str]], dict[date, str]]:
+    """Days in [start, end] named in findings about these coins (day -> labels, day -> worst severity)."""
+    return coverage_frames.finding_marks(findings(coin_ids), "day", low=start, high=end)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def _block_finding_marks(coin_symbol: str) -> tuple[dict, dict, dict, dict]:
+    """(height -> labels, height -> severity, day -> labels, day -> severity) of a chain's findings."""
+    coin = next((c for c in coins() if c.symbol == coin_symbol), None)
+    subjects = coin_subjects(coin) if coin else (coin_symbol,)
+    heights, levels = coverage_frames.finding_marks(findings(subjects), "height")
+    days = views.block_days(service(), coin_symbol, list(heights)) if heights else {}
+    return heights, levels, *coverage_frames.by_day(heights, levels, days)
+
+
+def block_height_marks(coin_symbol: str, low: int, high: int) -> tuple[dict[int, list[str]], dict[int, str]]:
+    """Heights in [low, high] named in findings about a chain (height -> labels, height -> severity)."""
+    heights, levels, _, _ = _block_finding_marks(coin_symbol)
+    return {h: labels for h, labels in heights.items() if low <= h <= high}, levels
+
+
+def block_day_marks(
+    coin_symbol: str, start: date, end: date
+) -> tuple[dict[date, list[str]], dict[date, str]]:
+    """Days in [start, end] of blocks named in findings about a chain (day -> labels, day -> severity)."""
+    _, _, days, levels = _block_finding_marks(coin_symbol)
+    return {d: labels for d, labels in days.items() if start <= d <= end}, levels
+
+
 # ---------------------------------------------------------------------------------------------- storage
 
 
@@ -347,6 +451,18 @@ def run_here(run_id: int) -> RerunRequestData:
             )
     st.cache_data.clear()  # the replay may have written prices, blocks and runs
     return db.get_rerun_request(request.id)
+
+
+def queue_fill(plan: gapfill.FillPlan) -> tuple[int, int]:
+    """Queue a previewed plan as backfill requests for the scheduler (requested_by "dashboard").
+
+    Returns (new requests, slices already queued): a slice with an open request is not queued twice.
+    """
+    since = datetime.now(UTC)
+    queued = gapfill.queue_plan(service(), plan, requested_by="dashboard")
+    new = sum(1 for r in queued if r.requested_at >= since)
+    backfill_queue.clear()
+    return new, len(queued) - new
 
 
 @st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)

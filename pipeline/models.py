@@ -322,7 +322,7 @@ class DataQualityCheck(Base):
     )
     check_name: Mapped[str] = mapped_column(String(64), nullable=False)
     severity: Mapped[str] = mapped_column(String(8), nullable=False)
-    # The coin (CoinGecko id) or chain (Blockchair) the finding is about.
+    # What the finding is about: the CoinGecko id for prices, the coin symbol for blocks and transactions.
     subject: Mapped[str] = mapped_column(String(64), nullable=False)
     slice: Mapped[str] = mapped_column(String(128), nullable=False)
     observed: Mapped[str] = mapped_column(String(128), nullable=False)

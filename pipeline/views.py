@@ -57,6 +57,7 @@ RUN_STATUSES = ("running", "success", "partial", "failed")
 _US_PER_DAY = 86_400_000_000
 _US_PER_HOUR = 3_600_000_000
 LARGE_TABLES = ("blockchain_transactions", "blockchain_blocks", "market_prices", "data_ingestion_logs")
+IN_BATCH = 500  # values per IN list
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -312,6 +313,20 @@ def latest_blocks(db: DatabaseService, coin_symbol: str, limit: int = 100) -> pd
     frame["fee_total_usd"] = pd.to_numeric(frame["fee_total_usd"], errors="coerce").astype("float64")
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame.drop(columns=["fee_total"])
+
+
+def block_days(db: DatabaseService, coin_symbol: str, heights: Sequence[int]) -> dict[int, date]:
+    """Height -> UTC day of the stored blocks among some heights (unknown heights are left out)."""
+    wanted = sorted({int(h) for h in heights})
+    days: dict[int, date] = {}
+    with db.engine.connect() as conn:
+        for i in range(0, len(wanted), IN_BATCH):
+            batch = wanted[i : i + IN_BATCH]
+            stmt = select(BlockchainBlock.block_id, BlockchainBlock.time).where(
+                BlockchainBlock.coin_symbol == coin_symbol, BlockchainBlock.block_id.in_(batch)
+            )
+            days |= {int(height): when.astimezone(UTC).date() for height, when in conn.execute(stmt)}
+    return days
 
 
 def block_transactions(
@@ -614,3 +629,14 @@ def open_requests(db: DatabaseService, run_ids: Sequence[int]) -> dict[int, str]
     )
     with db.engine.connect() as conn:
         return {row.run_id: row.status for row in conn.execute(stmt)}
+
+
+def backfill_queue(db: DatabaseService) -> dict[str, int]:
+    """Backfill requests (queued gap fills) per status: pending, running, done, failed."""
+    stmt = (
+        select(RerunRequest.status, func.count())
+        .where(RerunRequest.kind == "backfill")
+        .group_by(RerunRequest.status)
+    )
+    with db.engine.connect() as conn:
+        return {status: int(n) for status, n in conn.execute(stmt)}

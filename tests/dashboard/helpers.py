@@ -16,10 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"
 PAGES = {
     "overview": None,
-    "runs": "pages/runs.py",
-    "prices": "pages/prices.py",
-    "blocks": "pages/blocks.py",
-    "database": "pages/database.py",
+    "runs": "app_pages/runs.py",
+    "coverage": "app_pages/coverage.py",
+    "prices": "app_pages/prices.py",
+    "blocks": "app_pages/blocks.py",
+    "database": "app_pages/database.py",
 }
 
 

@@ -285,3 +285,26 @@ def seed_failed_price_run(db: DatabaseService, today: date) -> int:
         session.add(row)
         session.flush()
         return row.id
+
+
+PRICE_FINDING_DAYS = (10, 11)  # days ago named in the bitcoin price_move finding
+BLOCK_FINDING_OFFSET = 5  # BTC_TIP - 5 is named in a block finding
+
+
+def seed_findings(db: DatabaseService, today: date, run_id: int | None = None) -> dict[str, int]:
+    """Data-quality findings as the checks store them: a price warning, a price error, a block error."""
+    from pipeline.quality import Finding, get_findings, record_findings
+
+    days = [today - timedelta(days=d) for d in PRICE_FINDING_DAYS]
+    height = BTC_TIP - BLOCK_FINDING_OFFSET
+    doge_day = today - timedelta(days=3)
+    findings = [
+        Finding("price_move", "warn", "bitcoin", f"{days[-1]}..{days[0]}", "2 rows", "> 50% from the median",
+                [{"day": str(d), "price": "99000.0", "rolling_median": "60000.0"} for d in days]),
+        Finding("non_positive_value", "error", "dogecoin", f"{doge_day}..{today}", "1 rows", "> 0",
+                [{"day": str(doge_day), "price": "0", "volume": None}]),
+        Finding("non_positive_size", "error", "BTC", f"{height - 10}..{height}", "1 rows", "> 0",
+                [{"height": height, "size": 0}]),
+    ]  # fmt: skip
+    record_findings(db, run_id, findings)
+    return {f["check_name"]: f["id"] for f in get_findings(db)}

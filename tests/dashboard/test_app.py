@@ -15,12 +15,20 @@ from tests.dashboard.seed import BTC_GAP, BTC_TIP, ETH_BALANCE_WEI, FAILED_ERROR
 TITLES = {
     "overview": "Overview",
     "runs": "Ingestion runs",
+    "coverage": "Coverage & quality",
     "prices": "Prices",
     "blocks": "Blocks & transactions",
     "database": "Database",
 }
 # (metrics at least, charts at least) on the populated database
-POPULATED = {"overview": (7, 1), "runs": (4, 0), "prices": (3, 4), "blocks": (4, 5), "database": (5, 3)}
+POPULATED = {
+    "overview": (7, 1),
+    "runs": (4, 0),
+    "coverage": (4, 2),
+    "prices": (3, 4),
+    "blocks": (4, 5),
+    "database": (5, 3),
+}
 
 
 def texts(at: AppTest, kind: str) -> list[str]:

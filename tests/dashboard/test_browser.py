@@ -25,11 +25,18 @@ from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from tests.conftest import make_settings
 from tests.dashboard.helpers import ROOT
-from tests.dashboard.seed import seed_failed_price_run, seed_prices
+from tests.dashboard.seed import seed_failed_price_run, seed_findings, seed_prices
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-PAGES = {"overview": "", "runs": "runs", "prices": "prices", "blocks": "blocks", "database": "database"}
+PAGES = {
+    "overview": "",
+    "runs": "runs",
+    "coverage": "coverage",
+    "prices": "prices",
+    "blocks": "blocks",
+    "database": "database",
+}
 
 pytestmark = [
     pytest.mark.slow,
@@ -83,6 +90,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     today = datetime.now(UTC).date()
     seed_prices(db, today)
     failed_run = seed_failed_price_run(db, today)
+    seed_findings(db, today, failed_run)
 
     sim_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
@@ -162,7 +170,7 @@ def screenshot(page, name: str) -> None:  # noqa: ANN001
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
-@pytest.mark.parametrize("name", ["overview", "prices", "blocks", "database"])
+@pytest.mark.parametrize("name", ["overview", "coverage", "prices", "blocks", "database"])
 def test_every_page_renders_its_charts(stack, browser_page, name):
     from playwright.sync_api import expect
 
@@ -178,6 +186,9 @@ def test_every_page_renders_its_charts(stack, browser_page, name):
         stamp = page.get_by_text("Updated ").first
         before = stamp.inner_text()
         expect(stamp).not_to_have_text(before, timeout=30_000)
+    if name == "coverage":
+        expect(page.get_by_text("Price coverage")).to_be_visible()
+        expect(page.get_by_text("Fill gaps").first).to_be_visible()  # the button only while gaps remain
     screenshot(page, name)
     print(f"screenshot: {SCREENSHOTS / (name + '.png')}")
 

@@ -149,6 +149,129 @@ def test_empty_frames_give_a_message_not_an_error():
     assert charts.runs_by_status_chart(pd.DataFrame(columns=["hour", "status", "runs"])).layout.annotations
 
 
+# ---------------------------------------------------------------------------------------------- coverage
+
+
+def coverage_ranges() -> pd.DataFrame:
+    """bitcoin: 2 days unavailable, 3 present, 1 failed, 1 missing; ethereum: 7 present."""
+    rows = [
+        ("bitcoin", D, D + timedelta(days=1), "unavailable"),
+        ("bitcoin", D + timedelta(days=2), D + timedelta(days=4), "present"),
+        ("bitcoin", D + timedelta(days=5), D + timedelta(days=5), "failed"),
+        ("bitcoin", D + timedelta(days=6), D + timedelta(days=6), "missing"),
+        ("ethereum", D, D + timedelta(days=6), "present"),
+    ]
+    return pd.DataFrame(rows, columns=["coin_id", "start", "end", "state"])
+
+
+def test_coverage_grid_expands_ranges_to_one_state_per_day():
+    days, grid = charts.coverage_grid(coverage_ranges())
+    assert days == [D + timedelta(days=i) for i in range(7)]
+    assert grid["bitcoin"] == ["unavailable"] * 2 + ["present"] * 3 + ["failed", "missing"]
+    assert grid["ethereum"] == ["present"] * 7
+    short = coverage_ranges().iloc[[1, 4]]  # bitcoin's ranges do not cover the whole window
+    assert (
+        charts.coverage_grid(short)[1]["bitcoin"]
+        == ["unavailable"] * 2 + ["present"] * 3 + ["unavailable"] * 2
+    )
+
+
+def test_coverage_heatmap_colours_each_state_and_has_a_legend():
+    fig = charts.coverage_heatmap(coverage_ranges(), {"bitcoin": "Bitcoin"})
+    heatmap = next(t for t in fig.data if t.type == "heatmap")
+    assert list(heatmap.y) == ["ethereum", "Bitcoin"]  # names where known, first coin on top
+    assert len(heatmap.x) == 7
+    codes = {state: i for i, state in enumerate(charts.COVERAGE_COLORS)}
+    bitcoin_row = list(heatmap.z[1])
+    assert bitcoin_row == [codes[s] for s in ["unavailable"] * 2 + ["present"] * 3 + ["failed", "missing"]]
+    assert list(heatmap.text[1])[5] == "failed"
+    # The step colour scale maps code i to the i-th colour.
+    scale = {tuple(step) for step in heatmap.colorscale}
+    n = len(charts.COVERAGE_COLORS)
+    for state, i in codes.items():
+        assert ((i + 0.5) / n - 0.5 / n, charts.COVERAGE_COLORS[state]) in scale
+    legend = [t for t in fig.data if t.type == "scatter"]
+    assert [t.name for t in legend] == list(charts.COVERAGE_COLORS)
+    assert [t.marker.color for t in legend] == list(charts.COVERAGE_COLORS.values())
+    assert charts.coverage_heatmap(coverage_ranges().iloc[0:0]).layout.annotations
+
+
+def height_ranges(rows: list[tuple[str, str, int, int]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["chain", "kind", "start", "end"])
+
+
+def test_height_buckets_keep_the_figure_small_and_show_every_hole():
+    ranges = height_ranges(
+        [
+            ("bitcoin", "held", 0, 499),
+            ("bitcoin", "hole", 500, 504),  # 5 heights: part of one bucket
+            ("bitcoin", "held", 505, 799),
+            ("bitcoin", "hole", 800, 899),  # whole buckets
+            ("bitcoin", "held", 900, 999_999),
+            ("bitcoin", "incomplete", 999_990, 999_999),  # not a hole
+            ("ethereum", "held", 10, 14),
+        ]
+    )
+    buckets = charts.height_buckets(ranges, max_buckets=100)
+    btc = buckets[buckets["chain"] == "bitcoin"]
+    assert len(btc) == 100
+    assert (btc["end"] - btc["start"] + 1).iloc[0] == 10_000
+    assert btc["missing"].sum() == 105
+    assert btc["state"].iloc[0] == "partly missing"
+    assert set(btc["state"].iloc[1:]) == {"held"}
+    small = charts.height_buckets(
+        height_ranges([("x", "held", 0, 9), ("x", "hole", 10, 19), ("x", "held", 20, 29)]), 3
+    )
+    assert small[["start", "end", "missing", "state"]].values.tolist() == [
+        [0, 9, 0, "held"],
+        [10, 19, 10, "missing"],
+        [20, 29, 0, "held"],
+    ]
+    eth = buckets[buckets["chain"] == "ethereum"]
+    assert eth[["start", "end", "state"]].values.tolist() == [[h, h, "held"] for h in range(10, 15)]
+    assert charts.height_buckets(height_ranges([])).empty
+
+
+def test_block_coverage_chart_has_one_strip_per_chain():
+    ranges = height_ranges(
+        [("bitcoin", "held", 0, 99), ("bitcoin", "hole", 100, 149), ("bitcoin", "held", 150, 99_999),
+         ("ethereum", "held", 5, 9)]
+    )  # fmt: skip
+    fig = charts.block_coverage_chart(ranges, max_buckets=50)
+    strips = [t for t in fig.data if t.type == "heatmap"]
+    assert [t.y[0] for t in strips] == ["bitcoin", "ethereum"]
+    assert len(strips[0].x) == 50
+    assert strips[0].xaxis != strips[1].xaxis  # each chain keeps its own height axis
+    assert "50 of 2,000 heights missing" in strips[0].text[0][0]
+    assert {t.name for t in fig.data if t.type == "scatter"} == {"held", "partly missing"}
+    only_held = charts.block_coverage_chart(height_ranges([("x", "held", 0, 9)]))
+    assert only_held.layout.showlegend is True  # plotly hides a one-entry legend unless asked
+    assert charts.block_coverage_chart(height_ranges([])).layout.annotations
+
+
+def test_mark_findings_on_days_and_heights():
+    frame = prices({"bitcoin": [0, 1, 2, 3]})
+    day = D + timedelta(days=2)
+    fig = charts.mark_findings(
+        charts.price_lines(frame), {day: ["bitcoin: price_move (warn)"]}, severities={day: "error"}
+    )
+    marks = trace(fig, charts.FINDING_TRACE)
+    assert [pd.Timestamp(x).date() for x in marks.x] == [day]
+    assert marks.yaxis == "y9"
+    assert list(marks.marker.color) == [charts.FINDING_COLORS["error"]]
+    assert marks.hovertext == ("bitcoin: price_move (warn)",)
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 1
+    assert pd.Timestamp(lines[0].x0).date() == day
+    blocks = pd.DataFrame({"block_id": list(range(100, 120)), "transaction_count": [5] * 20})
+    heights = charts.mark_findings(charts.latest_blocks_chart(blocks, 6), {105: ["BTC: x (warn)"]})
+    assert list(trace(heights, charts.FINDING_TRACE).x) == [105]
+    assert list(trace(heights, charts.FINDING_TRACE).marker.color) == [charts.FINDING_COLORS["warn"]]
+    untouched = charts.price_lines(frame)
+    assert charts.mark_findings(untouched, {}) is untouched
+    assert charts.FINDING_TRACE not in {t.name for t in untouched.data}
+
+
 # ---------------------------------------------------------------------------------------------- urlstate
 
 

@@ -181,3 +181,33 @@ def test_claim_request_lets_exactly_one_process_run_it(db, seeded):
     assert views.claim_request(db, request.id, "scheduler:2") is False
     assert db.get_rerun_request(request.id).claimed_by == "dashboard:1"
     assert views.open_requests(db, []) == {}
+
+
+def test_block_days_maps_stored_heights_to_their_utc_day(db, seeded, monkeypatch):
+    newest = views.latest_blocks(db, "BTC", 1)
+    day = newest["time"].iloc[0].date()
+    unknown = BTC_TIP + 1
+    assert views.block_days(db, "BTC", [BTC_TIP, unknown, BTC_TIP]) == {BTC_TIP: day}
+    assert views.block_days(db, "ETH", [BTC_TIP]) == {}
+    assert views.block_days(db, "BTC", []) == {}
+    monkeypatch.setattr(views, "IN_BATCH", 100)
+    many = views.block_days(db, "BTC", seeded.btc_blocks)  # several IN batches
+    assert len(many) == len(seeded.btc_blocks)
+    assert all(isinstance(d, type(day)) for d in many.values())
+
+
+def test_backfill_queue_counts_backfill_requests_by_status(db, seeded):
+    assert views.backfill_queue(db) == {}
+    slice_a = {"source": "coingecko", "data_type": "prices", "params": {"coin_id": "bitcoin", "start": "x"}}
+    slice_b = {
+        "source": "blockchair",
+        "data_type": "blocks",
+        "params": {"chain": "bitcoin", "start_height": 1},
+    }
+    first = db.request_backfill(slice_a, "test")
+    db.request_backfill(slice_a, "test")  # de-duplicated while open
+    db.request_backfill(slice_b, "test")
+    db.request_rerun(seeded.runs["failed"], "test")  # a rerun is not a backfill
+    assert views.backfill_queue(db) == {"pending": 2}
+    db.finish_rerun_request(first.id, status="done", result_run_id=None)
+    assert views.backfill_queue(db) == {"pending": 1, "done": 1}

@@ -7,26 +7,8 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, urlstate
+from dashboard import charts, data
 from dashboard import components as ui
-
-
-def pick_chain() -> str | None:
-    """The chain to show (its symbol, also the unit of its amounts), from `?chain=` once per session."""
-    chains = {c.symbol: c for c in data.coins() if c.blockchair_chain}
-    if not chains:
-        return None
-    if "blocks_chain" not in st.session_state:
-        by_name = {c.blockchair_chain: s for s, c in chains.items()} | {s.lower(): s for s in chains}
-        params = {k: st.query_params.get_all(k) for k in st.query_params}
-        warnings: list[str] = []
-        chosen = urlstate.parse_choice(params, "chain", by_name, warnings)
-        st.session_state["blocks_chain"] = by_name[chosen] if chosen else next(iter(chains))
-        if warnings:
-            st.warning("Ignored link parameter " + "; ".join(warnings), icon=":material/link_off:")
-    return st.segmented_control(
-        "Chain", list(chains), key="blocks_chain", required=True, format_func=lambda s: chains[s].name
-    )
 
 
 def render_metrics(daily: pd.DataFrame, latest: pd.DataFrame, unit: str) -> None:
@@ -41,8 +23,10 @@ def render_metrics(daily: pd.DataFrame, latest: pd.DataFrame, unit: str) -> None
 
 
 def render_activity(symbol: str, unit: str, daily: pd.DataFrame, start: date, end: date) -> None:
-    """Blocks, transactions, fees and block size per day; days without blocks are marked."""
+    """Blocks, transactions, fees and block size per day; days without blocks and days of blocks named
+    in data-quality findings are marked."""
     missing = charts.missing_chain_days(daily)
+    marks, levels = data.block_day_marks(symbol, start, end)
     tx_daily = data.transactions_per_day(symbol, start, end)
     figures = [
         ("Blocks per day", charts.blocks_per_day_chart(daily, missing), "Blocks stored per UTC day."),
@@ -55,12 +39,13 @@ def render_activity(symbol: str, unit: str, daily: pd.DataFrame, start: date, en
         ("Block size", charts.block_size_chart(daily, missing), "Average and largest block per day (kB)."),
     ]
     note = " Red bands and × mark days without stored blocks." if missing else ""
+    note += " ▼ marks days of blocks named in data-quality findings." if marks else ""
     for i, (title, fig, caption) in enumerate(figures):
         if i % 2 == 0:
             cols = st.columns(2)
         with cols[i % 2]:
             st.markdown(f"**{title}**")
-            st.plotly_chart(fig, key=f"blocks_chart_{i}")
+            st.plotly_chart(charts.mark_findings(fig, marks, severities=levels), key=f"blocks_chart_{i}")
             st.caption(caption + note)
 
 
@@ -69,8 +54,10 @@ def render_latest(symbol: str, reorg_depth: int) -> pd.DataFrame:
     latest = data.latest_blocks(symbol, 100)
     note = f"The newest {reorg_depth} blocks are provisional (a reorganisation may still replace them)."
     ui.section("Latest blocks", ":material/view_in_ar:", note + " Select a block to see its transactions.")
-    st.plotly_chart(charts.latest_blocks_chart(latest, reorg_depth), key="blocks_latest_chart")
-    tip = int(latest["block_id"].max())
+    tip, low = int(latest["block_id"].max()), int(latest["block_id"].min())
+    marks, levels = data.block_height_marks(symbol, low, tip)
+    fig = charts.mark_findings(charts.latest_blocks_chart(latest, reorg_depth), marks, severities=levels)
+    st.plotly_chart(fig, key="blocks_latest_chart")
     table = latest.assign(
         status=["provisional" if b > tip - reorg_depth else "final" for b in latest["block_id"]]
     )
@@ -110,7 +97,7 @@ def render_addresses(symbol: str, unit: str) -> None:
 
 
 ui.page_header("Blocks & transactions", ":material/view_in_ar:", "Chain activity from Blockchair.")
-symbol = pick_chain()
+symbol = ui.chain_picker("blocks_chain")
 if symbol is None:
     ui.empty_state("No chains configured", "Add a coin with a blockchair_chain to coin_metadata.")
     st.stop()

@@ -48,9 +48,11 @@ def render_metrics(frame: pd.DataFrame, names: dict[str, str]) -> None:
         cols[i % len(cols)].metric(names.get(str(coin), str(coin)), ui.usd(last), change, border=True)
 
 
-def render_charts(frame: pd.DataFrame, log: bool) -> None:
-    """Price, normalised, volume and market-cap charts; missing days shaded and marked with x."""
+def render_charts(frame: pd.DataFrame, log: bool, findings: tuple[dict, dict]) -> None:
+    """Price, normalised, volume and market-cap charts; missing days shaded and marked with x, days named
+    in data-quality findings marked with a dotted line and a triangle."""
     missing = charts.missing_price_days(frame)
+    marks, levels = findings
     tabs = st.tabs(["Price", "Normalised (start = 100)", "Volume", "Market cap"])
     figures = [
         charts.price_lines(frame, log=log, missing=missing),
@@ -64,10 +66,11 @@ def render_charts(frame: pd.DataFrame, log: bool) -> None:
         "Trading volume over the 24 hours before each snapshot.",
         "Market capitalisation at each snapshot.",
     ]
+    note = " ▼ and dotted lines mark days named in data-quality findings." if marks else ""
     for tab, fig, caption, name in zip(tabs, figures, captions, ("price", "norm", "vol", "cap"), strict=True):
         with tab:
-            st.plotly_chart(fig, key=f"prices_{name}_chart")
-            st.caption(caption + (" Red bands and × mark days without a price." if missing else ""))
+            st.plotly_chart(charts.mark_findings(fig, marks, severities=levels), key=f"prices_{name}_chart")
+            st.caption(caption + (" Red bands and × mark days without a price." if missing else "") + note)
 
 
 def render_table(frame: pd.DataFrame, coverage: pd.DataFrame, start: date, end: date) -> None:
@@ -113,5 +116,5 @@ elif prices.empty:
     )
 else:
     render_metrics(prices, names)
-    render_charts(prices, log_scale)
+    render_charts(prices, log_scale, data.price_finding_marks(tuple(selected), start, end))
     render_table(prices, data.price_coverage(tuple(selected), start, end), start, end)
