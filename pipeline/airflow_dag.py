@@ -32,8 +32,8 @@ def run_job(job_name: str) -> list[dict]:
 
     settings = get_settings()
     scheduler = Scheduler(settings, DatabaseService(settings=settings), worker_id="airflow")
-    actions = {job.name: job.action for job in scheduler.jobs}
-    results = [r for r in actions[job_name]() if r is not None]
+    job = {job.name: job for job in scheduler.jobs}[job_name]
+    results = [r for r in job.run_all_coins() if r is not None]
     failed = [r for r in results if r.status == "failed"]
     if failed:
         msg = "; ".join(f"run {r.id} {r.coin}: {r.error_class}: {r.error_message}" for r in failed)

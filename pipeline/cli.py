@@ -34,17 +34,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+# No chain or price series starts before the Bitcoin genesis block.
+EARLIEST_DATE = date(2009, 1, 3)
+MAX_ID = 2**63 - 1
+
+
 def _date(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         msg = f"not a date (YYYY-MM-DD): {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
+    if value < EARLIEST_DATE:
+        msg = f"{text} is before {EARLIEST_DATE}, when the first chain began"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        msg = f"not a positive integer: {text!r}"
+    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+        msg = f"not a positive integer up to {MAX_ID}: {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return int(text)
 

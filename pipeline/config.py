@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     DAILY_PRICES_AT_UTC: time = time(0, 40)
     HEARTBEAT_SECONDS: float = Field(15, gt=0)
     HEARTBEAT_STALE_SECONDS: float = Field(120, gt=0)
+    # Runs of processes without a heartbeat (CLI commands) count as abandoned only after this long.
+    UNTRACKED_RUN_TIMEOUT_HOURS: float = Field(6, gt=0)
 
     # Freshness thresholds (warn, fail)
     PRICE_AGE_WARN_HOURS: float = 30

@@ -250,19 +250,59 @@ class CoordinationMixin:
 
     # ------------------------------------------------------------------ stuck work
 
+    def _release_dead_claims(self: DatabaseService, conn: Connection, alive: Any, cutoff: datetime) -> None:
+        """Requests claimed by a dead worker: back to pending, unless the run they started was abandoned.
+
+        A request whose replay had started has a child run (now abandoned); that child gets a request of
+        its own, so this one is closed. One claimed moment before the worker died has no child and is
+        simply served again.
+        """
+        dead = and_(
+            RerunRequest.status == "running",
+            RerunRequest.claimed_at < cutoff,
+            or_(RerunRequest.claimed_by.is_(None), RerunRequest.claimed_by.not_in(alive)),
+        )
+        started = (
+            select(DataIngestionLog.id)
+            .where(
+                DataIngestionLog.parent_run_id == RerunRequest.run_id,
+                DataIngestionLog.started_at >= RerunRequest.claimed_at,
+            )
+            .exists()
+        )
+        now = utcnow()
+        conn.execute(
+            update(RerunRequest)
+            .where(dead, started)
+            .values(status="failed", error_message=ABANDONED, finished_at=now, updated_at=now)
+        )
+        conn.execute(
+            update(RerunRequest)
+            .where(dead)
+            .values(status="pending", claimed_by=None, claimed_at=None, updated_at=now)
+        )
+
     def recover_abandoned(self: DatabaseService, *, requeue: bool = True) -> list[int]:
         """Fail runs and requests left `running` by workers whose heartbeat stopped; requeue their slices.
 
         A requeued slice runs as a child of the abandoned run, so the log links the two.
         """
         cutoff = utcnow() - timedelta(seconds=self.settings.HEARTBEAT_STALE_SECONDS)
-        alive = select(SchedulerHeartbeat.worker_id).where(
-            SchedulerHeartbeat.last_beat >= cutoff, SchedulerHeartbeat.stopped_at.is_(None)
-        )
+        untracked_cutoff = utcnow() - timedelta(hours=self.settings.UNTRACKED_RUN_TIMEOUT_HOURS)
+        beating = select(SchedulerHeartbeat.worker_id)
+        alive = beating.where(SchedulerHeartbeat.last_beat >= cutoff, SchedulerHeartbeat.stopped_at.is_(None))
         stuck = and_(
             DataIngestionLog.status == IngestionStatus.RUNNING,
             DataIngestionLog.started_at < cutoff,
-            or_(DataIngestionLog.worker_id.is_(None), DataIngestionLog.worker_id.not_in(alive)),
+            or_(
+                # A scheduler's run: its worker stopped beating.
+                and_(DataIngestionLog.worker_id.in_(beating), DataIngestionLog.worker_id.not_in(alive)),
+                # A run of a process that never beats (a CLI command): only after a long time.
+                and_(
+                    or_(DataIngestionLog.worker_id.is_(None), DataIngestionLog.worker_id.not_in(beating)),
+                    DataIngestionLog.started_at < untracked_cutoff,
+                ),
+            ),
         )
         with self.transaction() as conn:
             run_ids = list(conn.scalars(select(DataIngestionLog.id).where(stuck)))
@@ -277,13 +317,7 @@ class CoordinationMixin:
                         finished_at=utcnow(),
                     )
                 )
-            # The request's own run was just abandoned and gets a request of its own below.
-            conn.execute(
-                update(RerunRequest)
-                .where(RerunRequest.status == "running", RerunRequest.claimed_by.not_in(alive))
-                .where(RerunRequest.claimed_at < cutoff)
-                .values(status="failed", error_message=ABANDONED, finished_at=utcnow(), updated_at=utcnow())
-            )
+            self._release_dead_claims(conn, alive, cutoff)
         if requeue:
             for run_id in run_ids:
                 self.request_rerun(run_id, "scheduler: abandoned run")

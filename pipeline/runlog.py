@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_REJECT_SAMPLES = 5
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+# This process, as recorded on its runs and heartbeats (the suffix tells restarts with a reused pid apart).
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class IngestionResult(DataIngestionLogData):
@@ -79,7 +81,14 @@ class RunTally:
 class RunLogMixin:
     """Run-log queries of `DatabaseService`."""
 
-    def start_run(self: DatabaseService, run: RunSlice, *, trigger: str, parent_run_id: int | None) -> int:
+    def start_run(
+        self: DatabaseService,
+        run: RunSlice,
+        *,
+        trigger: str,
+        parent_run_id: int | None,
+        worker_id: str = WORKER_ID,
+    ) -> int:
         """Insert the `running` row and commit it, so a crash still leaves a trace."""
         row = DataIngestionLog(
             source=run.source,
@@ -93,7 +102,7 @@ class RunLogMixin:
             trigger=trigger,
             params=run.params,
             parent_run_id=parent_run_id,
-            worker_id=WORKER_ID,
+            worker_id=worker_id,
             started_at=utcnow(),
         )
         with self.session_factory.begin() as session:
@@ -138,12 +147,13 @@ def record_run(
     *,
     trigger: str = "manual",
     parent_run_id: int | None = None,
+    worker_id: str = WORKER_ID,
 ) -> Iterator[RunTally]:
     """Run one unit inside a log row; exceptions are recorded (not re-raised), except interrupts.
 
     After the block, `tally.result` holds the closed run.
     """
-    run_id = db.start_run(run, trigger=trigger, parent_run_id=parent_run_id)
+    run_id = db.start_run(run, trigger=trigger, parent_run_id=parent_run_id, worker_id=worker_id)
     client.reset_stats()
     started = utcnow()
     tally = RunTally(run_id=run_id)
@@ -173,6 +183,8 @@ def _close(
     stats = client.stats
     values: dict[str, Any] = {
         "status": IngestionStatus.FAILED if error is not None else _status(tally),
+        "error_class": None,
+        "error_message": None,
         "records_fetched": tally.fetched,
         "records_inserted": tally.written.inserted,
         "records_updated": tally.written.updated,

@@ -14,11 +14,8 @@ Design points (see the `schedule` notes in the README):
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +28,7 @@ from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.models import utcnow
-from pipeline.runlog import IngestionResult
+from pipeline.runlog import WORKER_ID, IngestionResult
 from pipeline.schemas import CoinMetadataData, RerunRequestData
 
 logger = logging.getLogger(__name__)
@@ -42,19 +39,24 @@ DAILY_CHECK_MINUTES = 5
 
 @dataclass(frozen=True)
 class Job:
-    """A scheduled job: its name, how often, and what it runs."""
+    """A scheduled job: its name, how often, which coins, and what it runs for one coin."""
 
     name: str
     every_minutes: float
-    action: Callable[[], list[IngestionResult | None]]
+    coins: Callable[[], list[CoinMetadataData]]
+    action: Callable[[CoinMetadataData], IngestionResult | None]
     # For a daily job: the slot is the date, and it runs only once the UTC time has passed this.
     daily_after: Callable[[datetime], bool] | None = None
 
     def slot(self, now: datetime) -> str:
-        """The slot `now` falls in; a lease on (name, slot) lets one worker run it."""
+        """The slot `now` falls in; a lease on (job:coin, slot) lets one worker run that unit."""
         if self.daily_after is not None:
             return now.date().isoformat()
         return str(int(now.timestamp() // (self.every_minutes * 60)))
+
+    def run_all_coins(self) -> list[IngestionResult | None]:
+        """Run the job for every coin now, without leases (for callers that schedule it themselves)."""
+        return [self.action(coin) for coin in self.coins()]
 
 
 class Scheduler:
@@ -63,13 +65,17 @@ class Scheduler:
     def __init__(self, settings: Settings, db: DatabaseService, *, worker_id: str | None = None) -> None:
         self.settings = settings
         self.db = db
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker_id = worker_id or WORKER_ID
         self.stop_event = threading.Event()
         self.started_at = utcnow()
         self.current_job: str | None = None
         stop = self.stop_event.is_set
-        self.blockchair = BlockchairIngestor(settings=settings, db=db, should_stop=stop)
-        self.coingecko = CoinGeckoIngestor(settings=settings, db=db, should_stop=stop)
+        self.blockchair = BlockchairIngestor(
+            settings=settings, db=db, should_stop=stop, worker_id=self.worker_id
+        )
+        self.coingecko = CoinGeckoIngestor(
+            settings=settings, db=db, should_stop=stop, worker_id=self.worker_id
+        )
         self.replayer = Replayer(settings, db, blockchair=self.blockchair, coingecko=self.coingecko)
         self.jobs = self._jobs()
         self.interrupted_runs: list[int] = []
@@ -79,15 +85,22 @@ class Scheduler:
     def _jobs(self) -> list[Job]:
         s = self.settings
         daily_at = s.DAILY_PRICES_AT_UTC
+        chains = lambda: self._coins("blockchair_chain")  # noqa: E731 - evaluated at each run
+        priced = lambda: self._coins("coingecko_id")  # noqa: E731
+
+        def blockchair(data_type: str) -> Callable[[CoinMetadataData], IngestionResult | None]:
+            return lambda coin: self.blockchair.ingest(coin, data_type, trigger=SCHEDULE_TRIGGER)
+
         return [
-            Job("blocks", s.BLOCKS_INTERVAL_MINUTES, lambda: self._blockchair("blocks")),
-            Job("transactions", s.TRANSACTIONS_INTERVAL_MINUTES, lambda: self._blockchair("transactions")),
-            Job("addresses", s.ADDRESSES_INTERVAL_MINUTES, lambda: self._blockchair("addresses")),
-            Job("latest_prices", s.LATEST_PRICE_INTERVAL_MINUTES, self._latest_prices),
+            Job("blocks", s.BLOCKS_INTERVAL_MINUTES, chains, blockchair("blocks")),
+            Job("transactions", s.TRANSACTIONS_INTERVAL_MINUTES, chains, blockchair("transactions")),
+            Job("addresses", s.ADDRESSES_INTERVAL_MINUTES, chains, blockchair("addresses")),
+            Job("latest_prices", s.LATEST_PRICE_INTERVAL_MINUTES, priced, self._latest_price),
             Job(
                 "daily_prices",
                 DAILY_CHECK_MINUTES,
-                self._daily_prices,
+                priced,
+                self._daily_price,
                 daily_after=lambda now: (now.hour, now.minute) >= (daily_at.hour, daily_at.minute),
             ),
         ]
@@ -97,41 +110,36 @@ class Scheduler:
         coins = [c for c in self.db.get_coins(active_only=True) if getattr(c, attribute)]
         return [c for c in coins if {c.coingecko_id, c.blockchair_chain, c.symbol.lower()} & wanted]
 
-    def _blockchair(self, data_type: str) -> list[IngestionResult | None]:
-        return [
-            self.blockchair.ingest(coin, data_type, trigger=SCHEDULE_TRIGGER)
-            for coin in self._coins("blockchair_chain")
-        ]
+    def _latest_price(self, coin: CoinMetadataData) -> IngestionResult | None:
+        return self.coingecko.ingest_latest(coin, trigger=SCHEDULE_TRIGGER)
 
-    def _latest_prices(self) -> list[IngestionResult | None]:
-        return [
-            self.coingecko.ingest_latest(coin, trigger=SCHEDULE_TRIGGER)
-            for coin in self._coins("coingecko_id")
-        ]
-
-    def _daily_prices(self) -> list[IngestionResult | None]:
+    def _daily_price(self, coin: CoinMetadataData) -> IngestionResult | None:
         yesterday = utcnow().date() - timedelta(days=1)
         first = yesterday - timedelta(days=self.settings.PRICE_BACKFILL_DAYS - 1)
-        return [
-            self.coingecko.ingest_price_range(coin, first, yesterday, trigger=SCHEDULE_TRIGGER)
-            for coin in self._coins("coingecko_id")
-        ]
+        return self.coingecko.ingest_price_range(coin, first, yesterday, trigger=SCHEDULE_TRIGGER)
 
     def run_job(self, job: Job) -> list[IngestionResult | None]:
-        """Run one job slot if this worker wins its lease; never raises (a failure is logged)."""
+        """Run the units of one job slot this worker wins a lease for; never raises (failures are logged).
+
+        Leases are per coin, so a worker killed in the middle of a job leaves the other coins' units of
+        that slot to whichever worker runs the job next.
+        """
         now = utcnow()
-        if self.stop_event.is_set() or (job.daily_after is not None and not job.daily_after(now)):
+        if job.daily_after is not None and not job.daily_after(now):
             return []
         ttl = timedelta(minutes=max(job.every_minutes, 1) * 2)
+        results: list[IngestionResult | None] = []
         try:
-            if not self.db.take_lease(job.name, job.slot(now), self.worker_id, ttl):
-                logger.debug("job %s slot %s is taken by another worker", job.name, job.slot(now))
-                return []
-            self.current_job = job.name
-            results = job.action()
+            for coin in job.coins():
+                if self.stop_event.is_set():
+                    break
+                if not self.db.take_lease(f"{job.name}:{coin.symbol}", job.slot(now), self.worker_id, ttl):
+                    logger.debug("job %s for %s: slot %s is taken", job.name, coin.symbol, job.slot(now))
+                    continue
+                self.current_job = f"{job.name} {coin.symbol}"
+                results.append(job.action(coin))
         except Exception:  # noqa: BLE001 - one job's failure must not stop the loop or starve the others
             logger.exception("job %s failed", job.name)
-            return []
         finally:
             self.current_job = None
         self._note_interrupted(results)

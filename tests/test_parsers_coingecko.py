@@ -281,8 +281,8 @@ def test_out_of_order_and_repeated_timestamps_give_one_sorted_record_per_day():
         (date(2024, 4, 2), Decimal("3")),
     ]
     assert result.rejects == []
-    # Distinct timestamps the source sent (the repeated one counts once).
-    assert result.rows_seen == 4
+    # Every point the source sent, the repeated one included.
+    assert result.rows_seen == 5
 
 
 def test_repeated_timestamp_with_different_prices_keeps_the_last_one_listed():
@@ -394,7 +394,7 @@ def test_every_price_point_is_accounted_for():
 
     assert len(result.records) == 2
     assert len(result.rejects) == 3
-    assert result.rows_seen == 4
+    assert result.rows_seen == 6  # every point sent, so fetched >= inserted + rejected
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import cached_property
 
@@ -11,6 +12,7 @@ from pipeline.database import DatabaseService
 from pipeline.errors import ConfigError, Interrupted
 from pipeline.http import ApiClient
 from pipeline.models import utcnow
+from pipeline.runlog import WORKER_ID, RunSlice, RunTally, record_run
 from pipeline.schemas import CoinMetadataData
 
 
@@ -26,12 +28,15 @@ class Ingestor:
         client: ApiClient | None = None,
         clock: Callable[[], datetime] = utcnow,
         should_stop: Callable[[], bool] = lambda: False,
+        worker_id: str = WORKER_ID,
     ) -> None:
         self._settings = settings
         self._db = db
         self._client = client
         self.clock = clock
         self.should_stop = should_stop
+        # Recorded on every run, so that runs of a worker whose heartbeat stops can be found.
+        self.worker_id = worker_id
 
     @cached_property
     def settings(self) -> Settings:
@@ -47,6 +52,14 @@ class Ingestor:
     def client(self) -> ApiClient:
         """The HTTP client given, or the source's client built from the settings."""
         return self._client or self.build_client()
+
+    def recorded(
+        self, run: RunSlice, *, trigger: str, parent_run_id: int | None
+    ) -> AbstractContextManager[RunTally]:
+        """The run-log context one unit of this ingestor runs in."""
+        return record_run(
+            self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id, worker_id=self.worker_id
+        )
 
     def check_stop(self) -> None:
         """Raise Interrupted between pages when the process is stopping (the unit closes as failed)."""

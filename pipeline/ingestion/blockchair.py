@@ -23,7 +23,7 @@ from pipeline.models import BlockchainBlock
 from pipeline.parsers.blockchair import parse_address_dashboard, parse_blocks, parse_transactions
 from pipeline.parsers.common import ParseResult
 from pipeline.quality import apply_findings, block_findings, check_transactions
-from pipeline.runlog import IngestionResult, RunSlice, RunTally, record_run
+from pipeline.runlog import IngestionResult, RunSlice, RunTally
 from pipeline.schemas import BlockchainBlockData, BlockchainTransactionData, CoinMetadataData
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class BlockchairIngestor(Ingestor):
         run = RunSlice(
             SOURCE, "blocks", chain, {"chain": chain}, start_height=start_height, end_height=end_height
         )
-        with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
+        with self.recorded(run, trigger=trigger, parent_run_id=parent_run_id) as tally:
             if start_height is None:
                 tip = self._tip(chain, coin)
                 start_height = max(tip - self.settings.BLOCKS_INITIAL_DEPTH + 1, 0)
@@ -213,7 +213,7 @@ class BlockchairIngestor(Ingestor):
         run = RunSlice(
             SOURCE, "transactions", chain, replay, start_height=start_height, end_height=end_height
         )
-        with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
+        with self.recorded(run, trigger=trigger, parent_run_id=parent_run_id) as tally:
             for low, high in self._ranges_to_fetch(coin, start_height, end_height):
                 self._page_transactions(coin, low, high, tally)
             apply_findings(self.db, tally, check_transactions(self.db, coin.symbol, start_height, end_height))
@@ -288,7 +288,7 @@ class BlockchairIngestor(Ingestor):
         if not watched:
             return None
         run = RunSlice(SOURCE, "addresses", chain, {"chain": chain, "addresses": list(watched)})
-        with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
+        with self.recorded(run, trigger=trigger, parent_run_id=parent_run_id) as tally:
             for path, batch in self._address_requests(chain, coin.chain_family, watched):
                 self.check_stop()
                 payload = self.client.get_json(path, endpoint=f"/{chain}/dashboards/address")

@@ -22,7 +22,7 @@ from pipeline.lazy import LazyProxy
 from pipeline.models import MarketPrice
 from pipeline.parsers.coingecko import parse_history, parse_market_chart
 from pipeline.quality import apply_findings, price_findings
-from pipeline.runlog import IngestionResult, RunSlice, RunTally, record_run
+from pipeline.runlog import IngestionResult, RunSlice, RunTally
 from pipeline.schemas import CoinMetadataData, MarketPriceData
 
 SOURCE = "coingecko"
@@ -74,7 +74,7 @@ class CoinGeckoIngestor(Ingestor):
         coin_id = _coin_id(coin)
         params = {"coin_id": coin_id, "start": start.isoformat(), "end": end.isoformat()}
         run = RunSlice(SOURCE, "prices", coin_id, params, start_date=start, end_date=end)
-        with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
+        with self.recorded(run, trigger=trigger, parent_run_id=parent_run_id) as tally:
             low, high = self.servable_range(coin, start, end)
             if low > start:
                 tally.slice_updates["params"] = params | {"unavailable_before": low.isoformat()}
@@ -173,7 +173,7 @@ class CoinGeckoIngestor(Ingestor):
         coin_id = _coin_id(coin)
         params = {"coin_id": coin_id, "date": day.isoformat()}
         run = RunSlice(SOURCE, "price_by_date", coin_id, params, start_date=day, end_date=day)
-        with record_run(self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id) as tally:
+        with self.recorded(run, trigger=trigger, parent_run_id=parent_run_id) as tally:
             low, high = self.servable_range(coin, day, day)
             if low <= high:
                 self._fetch_day(coin, day, tally)

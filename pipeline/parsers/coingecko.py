@@ -81,7 +81,7 @@ def parse_market_chart(
     caps = _series(payload, "market_caps", None)
     volumes = _series(payload, "total_volumes", None)
     daily = _daily(prices)
-    result.rows_seen = len(prices)
+    result.rows_seen = len(payload["prices"])  # every point sent, malformed ones included
     ctx = validation_context(now)
     for day, (ts, price) in sorted(daily.items()):
         fields = {
