@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from conftest import make_settings
 from sqlalchemy import and_, func, inspect, select
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
@@ -20,6 +19,7 @@ from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService, alembic_config
 from pipeline.models import SEED_COINS, Base
 from pipeline.schemas import UpsertResult
+from tests.conftest import make_settings
 
 STAMP = datetime(2024, 2, 1, 8, 30, 15, 250000, tzinfo=UTC)
 

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from alembic.script import ScriptDirectory
-from conftest import make_settings
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -34,6 +33,7 @@ from pipeline.schemas import (
     MarketPriceData,
     UpsertResult,
 )
+from tests.conftest import make_settings
 
 BIG_WEI = 2**64 * 1000 + 12345
 HUGE_WEI = 10**30 + 7
