@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import psycopg
@@ -88,3 +89,22 @@ def db(settings: Settings) -> Iterator[DatabaseService]:
     service.create_tables()
     yield service
     service.dispose()
+
+
+@contextmanager
+def simulated_database(
+    database_url: str, sim: object, **overrides: object
+) -> Iterator[tuple[Settings, DatabaseService]]:
+    """Settings pointing both APIs at a simulator, and a migrated database, disposed on exit."""
+    settings = make_settings(
+        database_url,
+        BLOCKCHAIR_BASE_URL=sim.blockchair_url,  # type: ignore[attr-defined]
+        COINGECKO_BASE_URL=sim.coingecko_url,  # type: ignore[attr-defined]
+        **overrides,
+    )
+    service = DatabaseService(settings=settings)
+    service.create_tables()
+    try:
+        yield settings, service
+    finally:
+        service.dispose()

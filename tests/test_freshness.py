@@ -23,7 +23,7 @@ from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.schemas import CoinMetadataData, IngestionStatus
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings
+from tests.conftest import make_settings, simulated_database
 from tests.processes import ROOT, process_env
 
 THRESHOLDS = {
@@ -133,17 +133,8 @@ def sim():
 
 @pytest.fixture
 def env(sim, database_url):
-    settings = make_settings(
-        database_url,
-        BLOCKCHAIR_BASE_URL=sim.blockchair_url,
-        COINGECKO_BASE_URL=sim.coingecko_url,
-        BLOCKS_INITIAL_DEPTH=30,
-        **THRESHOLDS,
-    )
-    db = DatabaseService(settings=settings)
-    db.create_tables()
-    yield settings, db
-    db.dispose()
+    with simulated_database(database_url, sim, BLOCKS_INITIAL_DEPTH=30, **THRESHOLDS) as settings_and_db:
+        yield settings_and_db
 
 
 @pytest.fixture

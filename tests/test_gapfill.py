@@ -27,7 +27,7 @@ from pipeline.models import BlockchainBlock, BlockchainTransaction, MarketPrice
 from pipeline.scheduler import Scheduler
 from pipeline.schemas import IngestionStatus
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings
+from tests.conftest import make_settings, simulated_database
 from tests.processes import ROOT, process_env
 
 
@@ -339,17 +339,8 @@ FILL_ENV = {"COVERAGE_DAYS": 60, "TRANSACTIONS_WINDOW_BLOCKS": 6}
 
 @pytest.fixture
 def env(sim, database_url):
-    settings = make_settings(
-        database_url,
-        BLOCKCHAIR_BASE_URL=sim.blockchair_url,
-        COINGECKO_BASE_URL=sim.coingecko_url,
-        BLOCKS_INITIAL_DEPTH=250,
-        **FILL_ENV,
-    )
-    db = DatabaseService(settings=settings)
-    db.create_tables()
-    yield settings, db
-    db.dispose()
+    with simulated_database(database_url, sim, BLOCKS_INITIAL_DEPTH=250, **FILL_ENV) as settings_and_db:
+        yield settings_and_db
 
 
 def ingest_bitcoin(settings, db) -> None:

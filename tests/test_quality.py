@@ -37,7 +37,7 @@ from pipeline.quality import (
 from pipeline.runlog import RunSlice, record_run
 from pipeline.schemas import BlockchainBlockData, IngestionStatus, MarketPriceData
 from pipeline.simulator import Simulator, SimulatorConfig
-from tests.conftest import make_settings
+from tests.conftest import make_settings, simulated_database
 
 START = date(2024, 3, 1)
 SUPPLY = Decimal(19_000_000)
@@ -555,16 +555,8 @@ def sim():
 
 @pytest.fixture
 def env(sim, database_url):
-    settings = make_settings(
-        database_url,
-        BLOCKCHAIR_BASE_URL=sim.blockchair_url,
-        COINGECKO_BASE_URL=sim.coingecko_url,
-        BLOCKS_INITIAL_DEPTH=60,
-    )
-    db = DatabaseService(settings=settings)
-    db.create_tables()
-    yield settings, db
-    db.dispose()
+    with simulated_database(database_url, sim, BLOCKS_INITIAL_DEPTH=60) as settings_and_db:
+        yield settings_and_db
 
 
 def test_clean_simulator_ingestion_records_no_findings(env):
