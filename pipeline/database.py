@@ -16,6 +16,7 @@ chart queries), never ORM objects.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,18 +25,19 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.config import Settings, get_settings
 from pipeline.coordination import CoordinationMixin
 from pipeline.cursors import CursorMixin
-from pipeline.errors import RecordValidationError
+from pipeline.errors import DatabaseUnavailable, RecordValidationError
 from pipeline.lazy import LazyProxy
 from pipeline.models import (
     BlockchainAddress,
@@ -91,12 +93,39 @@ def prepare_url(database_url: str) -> URL:
     return url
 
 
+# SQLite OperationalError texts that mean "not now" rather than "never": another process holds the lock,
+# or the file system failed. Anything else (no such table, syntax) is a bug and stays an OperationalError.
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o error", "unable to open")
+
+
+def _unavailable(context: ExceptionContext) -> BaseException | None:
+    """Turn a lost or refused connection into DatabaseUnavailable, the one class loops back off on."""
+    if context.is_pre_ping:  # the pool recovers from a failed ping by itself
+        return None
+    original = context.original_exception
+    if context.engine is not None and context.engine.dialect.name == "sqlite":
+        text = str(original).lower()
+        transient = isinstance(original, sqlite3.OperationalError) and any(
+            t in text for t in _SQLITE_TRANSIENT
+        )
+    else:
+        transient = context.is_disconnect or isinstance(original, psycopg.OperationalError)
+    if not transient:
+        return None
+    # The driver's first line names the cause (refused, terminated, locked) and never the password.
+    reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    return DatabaseUnavailable(f"database unavailable: {reason}")
+
+
 def create_db_engine(database_url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     """An engine tuned for a writer process and reader processes sharing the database."""
     url = prepare_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_recycle=1800)
+        engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
+        event.listen(engine, "handle_error", _unavailable)
+        return engine
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+    event.listen(engine, "handle_error", _unavailable)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

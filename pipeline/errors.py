@@ -12,6 +12,8 @@ Callers catch by what they should do next, not by where the error came from::
     │   │   └── PlanLimitError        CoinGecko 10005/10012 (endpoint or history beyond the plan)
     │   └── ResponseFormatError       2xx whose body is not JSON or not the expected envelope
     ├── RecordValidationError         one invalid record (record, reason, field)
+    ├── DatabaseError                 the database cannot be used as it is (exit_code per cause)
+    │   └── DatabaseUnavailable       refused, terminated, locked or I/O failing: wait and retry
     └── Interrupted                   the process is stopping; the unit is closed as failed
 
 Messages are built here from parts the HTTP client has already redacted; they never carry
@@ -25,6 +27,8 @@ from typing import Any
 __all__ = [
     "AuthError",
     "ConfigError",
+    "DatabaseError",
+    "DatabaseUnavailable",
     "FatalSourceError",
     "Interrupted",
     "PipelineError",
@@ -175,6 +179,22 @@ class RecordValidationError(PipelineError):
         # Same reason as SourceError.__reduce__: keyword-only constructor arguments.
         kwargs = {"reason": self.reason, "record": self.record, "field": self.field}
         return (_rebuild, (type(self), kwargs))
+
+
+class DatabaseError(PipelineError):
+    """The database cannot be used as it is; the message is one line without any password.
+
+    `exit_code` is the command line's exit status for this cause, distinct per subclass.
+    """
+
+    exit_code: int = 3
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database is unreachable or busy for now (connection refused or terminated, a write lock held
+    past the busy timeout, an I/O error): long-lived loops back off and carry on when it returns."""
+
+    exit_code = 3
 
 
 class Interrupted(PipelineError):
