@@ -1,7 +1,8 @@
 """`crypto-pipeline up`: the scheduler and the dashboard together (plus the simulator with --demo).
 
 Like `dagster dev`: one command starts every process, prints the dashboard URL, and Ctrl-C (or SIGTERM)
-stops them all. If one process dies, the others are stopped too and the exit code says so.
+stops them all. A process that dies on its own is restarted with backoff while the others keep running,
+and its restarts are published in a small state file the dashboard shows (`read_launcher_state`).
 """
 
 from __future__ import annotations
@@ -9,13 +10,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import Settings, child_environment
 
@@ -83,34 +90,106 @@ def demo_overrides(sim_url: str) -> dict[str, object]:
     }
 
 
+# Restart backoff of a child that exits on its own: 1, 2, 4 ... 60 s; a child that ran this long is
+# considered healthy again and its next crash restarts after the shortest wait.
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 60.0
+HEALTHY_AFTER_SECONDS = 60.0
+STATE_ENV = "CRYPTO_PIPELINE_LAUNCHER_STATE"
+
+
+@dataclass
+class Child:
+    """One supervised process: how to start it, and what has happened to it so far."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0  # time.monotonic() of the last start
+    restarts: int = 0
+    failures_in_a_row: int = 0
+    last_exit_code: int | None = None
+    last_exit_at: datetime | None = None
+    restart_at: float | None = None  # time.monotonic() of the next start while it is down
+
+    def snapshot(self) -> dict[str, object]:
+        """What the dashboard shows of this child."""
+        alive = self.process is not None and self.process.poll() is None
+        return {
+            "state": "running" if alive else "restarting",
+            "pid": self.process.pid if alive and self.process else None,
+            "restarts": self.restarts,
+            "last_exit_code": self.last_exit_code,
+            "last_exit_at": self.last_exit_at.isoformat() if self.last_exit_at else None,
+            "restart_in_seconds": (
+                None if alive or self.restart_at is None else max(0.0, self.restart_at - time.monotonic())
+            ),
+        }
+
+
+def read_launcher_state() -> dict[str, Any] | None:
+    """The state `up` publishes about its children (the dashboard shows restarts); None outside `up`."""
+    path = os.environ.get(STATE_ENV)
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 class Launcher:
-    """Starts, watches and stops the child processes."""
+    """Starts, watches, restarts and stops the child processes.
+
+    A child that exits without being asked to is started again with backoff, while the others keep
+    running: a scheduler that dies (a bug, the database gone at start) must not take the dashboard, where
+    the operator would see it, down with it.
+    """
 
     def __init__(self, settings: Settings, *, demo: bool, host: str, port: int | None) -> None:
         self.settings = settings
         self.demo = demo
         self.host = host
         self.port = port or free_port(host)
-        self.processes: list[subprocess.Popen] = []
+        self.children: list[Child] = []
         self.stopping = False
+        self._state_dir = Path(tempfile.mkdtemp(prefix="crypto-pipeline-up-"))
+        self.state_path = self._state_dir / "state.json"
 
-    def _start(self, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, *args], env=env)
-        self.processes.append(process)
-        return process
+    @property
+    def processes(self) -> list[subprocess.Popen]:
+        """The children's current processes."""
+        return [c.process for c in self.children if c.process is not None]
+
+    def _start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        child = Child(name, [sys.executable, *args], {**env, STATE_ENV: str(self.state_path)})
+        self.children.append(child)
+        self._spawn(child)
+        assert child.process is not None
+        return child.process
+
+    def _spawn(self, child: Child) -> None:
+        child.process = subprocess.Popen(child.args, env=child.env)
+        child.started = time.monotonic()
+        child.restart_at = None
+        self._publish()
 
     def start(self) -> str:
         """Start everything; returns the dashboard URL once it answers."""
         overrides: dict[str, object] = {}
         if self.demo:
             sim_port = free_port()
-            sim = self._start(["-m", "pipeline.simulator", "--port", str(sim_port)], child_environment())
+            sim = self._start(
+                "simulator", ["-m", "pipeline.simulator", "--port", str(sim_port)], child_environment()
+            )
             sim_url = f"http://127.0.0.1:{sim_port}"
             wait_for_http(f"{sim_url}/api/v3/ping", sim)
             overrides = demo_overrides(sim_url)
         env = child_environment(**overrides)
-        self._start(["-m", "pipeline.cli", "--log-level", self.settings.LOG_LEVEL, "run"], env)
+        self._start("scheduler", ["-m", "pipeline.cli", "--log-level", self.settings.LOG_LEVEL, "run"], env)
         dashboard = self._start(
+            "dashboard",
             [
                 "-m", "streamlit", "run", str(dashboard_script()),
                 "--server.port", str(self.port), "--server.address", self.host,
@@ -123,17 +202,41 @@ class Launcher:
         return url
 
     def watch(self) -> int:
-        """Wait until a child exits or we are asked to stop; then stop them all."""
-        code = 0
+        """Supervise the children until we are asked to stop; then stop them all."""
         while not self.stopping:
-            exited = [p for p in self.processes if p.poll() is not None]
-            if exited:
-                code = exited[0].returncode or 1
-                logger.error("%s exited with code %s; stopping the others", exited[0].args[1:3], code)
-                break
-            time.sleep(0.5)
+            for child in self.children:
+                self._supervise(child)
+            time.sleep(0.2)
         self.stop()
-        return code
+        return 0
+
+    def _supervise(self, child: Child) -> None:
+        """Notice a child that exited and start it again once its backoff has passed."""
+        process = child.process
+        if process is not None and process.poll() is not None:
+            ran = time.monotonic() - child.started
+            child.failures_in_a_row = 1 if ran >= HEALTHY_AFTER_SECONDS else child.failures_in_a_row + 1
+            delay = min(RESTART_MAX_SECONDS, RESTART_FIRST_SECONDS * 2 ** (child.failures_in_a_row - 1))
+            child.last_exit_code, child.last_exit_at = process.returncode, datetime.now(UTC)
+            child.process, child.restart_at = None, time.monotonic() + delay
+            logger.error(
+                "%s exited with code %s after %.0f s; restarting it in %.0f s (the others keep running)",
+                child.name, process.returncode, ran, delay,
+            )  # fmt: skip
+            self._publish()
+        if child.process is None and child.restart_at is not None and time.monotonic() >= child.restart_at:
+            child.restarts += 1
+            self._spawn(child)
+
+    def _publish(self) -> None:
+        """Write the children's state for the dashboard, atomically (it may read at any moment)."""
+        state = {
+            "updated_at": datetime.now(UTC).isoformat(),
+            "children": {c.name: c.snapshot() for c in self.children},
+        }
+        partial = self.state_path.with_suffix(".tmp")
+        partial.write_text(json.dumps(state))
+        os.replace(partial, self.state_path)
 
     def stop(self) -> None:
         """SIGTERM every child (the scheduler closes its unit cleanly), then kill stragglers."""
@@ -146,6 +249,7 @@ class Launcher:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        shutil.rmtree(self._state_dir, ignore_errors=True)
 
 
 def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | None = None) -> int:
@@ -165,4 +269,12 @@ def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | N
         return 1
     mode = " (demo: simulated APIs, database ./data/demo.db)" if demo else ""
     print(f"\n  Dashboard: {url}{mode}\n  Scheduler: running. Press Ctrl-C to stop.\n", flush=True)
+    # The dashboard shows the same notice, but whoever typed --host should read it before anyone
+    # else opens the page. The secrets files are what the dashboard's Streamlit will read (same cwd).
+    # (Imported here: this function is the only user, and the module's head belongs to the Launcher.)
+    from pipeline import access
+
+    authenticated = settings.DASHBOARD_TRUSTED_AUTH_PROXY or access.auth_configured_in(access.secrets_files())
+    if access.exposed(host) and not authenticated:
+        print(f"  Warning: {access.exposure_warning(host)}\n", file=sys.stderr, flush=True)
     return launcher.watch()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
-from pipeline.errors import Interrupted, PipelineError
+from pipeline.errors import DatabaseUnavailable, Interrupted, PipelineError
 from pipeline.models import DataIngestionLog, utcnow
+from pipeline.outage import PROCESS_OUTAGE
 from pipeline.parsers.common import Reject
 from pipeline.schemas import DataIngestionLogData, IngestionStatus, UpsertResult
 
@@ -148,10 +150,13 @@ def record_run(
     trigger: str = "manual",
     parent_run_id: int | None = None,
     worker_id: str = WORKER_ID,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[RunTally]:
     """Run one unit inside a log row; exceptions are recorded (not re-raised), except interrupts.
 
-    After the block, `tally.result` holds the closed run.
+    After the block, `tally.result` holds the closed run. A unit that failed because the database went
+    away is closed once it is back (`should_stop` ends the wait when the process is stopping; the run is
+    then left to the abandoned-run recovery of the next worker, never silently `running` for good).
     """
     run_id = db.start_run(run, trigger=trigger, parent_run_id=parent_run_id, worker_id=worker_id)
     client.reset_stats()
@@ -164,9 +169,12 @@ def record_run(
         error = exc
     except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let them stop the process
         error = exc
-        tally.result = _close(db, client, run_id, started, tally, error, interrupted=True)
+        try:
+            tally.result = _close(db, client, run_id, started, tally, exc, worker_id=worker_id, stop=stop_now)
+        except DatabaseUnavailable:
+            logger.warning("run %s left running: the database is unavailable while stopping", run_id)
         raise
-    tally.result = _close(db, client, run_id, started, tally, error, interrupted=False)
+    tally.result = _close(db, client, run_id, started, tally, error, worker_id=worker_id, stop=should_stop)
 
 
 def _close(
@@ -177,8 +185,11 @@ def _close(
     tally: RunTally,
     error: BaseException | None,
     *,
-    interrupted: bool,
+    worker_id: str,
+    stop: Callable[[], bool],
 ) -> IngestionResult:
+    """Close the run with its outcome, waiting out a database outage unless `stop` says not to."""
+    interrupted = error is not None and not isinstance(error, Exception)
     finished = utcnow()
     stats = client.stats
     values: dict[str, Any] = {
@@ -208,13 +219,36 @@ def _close(
         if tally.rejected:
             problems.append(f"{tally.rejected} records rejected (first: {tally.rejects[0].reason})")
         values["error_message"] = client.redact("; ".join(problems))[:2000]
-    result = IngestionResult.model_validate(db.finish_run(run_id, **values), from_attributes=True)
+    closed = PROCESS_OUTAGE.call(
+        lambda: db.finish_run(run_id, worker_id=worker_id, **values),
+        wait=lambda seconds: _wait_unless(stop, seconds),
+    )
+    if closed is None:
+        msg = f"run {run_id} could not be closed: the database did not return before the process stopped"
+        raise DatabaseUnavailable(msg)
+    result = IngestionResult.model_validate(closed, from_attributes=True)
     logger.info(
         "run %s %s %s %s: %s fetched=%s inserted=%s updated=%s rejected=%s requests=%s",
         run_id, result.source, result.data_type, result.coin, result.status.value, result.records_fetched,
         result.records_inserted, result.records_updated, result.records_rejected, result.requests_made,
     )  # fmt: skip
     return result
+
+
+def stop_now() -> bool:
+    """A `should_stop` for a process that is already stopping: do not wait for anything."""
+    return True
+
+
+def _wait_unless(should_stop: Callable[[], bool], seconds: float) -> bool:
+    """Sleep up to `seconds`, waking early (True) when the process is stopping."""
+    deadline = time.monotonic() + seconds
+    while not should_stop():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, 0.2))
+    return True
 
 
 def _error_class(error: BaseException) -> str:

@@ -9,6 +9,9 @@ Design points (see the `schedule` notes in the README):
   ("interrupted"), its slice is queued for a rerun, and nothing is left `running`.
 - A heartbeat thread records the worker as alive (also during long jobs) and fails runs abandoned by
   workers that died, queueing their slices again.
+- The database may go away (a restart, a failover, a write lock held by another process): every touch in
+  the loop and the heartbeat rides it out with backoff and one log line per outage (`pipeline.outage`);
+  a unit it cut short is closed `failed` (DatabaseUnavailable) once the database is back and requeued.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import schedule
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
+from pipeline.errors import DatabaseUnavailable
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.models import utcnow
+from pipeline.outage import PROCESS_OUTAGE
 from pipeline.runlog import WORKER_ID, IngestionResult
 from pipeline.schemas import CoinMetadataData, RerunRequestData
 
@@ -78,7 +83,12 @@ class Scheduler:
         )
         self.replayer = Replayer(settings, db, blockchair=self.blockchair, coingecko=self.coingecko)
         self.jobs = self._jobs()
+        self.jobs_by_name = {job.name: job for job in self.jobs}
+        # Jobs to run as soon as the database answers (an ordered set: dict keys).
+        self.missed_jobs: dict[str, None] = {}
         self.interrupted_runs: list[int] = []
+        self.outage = PROCESS_OUTAGE
+        self.exit_code = 0
 
     # ------------------------------------------------------------------ jobs
 
@@ -122,7 +132,8 @@ class Scheduler:
         """Run the units of one job slot this worker wins a lease for; never raises (failures are logged).
 
         Leases are per coin, so a worker killed in the middle of a job leaves the other coins' units of
-        that slot to whichever worker runs the job next.
+        that slot to whichever worker runs the job next. A job the database's absence cut short is run
+        again as soon as the database is back, not an interval later.
         """
         now = utcnow()
         if job.daily_after is not None and not job.daily_after(now):
@@ -138,12 +149,35 @@ class Scheduler:
                     continue
                 self.current_job = f"{job.name} {coin.symbol}"
                 results.append(job.action(coin))
+        except DatabaseUnavailable as exc:
+            self.outage.failed(exc)
+            self.missed_jobs[job.name] = None
         except Exception:  # noqa: BLE001 - one job's failure must not stop the loop or starve the others
             logger.exception("job %s failed", job.name)
         finally:
             self.current_job = None
         self._note_interrupted(results)
+        self._requeue_outage_runs(results)
         return results
+
+    def _requeue_outage_runs(self, results: list[IngestionResult | None]) -> None:
+        """Queue the slices of units the database's absence failed, so that none is left incomplete."""
+        for result in results:
+            if result is None or result.error_class != DatabaseUnavailable.__name__:
+                continue
+            try:
+                self.db.request_rerun(result.id, "scheduler: database outage")
+            except DatabaseUnavailable as exc:  # gone again: the run stays failed, visible for a rerun
+                self.outage.failed(exc)
+                return
+
+    def _run_missed_jobs(self) -> None:
+        """Run the jobs an outage cut short (and, at start, every job once), oldest first."""
+        for name in list(self.missed_jobs):
+            if self.stop_event.is_set() or self.outage.down:
+                return
+            del self.missed_jobs[name]
+            self.run_job(self.jobs_by_name[name])
 
     def _note_interrupted(self, results: list[IngestionResult | None]) -> None:
         self.interrupted_runs += [r.id for r in results if r is not None and r.error_class == "Interrupted"]
@@ -191,12 +225,17 @@ class Scheduler:
 
     def _heartbeat_loop(self) -> None:
         while not self.stop_event.is_set():
+            wait = self.settings.HEARTBEAT_SECONDS
             try:
                 self.db.beat(self.worker_id, started_at=self.started_at, current_job=self.current_job)
                 self.db.recover_abandoned()
+            except DatabaseUnavailable as exc:
+                wait = min(wait, self.outage.failed(exc))
             except Exception:  # noqa: BLE001 - a missed beat must not kill the thread
                 logger.exception("heartbeat failed")
-            self.stop_event.wait(self.settings.HEARTBEAT_SECONDS)
+            else:
+                self.outage.recovered()
+            self.stop_event.wait(wait)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT ask the loop to stop after the current page."""
@@ -208,24 +247,45 @@ class Scheduler:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
 
-    def run(self) -> None:
-        """Run until stopped: what is due at start, then on schedule, serving reruns between jobs."""
+    def run(self) -> int:
+        """Run until stopped: every job once, then on schedule, serving reruns between jobs.
+
+        Returns the process's exit code. A database outage never ends the loop: the loop waits, with
+        backoff, and resumes (missed jobs first) when the database answers again.
+        """
         logger.info("scheduler %s starting", self.worker_id)
-        self.db.beat(self.worker_id, started_at=self.started_at, current_job=None)
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         timer = schedule.Scheduler()
         for job in self.jobs:
             timer.every(job.every_minutes * 60).seconds.do(self.run_job, job).tag(job.name)
-        timer.run_all()
+        self.missed_jobs.update(dict.fromkeys(self.jobs_by_name))  # what `schedule` calls run_all
         while not self.stop_event.is_set():
-            timer.run_pending()
-            self.serve_reruns()
-            if not self._job_due(timer):
-                self.serve_reruns(kinds=("backfill",), limit=1)  # backfills yield to the regular jobs
+            try:
+                if self.outage.down and not self._database_back():
+                    continue
+                self._run_missed_jobs()
+                timer.run_pending()
+                self.serve_reruns()
+                if not self._job_due(timer):
+                    self.serve_reruns(kinds=("backfill",), limit=1)  # backfills yield to the regular jobs
+            except DatabaseUnavailable as exc:
+                self.stop_event.wait(self.outage.failed(exc))
+                continue
             idle = timer.idle_seconds
             self.stop_event.wait(1.0 if idle is None else min(max(idle, 0.0), 1.0))
         self._shutdown(beat)
+        return self.exit_code
+
+    def _database_back(self) -> bool:
+        """Probe the database during an outage; waits out the backoff and returns False while it is away."""
+        try:
+            self.db.schema_revision()
+        except DatabaseUnavailable as exc:
+            self.stop_event.wait(self.outage.failed(exc))
+            return False
+        self.outage.recovered()
+        return True
 
     @staticmethod
     def _job_due(timer: schedule.Scheduler) -> bool:
@@ -234,7 +294,12 @@ class Scheduler:
 
     def _shutdown(self, beat: threading.Thread) -> None:
         beat.join(timeout=5)
-        for run_id in self.interrupted_runs:
-            self.db.request_rerun(run_id, "scheduler: interrupted")
-        self.db.stop_worker(self.worker_id)
-        logger.info("scheduler %s stopped cleanly", self.worker_id)
+        try:
+            for run_id in self.interrupted_runs:
+                self.db.request_rerun(run_id, "scheduler: interrupted")
+            self.db.stop_worker(self.worker_id)
+        except DatabaseUnavailable as exc:
+            # The next worker finds this one's heartbeat stale and requeues what it left running.
+            logger.warning("scheduler %s stopped without signing off: %s", self.worker_id, exc)
+        else:
+            logger.info("scheduler %s stopped cleanly", self.worker_id)

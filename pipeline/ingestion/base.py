@@ -58,7 +58,13 @@ class Ingestor:
     ) -> AbstractContextManager[RunTally]:
         """The run-log context one unit of this ingestor runs in."""
         return record_run(
-            self.db, self.client, run, trigger=trigger, parent_run_id=parent_run_id, worker_id=self.worker_id
+            self.db,
+            self.client,
+            run,
+            trigger=trigger,
+            parent_run_id=parent_run_id,
+            worker_id=self.worker_id,
+            should_stop=self.should_stop,
         )
 
     def check_stop(self) -> None:
