@@ -1,6 +1,7 @@
 """Reliability report: the fault matrix, printed as the tables of the README.
 
     python benchmarks/reliability_report.py [--postgres subset|all|none] [--postgres-url URL]
+                                            [--outages N] [--no-matrix]
 
 Runs every fault the simulator can inject against every ingestion unit (prices by range, prices by date,
 blocks, transactions, addresses), each cell in a fresh database: on SQLite all cells, on PostgreSQL the
@@ -8,6 +9,12 @@ subset the test suite runs (or all, or none). For each cell it prints the run's 
 retries, rejected records, the rows the slice holds at the source (expected), the rows stored after the
 faulted run, the rows still missing after a rerun (lost, must be 0) and duplicated rows (must be 0); then
 the run statuses and error classes over all cells, and every violated expectation (a known bug is named).
+
+With `--outages N` it also runs the database-outage scenario of `tests/reliability/outages.py` on both
+dialects: N outages during a multi-batch backfill with reruns queued (PostgreSQL: connections refused and
+sessions terminated for 1-30 s; SQLite: another process holding the write lock for 1-60 s), and prints
+whether the scheduler ever exited, rows lost or duplicated against an uninterrupted run, runs left
+`running`, and the log lines written.
 
 The cells are the ones `tests/reliability/test_fault_matrix.py` asserts on: both import
 `tests/reliability/matrix.py`, so the report and the tests cannot drift. The crash-recovery and
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import random
 import sys
 import tempfile
 import time
@@ -46,6 +54,7 @@ from tests.reliability.matrix import (  # noqa: E402
     summary,
     verdict,
 )
+from tests.reliability.outages import outage_simulator, run_scenario  # noqa: E402
 
 
 def main() -> int:
@@ -54,9 +63,60 @@ def main() -> int:
     parser.add_argument(
         "--postgres-url", default=PG_URL, help="default: TEST_POSTGRES_URL or the local server"
     )
+    parser.add_argument("--outages", type=int, default=0, help="database outages per dialect (0: skip)")
+    parser.add_argument("--no-matrix", action="store_true", help="skip the fault matrix")
+    parser.add_argument("--seed", type=int, default=20261201, help="outage timing seed")
     args = parser.parse_args()
     logging.getLogger().addHandler(logging.NullHandler())  # the runs' own error lines would drown the table
 
+    failed = 0 if args.no_matrix else _matrix(args)
+    if args.outages:
+        failed |= _outages(args)
+    return failed
+
+
+def _outages(args: argparse.Namespace) -> int:
+    """The outage scenario on SQLite and PostgreSQL; 1 if any claim does not hold."""
+    rng = random.Random(args.seed)
+    failed = 0
+    for dialect, longest in (("sqlite", 60.0), ("postgresql", 30.0)):
+        durations = [round(rng.uniform(1.0, longest), 1) for _ in range(args.outages)]
+        with tempfile.TemporaryDirectory() as tmp, outage_simulator() as sim:
+            if dialect == "sqlite":
+                url_context: contextlib.AbstractContextManager[str] = contextlib.nullcontext(
+                    f"sqlite:///{tmp}/outages.db"
+                )
+            else:
+                if postgres_unavailable():
+                    print(f"PostgreSQL skipped: {postgres_unavailable()}", file=sys.stderr)
+                    continue
+                url_context = postgres_schema(args.postgres_url)
+            with url_context as url:
+                report = run_scenario(
+                    database_url=url,
+                    sim=sim,
+                    tmp_path=Path(tmp),
+                    durations=durations,
+                    seed=args.seed,
+                    depth=6000,  # 180 pages, so that the backfill spans the outages
+                    days=365,
+                    sim_delay=2.0,
+                    finish_timeout=900,
+                )
+        print(f"database outages, {report.line()}", flush=True)
+        holds = (
+            report.scheduler_exits == 0
+            and report.equal_to_reference
+            and report.runs_left_running == 0
+            and report.open_requests == 0
+            and report.tracebacks == 0
+        )
+        failed |= not holds
+    return failed
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    """The fault matrix; 1 if a cell violates an expectation no known bug explains."""
     started = time.monotonic()
     print(
         f"fault matrix: {len(FAULTS)} faults x {len(UNITS)} units; client timeout {HTTP_TIMEOUT_SECONDS} s "
