@@ -1,7 +1,9 @@
 """Router of the crypto-pipeline dashboard: `streamlit run dashboard/app.py`.
 
-Only the frame lives here: page config, navigation, the sidebar badges every page shares, and the guard
-that explains a missing or unreachable database. (Each page's header shows the simulated-data notice.)
+Only the frame lives here: page config, navigation, the sidebar badges every page shares, and the guards
+every page goes through: the Host allow-list (`gate`), the notice when write actions are off, and the
+banner that replaces a page while the database is unreachable (`outage`). (Each page's header shows the
+simulated-data notice.)
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data
-from pipeline.errors import ConfigError
+from dashboard import data, gate, outage
+from pipeline.errors import ConfigError, DatabaseUnavailable
 
 st.set_page_config(page_title="crypto-pipeline", page_icon=":material/currency_bitcoin:", layout="wide")
 
@@ -39,11 +41,15 @@ PAGES = {
     ],
 }
 
-page = st.navigation(PAGES, position="sidebar")
-
 try:
     settings = data.settings()
 except ConfigError:
+    settings = None
+# A Host header off the allow-list gets nothing but the refusal: no navigation, no data, no actions.
+host_ok = settings is None or gate.host_allowed(settings)
+page = st.navigation(PAGES, position="sidebar" if host_ok else "hidden")
+
+if settings is None:
     # The message can echo configured values (a database URL with a password): name the fix only.
     st.error(
         "The configuration is invalid. Check the environment variables and `.env`, then run "
@@ -51,22 +57,27 @@ except ConfigError:
         icon=":material/settings_alert:",
     )
     st.stop()
+if not host_ok:
+    ui.host_refusal(gate.request_host())
+    st.stop()
 
+access = gate.current(settings)
 health = data.health()
+down = outage.current()
+if not health.ok or down is not None:
+    down = outage.check()  # probe now: the cached health may be up to LIVE_TTL seconds old
+    if down is None:
+        data.health.clear()  # it answers now: forget the cached failure
+        health = data.health()
 ui.sidebar_badges(
     simulated=settings.SIMULATED_DATA,
-    read_only=settings.DASHBOARD_READ_ONLY,
+    read_only=not access.writes,
     dialect=health.dialect,
-    ok=health.ok,
+    ok=down is None,
     revision=health.schema_revision,
 )
-
-if not health.ok:
-    st.error(
-        f"The database does not answer ({health.error}). Check that it is running and that DATABASE_URL "
-        "points at it.",
-        icon=":material/database_off:",
-    )
+if down is not None:
+    outage.show(down)
     st.stop()
 if health.schema_revision is None:
     ui.empty_state(
@@ -76,4 +87,13 @@ if health.schema_revision is None:
     )
     st.stop()
 
-page.run()
+ui.access_notice(access)
+top = st.container()  # where the banner goes if the database fails while the page runs
+st.session_state[outage.PAGE_RUNNING] = True
+try:
+    page.run()
+except DatabaseUnavailable as exc:
+    with top:
+        outage.show(outage.note(data.redact(str(exc)) or ""))
+finally:
+    st.session_state[outage.PAGE_RUNNING] = False

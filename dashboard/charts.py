@@ -40,6 +40,16 @@ HOUR_BAR = 0.8 * 3_600_000
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+def plain(text: object) -> str:
+    """Text from outside (coin ids and names, chains, finding subjects) made literal for plotly.
+
+    Plotly renders a small HTML subset in names, ticks, hovers and annotations (`<a href>` links, `<b>`,
+    `<span style>`); it decodes entities only after it has found the tags, so escaping `&`, `<` and `>`
+    shows the text exactly as written. (Markdown means nothing to plotly.)
+    """
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _as_date(value: date | datetime | pd.Timestamp) -> date:
     if isinstance(value, pd.Timestamp):
         return value.date()
@@ -116,7 +126,7 @@ def mark_missing(fig: go.Figure, missing: Mapping[date, list[str]] | Iterable[da
             marker={"symbol": "x", "size": 9, "color": MISSING_COLOR},
             name=MISSING_TRACE,
             yaxis=_MARK_AXIS,
-            hovertext=[", ".join(by_day[d]) or "no data" for d in days],
+            hovertext=[plain(", ".join(by_day[d]) or "no data") for d in days],
             hoverinfo="text+x",
         )
     )
@@ -163,7 +173,7 @@ def mark_findings(
             },
             name=FINDING_TRACE,
             yaxis=_MARK_AXIS,
-            hovertext=["<br>".join(marks[k]) for k in keys],
+            hovertext=["<br>".join(plain(m) for m in marks[k]) for k in keys],
             hoverinfo="text+x",
         )
     )
@@ -197,7 +207,7 @@ def _lines(
 ) -> go.Figure:
     fig = go.Figure()
     for coin, rows in prices.groupby("coin_id", sort=True):
-        fig.add_trace(go.Scatter(x=rows["price_date"], y=rows[column], mode="lines", name=str(coin)))
+        fig.add_trace(go.Scatter(x=rows["price_date"], y=rows[column], mode="lines", name=plain(coin)))
     if prices.empty:
         return empty_figure("No data in this range")
     day_axis(fig, prices["price_date"])
@@ -285,13 +295,13 @@ def fees_chart(daily: pd.DataFrame, unit: str, missing: Iterable[date] = ()) -> 
         return empty_figure("No blocks in this range")
     fig = go.Figure(
         [
-            go.Bar(x=daily["day"], y=daily["fees"], name=f"Fees ({unit})", width=DAY_BAR),
+            go.Bar(x=daily["day"], y=daily["fees"], name=f"Fees ({plain(unit)})", width=DAY_BAR),
             go.Scatter(x=daily["day"], y=daily["fees_usd"], name="Fees (USD)", yaxis="y2", mode="lines"),
         ]
     )
     fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "USD", "showgrid": False})
     day_axis(fig, daily["day"])
-    return mark_missing(_base(fig, y_title=f"Fees ({unit})"), list(missing))
+    return mark_missing(_base(fig, y_title=f"Fees ({plain(unit)})"), list(missing))
 
 
 def block_size_chart(daily: pd.DataFrame, missing: Iterable[date] = ()) -> go.Figure:
@@ -343,7 +353,7 @@ def runs_by_status_chart(per_hour: pd.DataFrame, *, x: str = "hour") -> go.Figur
     for status, rows in per_hour.groupby("status", sort=True):
         width = DAY_BAR if x == "day" else HOUR_BAR
         color = STATUS_COLORS.get(str(status))
-        fig.add_trace(go.Bar(x=rows[x], y=rows["runs"], name=str(status), marker_color=color, width=width))
+        fig.add_trace(go.Bar(x=rows[x], y=rows["runs"], name=plain(status), marker_color=color, width=width))
     fig.update_layout(barmode="stack")
     if x == "day":
         day_axis(fig, per_hour[x])
@@ -358,7 +368,7 @@ def growth_chart(per_day: pd.DataFrame, *, group: str = "data_type", value: str 
         return empty_figure("No growth recorded in this period")
     fig = go.Figure()
     for name, rows in per_day.groupby(group, sort=True):
-        fig.add_trace(go.Bar(x=rows["day"], y=rows[value], name=str(name), width=DAY_BAR))
+        fig.add_trace(go.Bar(x=rows["day"], y=rows[value], name=plain(name), width=DAY_BAR))
     total = per_day.groupby("day")[value].sum().cumsum()
     fig.add_trace(go.Scatter(x=total.index, y=total.values, name="Cumulative", yaxis="y2", mode="lines"))
     fig.update_layout(barmode="stack", yaxis2={"overlaying": "y", "side": "right", "showgrid": False})
@@ -369,7 +379,9 @@ def growth_chart(per_day: pd.DataFrame, *, group: str = "data_type", value: str 
 def row_counts_chart(counts: Mapping[str, int]) -> go.Figure:
     """Rows per table as horizontal bars."""
     items = sorted(counts.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h", name="Rows"))
+    fig = go.Figure(
+        go.Bar(x=[v for _, v in items], y=[plain(k) for k, _ in items], orientation="h", name="Rows")
+    )
     fig.update_layout(hovermode="closest")
     return _base(fig, height=max(220, 32 * len(items)))
 
@@ -430,7 +442,7 @@ def coverage_heatmap(ranges: pd.DataFrame, names: Mapping[str, str] | None = Non
             # numpy arrays: plotly validates (and copies) them far faster than nested lists
             z=np.array([[codes.get(s, codes["unavailable"]) for s in grid[c]] for c in coins], dtype=np.int8),
             x=np.array([d.isoformat() for d in days]),
-            y=[(names or {}).get(c, c) for c in coins],
+            y=[plain((names or {}).get(c, c)) for c in coins],
             text=np.array([grid[c] for c in coins]),
             hovertemplate="%{y} · %{x|%Y-%m-%d}: %{text}<extra></extra>",
             colorscale=_discrete_scale(COVERAGE_COLORS),
@@ -491,21 +503,21 @@ def block_coverage_chart(ranges: pd.DataFrame, max_buckets: int = MAX_HEIGHT_BUC
         sizes = part["end"] - part["start"] + 1
         columns = (part["start"], part["end"], part["missing"], sizes, part["state"])
         hover = [
-            f"{chain} {a:,}..{b:,}: " + (s if not m else f"{m:,} of {n:,} heights missing")
+            f"{plain(chain)} {a:,}..{b:,}: " + (s if not m else f"{m:,} of {n:,} heights missing")
             for a, b, m, n, s in zip(*columns, strict=True)
         ]
         fig.add_trace(
             go.Heatmap(
                 z=[[codes[s] for s in part["state"]]],
                 x=list((part["start"] + part["end"]) / 2),
-                y=[chain],
+                y=[plain(chain)],
                 text=[hover],
                 hovertemplate="%{text}<extra></extra>",
                 colorscale=_discrete_scale(HEIGHT_COLORS),
                 zmin=-0.5,
                 zmax=len(HEIGHT_COLORS) - 0.5,
                 showscale=False,
-                name=chain,
+                name=plain(chain),
             ),
             row=row,
             col=1,

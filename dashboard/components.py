@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, urlstate
+from dashboard import data, gate, urlstate
 from dashboard.urlstate import CUSTOM, EARLIEST_DAY, PRESETS
 
 LEVEL_COLORS = {"ok": "green", "warn": "orange", "fail": "red", "unknown": "gray"}
@@ -43,6 +44,37 @@ START_COMMANDS = {
     "scheduler": "crypto-pipeline run",
     "simulator": "crypto-pipeline simulate",
 }
+
+
+# ---------------------------------------------------------------------------------------------- text
+
+# Every ASCII punctuation character: CommonMark lets a backslash make any of them literal, which covers
+# emphasis, links and images, HTML-ish tags, headings, lists, tables, `$` math, `:name[..]` directives,
+# `:material/..:` icons and the backslash itself.
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# GFM autolinks (`http://..`, `www.`, `user@host.tld`) and Streamlit's `:streamlit:` logo are found in
+# the text *after* parsing, where the escapes are already gone, so they are broken with an invisible word
+# joiner instead.
+_AUTOLINK_TRIGGERS = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)|(?<=:)(?=streamlit:)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+# Four leading spaces (or a tab) start a code block; rendered markdown collapses indentation anyway.
+_INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
+
+
+def literal(text: object) -> str:
+    """Text from outside (a source, the run log, a link, the database) made safe to embed in any
+    Streamlit element that renders markdown (markdown, error/warning/info/success, caption, title,
+    subheader, toast, and the labels of metrics, expanders, buttons and segmented controls): it then
+    shows exactly as written, with no link, image, formatting, math, colour, icon or emoji.
+
+    Never pass its result to elements that are already literal (st.text, st.code, st.json, dataframe
+    cells, multiselect/selectbox options): they would show the backslashes. And never put an emoji
+    shortcode (`:smile:`) of our own in the same element: Streamlit loads its emoji plugin when it sees
+    one, and that plugin would also turn the `:name:` words of this text into emoji. Leading spaces of
+    each line are dropped (markdown would show them collapsed, or as a code block).
+    """
+    text = _AUTOLINK_TRIGGERS.sub(WORD_JOINER, _INDENT.sub("", str(text)))
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
 # ---------------------------------------------------------------------------------------------- frame
@@ -89,6 +121,42 @@ def sidebar_badges(*, simulated: bool, read_only: bool, dialect: str, ok: bool, 
             st.badge("Read-only", icon=":material/lock:", color="gray")
 
 
+def host_refusal(host: str | None) -> None:
+    """The whole page for a Host header off the allow-list (gate.host_allowed): why, and the fix."""
+    name = literal(host or "")
+    st.error(
+        f"**This dashboard does not answer to the host name {name}.** Open it at the address it was "
+        "started with (for example `http://localhost:<port>`); to serve it under this name, add the name to "
+        "DASHBOARD_ALLOWED_HOSTS. (Refusing unknown names stops other web sites from reaching a local "
+        "dashboard through DNS rebinding.)",
+        icon=":material/gpp_bad:",
+    )
+
+
+def access_notice(access: gate.Access) -> None:
+    """Why write actions are off when the dashboard is reachable from other machines, and how to turn
+    them on (DASHBOARD_READ_ONLY needs no notice: someone chose it, and the sidebar says so)."""
+    if access.writes or access.read_only or not access.exposed:
+        return
+    if access.login:
+        st.warning(
+            "**Log in to rerun runs or fill gaps.** This dashboard is reachable from other machines, so "
+            "its write actions need a logged-in user.",
+            icon=":material/lock:",
+        )
+        st.button("Log in", key="access_login", icon=":material/login:", on_click=st.login)
+        return
+    where = "every interface" if access.bound is None else literal(access.bound)
+    st.warning(
+        f"**Write actions are off.** This dashboard listens on {where}, which other machines can reach, "
+        "and no login protects it, so rerun, run here and fill gaps are disabled. To enable them, put an "
+        "authenticating reverse proxy in front and set `DASHBOARD_TRUSTED_AUTH_PROXY=true`, configure "
+        "Streamlit's login (`[auth]` in `.streamlit/secrets.toml`), or bind to 127.0.0.1 "
+        "(`crypto-pipeline up` does by default).",
+        icon=":material/lock:",
+    )
+
+
 def empty_state(title: str, body: str, commands: Iterable[str] = ()) -> None:
     """A box that tells a new user what to do next, with the commands to run."""
     lines = [f"**{title}**", "", body]
@@ -130,13 +198,14 @@ def freshness_color(level: str) -> str:
 
 
 def freshness_card(coin: str, what: str, value: str, level: str, detail: str) -> None:
-    """One freshness measure: coin, value coloured by level, detail."""
+    """One freshness measure: coin, value coloured by level, detail (coin and detail quote stored
+    names, so they are shown literally)."""
     color = freshness_color(level)
     with st.container(border=True):
-        st.markdown(f"**{coin}** · {what}")
-        st.markdown(f"#### :{color}[{value}]")
+        st.markdown(f"**{literal(coin)}** · {what}")
+        st.markdown(f"#### :{color}[{literal(value)}]")
         st.badge(level, icon=LEVEL_ICONS.get(level), color=color)  # type: ignore[arg-type]
-        st.caption(detail)
+        st.caption(literal(detail))
 
 
 # ---------------------------------------------------------------------------------------------- formatting
@@ -253,10 +322,11 @@ def chain_picker(key: str) -> str | None:
         warnings: list[str] = []
         chosen = urlstate.parse_choice(params, "chain", by_name, warnings)
         st.session_state[key] = by_name[chosen] if chosen else next(iter(chains))
-        if warnings:
-            st.warning("Ignored link parameter " + "; ".join(warnings), icon=":material/link_off:")
+        if warnings:  # they quote the link's values, which anyone can write
+            st.warning("Ignored link parameter " + literal("; ".join(warnings)), icon=":material/link_off:")
+    # Segmented-control options render markdown (multiselect options do not): names are escaped here only.
     return st.segmented_control(
-        "Chain", list(chains), key=key, required=True, format_func=lambda s: chains[s].name
+        "Chain", list(chains), key=key, required=True, format_func=lambda s: literal(chains[s].name)
     )
 
 

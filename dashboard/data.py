@@ -11,15 +11,18 @@ import logging
 import os
 import socket
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import coverage_frames
+from dashboard import coverage_frames, gate
 from pipeline import coverage, gapfill, quality, views
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
+from pipeline.errors import DatabaseError
 from pipeline.freshness import Freshness, freshness_report
+from pipeline.launcher import read_launcher_state
 from pipeline.schemas import (
     CoinMetadataData,
     DataIngestionLogData,
@@ -77,6 +80,24 @@ def redact(text: str | None) -> str | None:
 def health() -> HealthStatus:
     """Whether the database answers and which schema revision it is at (never raises)."""
     return service().health_check()
+
+
+def database_problem() -> str | None:
+    """Why the database cannot be read right now, or None when it answers. Never cached: this is the
+    probe of the outage banner, which must see the database come back."""
+    try:
+        service().schema_revision()
+    except DatabaseError as exc:  # its message is one line without a password (pipeline.errors)
+        return redact(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a driver's own text may quote the URL: name the type only
+        return type(exc).__name__
+    return None
+
+
+def launcher_state() -> dict[str, Any] | None:
+    """What `crypto-pipeline up` publishes about the processes it supervises (restarts, exit codes);
+    None when the dashboard was not started by `up`. A small file, read on every call."""
+    return read_launcher_state()
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
@@ -403,6 +424,15 @@ def created_growth(start: date) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- writes
 
 
+def _require_writes() -> None:
+    """Refuse a write that the page should not have offered: the pages hide write actions when
+    `gate` says no, and this keeps a forgotten check from turning into an open door."""
+    allowed = gate.current(settings())
+    if not allowed.writes:
+        msg = f"write actions are disabled on this dashboard ({allowed.reason})"
+        raise PermissionError(msg)
+
+
 def _runs_changed() -> None:
     cached_reads = (runs, run, child_runs, rerun_request, open_requests, runs_by_status, runs_per_hour)
     for cached in (*cached_reads, latest_failures):
@@ -411,6 +441,7 @@ def _runs_changed() -> None:
 
 def request_rerun(run_id: int) -> RerunRequestData:
     """Queue a rerun of one run for the scheduler (a second request while one is open returns it)."""
+    _require_writes()
     request = service().request_rerun(run_id, requested_by="dashboard")
     _runs_changed()
     return request
@@ -418,6 +449,7 @@ def request_rerun(run_id: int) -> RerunRequestData:
 
 def request_reruns(run_ids: list[int]) -> list[RerunRequestData]:
     """Queue reruns of several runs; runs that vanished or are running are skipped."""
+    _require_writes()
     requests = []
     for run_id in run_ids:
         try:
@@ -429,28 +461,34 @@ def request_reruns(run_ids: list[int]) -> list[RerunRequestData]:
 
 
 def run_here(run_id: int) -> RerunRequestData:
-    """Replay a run's slice in this process (no scheduler alive) and record the request's outcome."""
-    from pipeline.ingestion.replay import Replayer
+    """Replay a run's slice in this process (no scheduler alive) and return its request, finished.
 
+    The same path as the scheduler and `crypto-pipeline rerun` (pipeline.rerun_requests.serve_here): the
+    run's open request is claimed by id, checked against the budget, replayed, and its outcome recorded
+    with the error redacted. Raises ValueError with one line when the run is still running, another
+    process holds the request or its slice, or the slice was refused (the reason is also on the request).
+    """
+    from pipeline.ingestion.replay import Replayer
+    from pipeline.rerun_requests import serve_here
+
+    _require_writes()
     db = service()
-    request = db.request_rerun(run_id, requested_by="dashboard: run here")
-    if request.status == "pending" and views.claim_request(db, request.id, DASHBOARD_WORKER):
-        try:
-            result = Replayer(settings(), db).replay(db.get_run(run_id), trigger="rerun")
-        except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the request
-            logger.exception("run here of run %s failed", run_id)
-            message = redact(f"{type(exc).__name__}: {exc}"[:500])
-            db.finish_rerun_request(request.id, status="failed", result_run_id=None, error=message)
-        else:
-            failed = result is not None and result.status == "failed"
-            db.finish_rerun_request(
-                request.id,
-                status="failed" if failed else "done",
-                result_run_id=result.id if result else None,
-                error=result.error_message if failed and result else None,
-            )
-    st.cache_data.clear()  # the replay may have written prices, blocks and runs
-    return db.get_rerun_request(request.id)
+    try:
+        request, _result = serve_here(
+            db,
+            Replayer(settings(), db),
+            run_id,
+            requested_by="dashboard: run here",
+            worker_id=DASHBOARD_WORKER,
+        )
+    except (LookupError, ValueError):
+        raise  # a refusal: the caller shows it
+    except Exception:
+        logger.exception("run here of run %s failed", run_id)  # recorded on the request too
+        raise
+    finally:
+        st.cache_data.clear()  # the replay may have written prices, blocks, runs and requests
+    return request
 
 
 def queue_fill(plan: gapfill.FillPlan) -> tuple[int, int]:
@@ -458,6 +496,7 @@ def queue_fill(plan: gapfill.FillPlan) -> tuple[int, int]:
 
     Returns (new requests, slices already queued): a slice with an open request is not queued twice.
     """
+    _require_writes()
     since = datetime.now(UTC)
     queued = gapfill.queue_plan(service(), plan, requested_by="dashboard")
     new = sum(1 for r in queued if r.requested_at >= since)

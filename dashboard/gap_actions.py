@@ -23,7 +23,9 @@ NOTICE = "fill_notice"
 QUEUE_STATES = ("pending", "running", "done", "failed")
 
 
-def render_fill_gaps(*, has_gaps: bool, read_only: bool, alive: bool) -> None:
+def render_fill_gaps(
+    *, has_gaps: bool, read_only: bool, alive: bool, reason: str = "DASHBOARD_READ_ONLY"
+) -> None:
     """The section: queue state, then the Fill gaps button or the preview with its confirmation."""
     ui.section(
         "Fill gaps",
@@ -35,7 +37,7 @@ def render_fill_gaps(*, has_gaps: bool, read_only: bool, alive: bool) -> None:
         st.success(notice, icon=":material/check_circle:")
     render_queue()
     if read_only:
-        st.caption(":material/lock: Read-only dashboard: filling gaps is disabled (DASHBOARD_READ_ONLY).")
+        st.caption(f":material/lock: Read-only dashboard: filling gaps is disabled ({reason}).")
         return
     plan: FillPlan | None = st.session_state.get(PLAN)
     if plan is None:
@@ -82,7 +84,8 @@ def render_preview(plan: FillPlan) -> None:
     )
     st.dataframe(slices, hide_index=True, key="fill_plan_slices", height=ui.table_height(len(slices)))
     lines = [
-        f"- **{source}**: {n} requests, ~{plan.minutes_by_source[source]:g} min at the rate limit, "
+        f"- **{ui.literal(source)}**: {n} requests, "
+        f"~{plan.minutes_by_source[source]:g} min at the rate limit, "
         f"{plan.daily_share_by_source[source]:.1%} of the daily budget"
         for source, n in plan.requests_by_source.items()
     ]

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data
+from dashboard import data, outage
 from pipeline.schemas import DataIngestionLogData, RerunRequestData
 
 OPEN = ("pending", "running")
@@ -26,9 +26,9 @@ def _open_run(run_id: int) -> None:
 
 def render_details(run: DataIngestionLogData) -> None:
     """Counts, timing, error, replay parameters, rejected samples, parent and child reruns."""
-    st.subheader(
-        f":material/receipt_long: Run #{run.id} · {run.source} / {run.data_type} · {run.coin or '–'}"
-    )
+    # Everything but the ids and figures is stored text (the run log quotes sources): shown literally.
+    what = " / ".join(ui.literal(v) for v in (run.source, run.data_type))
+    st.subheader(f":material/receipt_long: Run #{run.id} · {what} · {ui.literal(run.coin or '–')}")
     ui.status_badge(run.status.value)
     cols = st.columns(6)
     figures = [
@@ -41,18 +41,23 @@ def render_details(run: DataIngestionLogData) -> None:
     ]
     for col, (label, value) in zip(cols, figures, strict=True):
         col.metric(label, f"{value:,}", border=True)
-    span = (
-        f"{run.start_date} .. {run.end_date}" if run.start_date else f"{run.start_height} .. {run.end_height}"
-    )
+    if run.start_date:
+        span = f"{run.start_date} .. {run.end_date}"
+    elif run.start_height is not None:
+        span = f"{run.start_height} .. {run.end_height}"
+    else:
+        span = "–"  # a run that failed before it knew its slice (the parameters below still say it)
     duration = "–" if run.duration_seconds is None else f"{run.duration_seconds:.1f} s"
     st.caption(
-        f"Slice {span} · trigger {run.trigger} · started {run.started_at:%Y-%m-%d %H:%M:%S} UTC · "
-        f"duration {duration} · waited {run.wait_seconds:.1f} s · worker {run.worker_id or '–'}"
+        f"Slice {ui.literal(span)} · trigger {ui.literal(run.trigger)} · "
+        f"started {run.started_at:%Y-%m-%d %H:%M:%S} UTC · duration {duration} · "
+        f"waited {run.wait_seconds:.1f} s · worker {ui.literal(run.worker_id or '–')}"
     )
     if run.error_class:
-        st.error(f"**{run.error_class}**: {run.error_message or ''}", icon=":material/error:")
+        message = ui.literal(run.error_message or "")
+        st.error(f"**{ui.literal(run.error_class)}**: {message}", icon=":material/error:")
     elif run.error_message:
-        st.warning(run.error_message, icon=":material/warning:")
+        st.warning(ui.literal(run.error_message), icon=":material/warning:")
     left, right = st.columns(2)
     with left, st.expander("Replay parameters", icon=":material/tune:"):
         st.json(run.params)
@@ -113,9 +118,20 @@ def render_actions(run: DataIngestionLogData, *, alive: bool) -> None:
                 icon=":material/play_arrow:",
                 disabled=running,
             ):
-                with st.spinner(f"Replaying run #{run.id} in this process…"):
-                    request = data.run_here(run.id)
+                request = _run_here(run.id) or request
     render_progress(run.id, request)
+
+
+def _run_here(run_id: int) -> RerunRequestData | None:
+    """Replay the run here; a refusal (still running, held by another process, over budget) or a failure
+    is shown as one line, never a traceback. Returns the run's request, or None when none was made."""
+    try:
+        with st.spinner(f"Replaying run #{run_id} in this process…"):
+            return data.run_here(run_id)
+    except Exception as exc:  # noqa: BLE001 - every outcome is one line on the page
+        reason = ui.literal(data.redact(" ".join(str(exc).split())))  # a source's text, shown as written
+        st.error(f"Run here of run #{run_id}: {reason}", icon=":material/block:")
+    return data.rerun_request(run_id)  # a refused request carries the reason too
 
 
 def render_progress(run_id: int, request: RerunRequestData | None) -> None:
@@ -129,6 +145,7 @@ def render_progress(run_id: int, request: RerunRequestData | None) -> None:
 
 
 @st.fragment(run_every=PROGRESS_SECONDS)
+@outage.guarded
 def _live_progress(run_id: int) -> None:
     request = data.rerun_request(run_id)
     if request is None:
@@ -141,8 +158,8 @@ def _live_progress(run_id: int) -> None:
 def _show_request(request: RerunRequestData) -> None:
     with st.container(border=True, key=f"request_{request.id}"):
         ui.status_badge(request.status, label=f"Rerun request #{request.id}: {request.status}")
-        who = f"requested by {request.requested_by} at {request.requested_at:%H:%M:%S} UTC"
-        claimed = f" · picked up by {request.claimed_by}" if request.claimed_by else ""
+        who = f"requested by {ui.literal(request.requested_by)} at {request.requested_at:%H:%M:%S} UTC"
+        claimed = f" · picked up by {ui.literal(request.claimed_by)}" if request.claimed_by else ""
         st.caption(who + claimed)
         if request.result_run_id:
             st.button(
@@ -153,7 +170,7 @@ def _show_request(request: RerunRequestData) -> None:
                 icon=":material/arrow_forward:",
             )
         if request.status == "failed" and request.error_message:
-            st.error(data.redact(request.error_message), icon=":material/error:")
+            st.error(ui.literal(data.redact(request.error_message)), icon=":material/error:")
 
 
 def render_rerun_all(frame: pd.DataFrame) -> None:

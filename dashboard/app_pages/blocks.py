@@ -19,7 +19,7 @@ def render_metrics(daily: pd.DataFrame, latest: pd.DataFrame, unit: str) -> None
     )
     cols[1].metric("Blocks in range", f"{int(daily['blocks'].sum()):,}", border=True)
     cols[2].metric("Transactions in range", f"{int(daily['transactions'].sum()):,}", border=True)
-    cols[3].metric(f"Fees in range ({unit})", f"{daily['fees'].sum():,.4f}", border=True)
+    cols[3].metric(f"Fees in range ({ui.literal(unit)})", f"{daily['fees'].sum():,.4f}", border=True)
 
 
 def render_activity(symbol: str, unit: str, daily: pd.DataFrame, start: date, end: date) -> None:
@@ -35,7 +35,11 @@ def render_activity(symbol: str, unit: str, daily: pd.DataFrame, start: date, en
             charts.transactions_per_day_chart(tx_daily, missing),
             "Bars: transactions on chain (block headers); line: transactions stored as rows.",
         ),
-        ("Fees", charts.fees_chart(daily, unit, missing), f"Total fees per day in {unit} and in USD."),
+        (
+            "Fees",
+            charts.fees_chart(daily, unit, missing),
+            f"Total fees per day in {ui.literal(unit)} and in USD.",
+        ),
         ("Block size", charts.block_size_chart(daily, missing), "Average and largest block per day (kB)."),
     ]
     note = " Red bands and × mark days without stored blocks." if missing else ""
@@ -86,7 +90,9 @@ def render_latest(symbol: str, reorg_depth: int) -> pd.DataFrame:
 
 def render_addresses(symbol: str, unit: str) -> None:
     """Watched addresses with balances in coin units (exact) and USD."""
-    ui.section("Watched addresses", ":material/account_balance_wallet:", f"Balances in {unit} and USD.")
+    ui.section(
+        "Watched addresses", ":material/account_balance_wallet:", f"Balances in {ui.literal(unit)} and USD."
+    )
     frame = data.addresses(symbol)
     if frame.empty:
         st.caption("No watched addresses for this chain (set WATCH_ADDRESSES).")
@@ -107,7 +113,7 @@ daily = data.blocks_per_day(symbol, start, end)
 latest_any = data.latest_blocks(symbol, 1)
 if latest_any.empty:
     ui.empty_state(
-        f"No {symbol} blocks yet",
+        f"No {ui.literal(symbol)} blocks yet",
         "Blocks appear once the Blockchair ingestion has run.",
         [ui.START_COMMANDS["demo"], ui.START_COMMANDS["blocks"]],
     )

@@ -8,7 +8,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, coverage_frames, data, gap_actions
+from dashboard import charts, coverage_frames, data, gap_actions, gate
 from dashboard import components as ui
 
 
@@ -54,7 +54,7 @@ def render_blocks(blocks: pd.DataFrame) -> None:
     st.plotly_chart(charts.block_coverage_chart(blocks), key="coverage_blocks")
     empty = sorted({c.symbol for c in data.coverage_coins() if c.blockchair_chain} - set(held["coin_symbol"]))
     if empty:
-        st.caption("No blocks stored for " + ", ".join(empty) + ".")
+        st.caption("No blocks stored for " + ui.literal(", ".join(empty)) + ".")
 
 
 def render_gaps(gaps: pd.DataFrame) -> None:
@@ -124,7 +124,12 @@ with coverage_tab:
     render_prices(prices, start, end)
     render_blocks(blocks)
     render_gaps(gaps)
-    read_only = data.settings().DASHBOARD_READ_ONLY
-    gap_actions.render_fill_gaps(has_gaps=not gaps.empty, read_only=read_only, alive=data.scheduler_alive())
+    access = gate.current(data.settings())
+    gap_actions.render_fill_gaps(
+        has_gaps=not gaps.empty,
+        read_only=not access.writes,
+        alive=data.scheduler_alive(),
+        reason=access.reason,
+    )
 with quality_tab:
     render_quality(findings)

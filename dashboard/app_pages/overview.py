@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts, data, outage
 from dashboard import components as ui
 
 LIVE_SECONDS = 10
@@ -52,10 +53,44 @@ def render_recent_runs() -> None:
     st.dataframe(table, hide_index=True, column_config={**config, "started_at": started})
 
 
+def restart_lines(state: dict[str, Any] | None) -> list[str]:
+    """One sentence per process `crypto-pipeline up` had to restart (or is restarting), from its state
+    file; nothing when the dashboard was not started by `up` or nothing has died. The file is written by
+    another process and may be mid-change, so every field is optional."""
+    children = (state or {}).get("children")
+    lines = []
+    for name, child in children.items() if isinstance(children, dict) else ():
+        if not isinstance(child, dict):
+            continue
+        restarts = child.get("restarts") or 0
+        waiting = child.get("state") == "restarting"
+        if not restarts and not waiting:
+            continue
+        facts = [f"restarted {restarts} time{'' if restarts == 1 else 's'} so far"]
+        if child.get("last_exit_code") is not None:
+            when = str(child.get("last_exit_at") or "")[11:19]  # HH:MM:SS of the ISO time
+            facts.append(f"last exit code {child['last_exit_code']}" + (f" at {when} UTC" if when else ""))
+        if waiting:
+            delay = child.get("restart_in_seconds")
+            soon = f"in {delay:.0f} s" if isinstance(delay, int | float) else "shortly"
+            lines.append(f"The {name} is down; crypto-pipeline up restarts it {soon} ({'; '.join(facts)}).")
+        else:
+            lines.append(f"The {name} was restarted by crypto-pipeline up ({'; '.join(facts)}).")
+    return lines
+
+
+def render_restarts() -> None:
+    """Processes `crypto-pipeline up` restarted: a scheduler that keeps dying is worth a look at its log."""
+    for line in restart_lines(data.launcher_state()):
+        st.warning(ui.literal(line), icon=":material/restart_alt:")
+
+
 @st.fragment(run_every=LIVE_SECONDS)
+@outage.guarded
 def render_live_panel() -> None:
     """Scheduler state and the last runs, refreshed in place every few seconds."""
     ui.section("Scheduler", ":material/monitor_heart:", f"Live: refreshes every {LIVE_SECONDS} s.")
+    render_restarts()
     render_scheduler()
     render_recent_runs()
     st.caption(f"Updated {datetime.now(UTC):%H:%M:%S} UTC")

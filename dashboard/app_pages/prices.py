@@ -26,8 +26,9 @@ def read_link(options: dict[str, str]) -> None:
     for key, value in zip(KEYS, (coins, preset, dates, log), strict=True):
         if value is not None:
             st.session_state[key] = value
-    if warnings:
-        st.warning("Some link parameters were ignored: " + "; ".join(warnings), icon=":material/link_off:")
+    if warnings:  # they quote the link's values, which anyone can write
+        ignored = ui.literal("; ".join(warnings))
+        st.warning(f"Some link parameters were ignored: {ignored}", icon=":material/link_off:")
 
 
 def write_link(coins: list[str], preset: str, start: date, end: date, log: bool) -> None:
@@ -45,7 +46,8 @@ def render_metrics(frame: pd.DataFrame, names: dict[str, str]) -> None:
     for i, (coin, rows) in enumerate(frame.groupby("coin_id", sort=True)):
         first, last = rows["price_usd"].iloc[0], rows["price_usd"].iloc[-1]
         change = f"{(last / first - 1) * 100:+.1f}% in range" if first else None
-        cols[i % len(cols)].metric(names.get(str(coin), str(coin)), ui.usd(last), change, border=True)
+        label = ui.literal(names.get(str(coin), str(coin)))  # metric labels render markdown
+        cols[i % len(cols)].metric(label, ui.usd(last), change, border=True)
 
 
 def render_charts(frame: pd.DataFrame, log: bool, findings: tuple[dict, dict]) -> None:

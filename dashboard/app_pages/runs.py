@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data, run_actions, urlstate
+from dashboard import data, gate, run_actions, urlstate
 
 STATUSES = ["failed", "partial", "success", "running"]
 RUNS_LIMIT = 500
@@ -27,8 +27,9 @@ def read_link(options: dict[str, list[str]]) -> None:
     run_id = urlstate.parse_int(params, "run", warnings)
     if run_id:
         st.session_state[run_actions.CHOSEN_RUN] = run_id
-    if warnings:
-        st.warning("Some link parameters were ignored: " + "; ".join(warnings), icon=":material/link_off:")
+    if warnings:  # they quote the link's values, which anyone can write
+        ignored = ui.literal("; ".join(warnings))
+        st.warning(f"Some link parameters were ignored: {ignored}", icon=":material/link_off:")
 
 
 def render_filters(options: dict[str, list[str]]) -> dict:
@@ -97,12 +98,12 @@ options = {
     "runs_coin": facets.coins,
 }
 read_link(options)
-settings = data.settings()
+access = gate.current(data.settings())
 alive = data.scheduler_alive()
 if notice := st.session_state.pop("runs_notice", None):
     st.success(notice, icon=":material/check_circle:")
-if settings.DASHBOARD_READ_ONLY:
-    st.caption(":material/lock: Read-only dashboard: reruns are disabled (DASHBOARD_READ_ONLY).")
+if not access.writes:
+    st.caption(f":material/lock: Read-only dashboard: reruns are disabled ({access.reason}).")
 elif not alive:
     st.caption(":material/power_off: No scheduler is running: queued reruns wait until one starts.")
 
@@ -114,14 +115,14 @@ else:
     selected = render_table(runs)
     if len(runs) >= RUNS_LIMIT:
         st.caption(f"Showing the newest {RUNS_LIMIT} matching runs; narrow the filters to see older ones.")
-    if not settings.DASHBOARD_READ_ONLY:
+    if access.writes:
         run_actions.render_rerun_all(runs)
 selected = selected or st.session_state.get(run_actions.CHOSEN_RUN)
 run = data.run(int(selected)) if selected else None
 if run is not None:
     st.divider()
     run_actions.render_details(run)
-    if not settings.DASHBOARD_READ_ONLY:
+    if access.writes:
         run_actions.render_actions(run, alive=alive)
 elif selected:
     st.caption(f"Run #{selected} does not exist.")

@@ -26,6 +26,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COINS", "bitcoin,ethereum,dogecoin")
     streamlit.config.set_option("client.showErrorDetails", "full")
+    # As `crypto-pipeline up` binds it: an unset address means every interface, where writes are off.
+    streamlit.config.set_option("server.address", "127.0.0.1")
     reset_app_state()
     yield
     reset_app_state()
