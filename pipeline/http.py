@@ -4,20 +4,32 @@ Every request has a timeout, waits for a per-client rate limiter (pyrate-limiter
 retried on transient failures with exponential backoff + jitter (tenacity), honouring
 ``Retry-After``. Responses are mapped to the errors in :mod:`pipeline.errors` by
 :func:`classify_response`. The API key never reaches a log line or an exception text.
-This is the only module of the pipeline that imports ``requests``.
+This is the only module of the pipeline that imports ``requests`` (and urllib3).
+
+No reply can hang or bloat the process. Each attempt has an overall deadline (connect, headers and
+every byte of the body) and the body is streamed in pieces against a size cap. Requests' own read
+timeout restarts on every byte and Python resumes a blocking ``recv`` after a signal (PEP 475), so
+the sockets are read through :class:`_WatchedSocketReader`: each ``recv`` blocks for a short slice
+at most, and between slices it checks the deadline, the longest allowed silence and the stop flag.
+A unit of ingestion opens :func:`unit_limits`, which bounds every request made inside it by the
+unit's remaining time budget and by the process's stop flag (SIGTERM).
 """
 
 from __future__ import annotations
 
 import email.utils
 import html
+import http.client
+import io
 import json
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +38,7 @@ from typing import Any, Final, Literal, NoReturn
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from pydantic import SecretStr
 from pyrate_limiter import InMemoryBucket, Limiter, Rate
 from tenacity import (
@@ -36,16 +49,23 @@ from tenacity import (
     wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from pipeline.errors import (
     AuthError,
     ConfigError,
+    DeadlineExceeded,
     FatalSourceError,
+    Interrupted,
+    PipelineError,
     PlanLimitError,
     RateLimitedError,
     ResponseFormatError,
+    ResponseTooLarge,
     RetriableSourceError,
     SourceError,
+    UnitTimeout,
 )
 
 __all__ = [
@@ -53,10 +73,13 @@ __all__ = [
     "ApiClient",
     "Auth",
     "RequestStats",
+    "UnitLimits",
     "classify_response",
+    "current_unit",
     "parse_retry_after",
     "safe_url",
     "scrub_query_secrets",
+    "unit_limits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +105,15 @@ _TRANSIENT_EXCEPTIONS: Final = (
     requests.ConnectionError,
     requests.exceptions.ChunkedEncodingError,
 )
+# The longest blocking wait between two checks of the stop flag and the deadline: SIGTERM is noticed
+# this fast even while a source sends nothing.
+_WAIT_SLICE: Final = 0.25
+# Body pieces: small enough that the size cap is checked often, big enough to cost nothing.
+_READ_CHUNK: Final = 64 * 1024
+# An error reply is classified from its first bytes (status, JSON error, <title>); more is never needed.
+_ERROR_BODY_BYTES: Final = 64 * 1024
+DEFAULT_DEADLINE: Final = 60.0
+DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 # urllib3 logs full request URLs (query string included) at DEBUG.
 _URL_LOGGING_LOGGERS: Final = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection")
 
@@ -401,6 +433,193 @@ def _classify_success(
     )
 
 
+# ---------------------------------------------------------------- limits: unit budget, deadline, stop flag
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class UnitLimits:
+    """What bounds every request of one ingestion unit: when its time budget ends, and the stop flag."""
+
+    ends_at: float  # time.monotonic() at which the unit's budget is spent
+    budget_seconds: float
+    should_stop: Callable[[], bool] = _never
+
+    def remaining(self) -> float:
+        """Seconds left of the budget (negative once spent)."""
+        return self.ends_at - time.monotonic()
+
+    def spent(self) -> bool:
+        """True once the budget is used up."""
+        return self.remaining() <= 0
+
+    def timeout_error(self) -> UnitTimeout:
+        """The error a unit ends with when its budget is spent."""
+        return UnitTimeout(
+            f"unit time budget of {self.budget_seconds:g} s spent (UNIT_TIME_BUDGET_SECONDS); "
+            "rerun the slice to finish it"
+        )
+
+
+# A context variable, not an attribute of the client: one client may serve units of several threads.
+_UNIT: ContextVar[UnitLimits | None] = ContextVar("pipeline_http_unit", default=None)
+
+
+@contextmanager
+def unit_limits(budget_seconds: float, should_stop: Callable[[], bool] = _never) -> Iterator[UnitLimits]:
+    """Bound every request made inside the block (in this thread) by a time budget and a stop flag.
+
+    A request that would run past the end of the budget is cut there with UnitTimeout; one under way
+    when `should_stop()` turns true is abandoned with Interrupted.
+    """
+    limits = UnitLimits(time.monotonic() + budget_seconds, budget_seconds, should_stop)
+    token = _UNIT.set(limits)
+    try:
+        yield limits
+    finally:
+        _UNIT.reset(token)
+
+
+def current_unit() -> UnitLimits | None:
+    """The limits of the unit running in this thread, if any."""
+    return _UNIT.get()
+
+
+class _Abort(Exception):
+    """Raised from inside urllib3 to end an attempt: `reason` is "deadline" or "stop".
+
+    Deliberately not an OSError, so that neither urllib3 nor requests wraps or retries it.
+    """
+
+    def __init__(self, reason: Literal["deadline", "stop"]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """The limits of one attempt, seen by every socket read made for it."""
+
+    deadline: float  # time.monotonic() by which the whole reply must be in
+    idle_timeout: float  # the longest silence allowed between two reads (HTTP_TIMEOUT_SECONDS)
+    stopping: Callable[[], bool]
+
+    def check(self) -> None:
+        """Raise _Abort if the process is stopping or the deadline has passed."""
+        if self.stopping():
+            raise _Abort("stop")
+        if time.monotonic() >= self.deadline:
+            raise _Abort("deadline")
+
+    def slice_timeout(self, silent_until: float) -> float:
+        """How long the next `recv` may block: a slice, never past the deadline or the silence allowed."""
+        now = time.monotonic()
+        return max(min(_WAIT_SLICE, silent_until - now, self.deadline - now), 0.001)
+
+
+# The attempt under way in this thread; a response picks it up when urllib3 creates it.
+_WATCH: ContextVar[_Watch | None] = ContextVar("pipeline_http_watch", default=None)
+
+
+class _WatchedSocketReader(io.RawIOBase):
+    """The raw stream under http.client's buffered reader: every `recv` blocks for one slice at most.
+
+    A `recv` that times out is simply tried again (on a TLS socket too: OpenSSL keeps a partial record
+    and reads on), after checking the stop flag, the deadline and how long the source has been silent.
+    """
+
+    def __init__(self, raw: io.RawIOBase, sock: Any, watch: _Watch) -> None:
+        super().__init__()
+        self._raw = raw  # the socket's own file object, kept for closing (it counts the socket's users)
+        self._sock = sock
+        self._watch = watch
+
+    def readable(self) -> bool:
+        """Always: this is a response body."""
+        return True
+
+    def fileno(self) -> int:
+        """The socket's descriptor (http.client exposes it)."""
+        return self._raw.fileno()
+
+    def readinto(self, buffer: Any) -> int:
+        """Read what the socket has, once it has something, within the attempt's limits."""
+        silent_until = time.monotonic() + self._watch.idle_timeout
+        while True:
+            self._watch.check()
+            if time.monotonic() >= silent_until:
+                # A plain socket timeout: urllib3 reports it as a ReadTimeout, retried like before.
+                raise TimeoutError("timed out")
+            self._sock.settimeout(self._watch.slice_timeout(silent_until))
+            try:
+                return self._sock.recv_into(buffer)
+            except TimeoutError:
+                continue  # nothing in this slice
+
+    def close(self) -> None:
+        """Close the socket's file object (the connection owns the socket itself)."""
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _WatchedHTTPResponse(http.client.HTTPResponse):
+    """http.client's response, reading its socket through _WatchedSocketReader during our attempts."""
+
+    def __init__(
+        self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        watch = _WATCH.get()
+        if watch is not None:
+            # Nothing has been read yet, so the buffer being replaced is empty.
+            self.fp = io.BufferedReader(_WatchedSocketReader(self.fp.detach(), sock, watch), _READ_CHUNK)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    response_class = _WatchedHTTPResponse
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    response_class = _WatchedHTTPResponse
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS: Final = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with connection pools whose replies are read through _WatchedSocketReader."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """The standard pool manager, building our pool classes (the hook requests documents)."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
+        """HTTP(S) proxies get our pools too (SOCKS managers have their own pool classes)."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+def _declared_length(response: requests.Response) -> int | None:
+    """The Content-Length header as an int, or None if absent or not a number."""
+    value = response.headers.get("Content-Length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
 # ---------------------------------------------------------------- retry policy pieces
 
 
@@ -413,6 +632,15 @@ class _StopWhenBudgetSpent(stop_base):
     def __call__(self, retry_state: RetryCallState) -> bool:
         """True if idle time so far plus the upcoming sleep exceeds the budget."""
         return retry_state.idle_for + retry_state.upcoming_sleep > self.budget
+
+
+class _StopAtUnitEnd(stop_base):
+    """Stop when the next backoff would end after the running unit's time budget."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """True if a unit is running in this thread and the upcoming sleep outlasts its budget."""
+        unit = current_unit()
+        return unit is not None and unit.remaining() <= retry_state.upcoming_sleep
 
 
 def _give_up(retry_state: RetryCallState) -> NoReturn:
@@ -443,6 +671,8 @@ def _check_settings(
     max_total_wait: float,
     backoff_base: float,
     backoff_max: float,
+    deadline: float,
+    max_response_bytes: int,
 ) -> None:
     """Raise ConfigError for settings the client cannot work with."""
     problems = [
@@ -455,6 +685,8 @@ def _check_settings(
             (max_attempts < 1, "max_attempts must be >= 1"),
             (max_total_wait < 0, "max_total_wait must be >= 0"),
             (backoff_base < 0 or backoff_max < 0, "backoff_base and backoff_max must be >= 0"),
+            (deadline <= 0, "deadline must be > 0"),
+            (max_response_bytes < 1, "max_response_bytes must be >= 1"),
         )
         if bad
     ]
@@ -469,8 +701,14 @@ def _check_settings(
 class ApiClient:
     """GET JSON from one source with timeouts, rate limiting, retries and redacted errors.
 
+    `timeout` is the longest silence (connect, or between two reads); `deadline` bounds a whole
+    attempt, connect to last byte; bodies over `max_response_bytes` are refused while they stream.
+    `should_stop` (and the stop flag of the unit running, see :func:`unit_limits`) abandons a request
+    under way and any backoff with Interrupted.
+
     Thread-safe: the limiter and the stats are locked; the requests Session's connection
-    pool is shared by threads.
+    pool is shared by threads. A `session` passed in keeps its own adapters: the deadline and
+    the stop flag are then checked between body pieces only, not while a read blocks.
     """
 
     def __init__(
@@ -485,9 +723,12 @@ class ApiClient:
         max_total_wait: float = 120.0,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
+        deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        should_stop: Callable[[], bool] = _never,
         user_agent: str = "crypto-pipeline/0.1",
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         _check_settings(
             source,
@@ -498,19 +739,24 @@ class ApiClient:
             max_total_wait,
             backoff_base,
             backoff_max,
+            deadline,
+            max_response_bytes,
         )
         self.source = source
         self.base_url = base_url.rstrip("/")
         self._auth = auth
         self._secret_forms = auth.secret_forms()
         self._timeout = timeout
+        self._deadline = deadline
+        self._max_response_bytes = max_response_bytes
+        self._should_stop = should_stop
         self._max_attempts = max_attempts
         self._max_total_wait = max_total_wait
         self._backoff = wait_exponential_jitter(multiplier=backoff_base, max=backoff_max, jitter=backoff_base)
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
-        self._sleep = sleep
+        self._session = session if session is not None else _watched_session()
+        self._sleep = sleep if sleep is not None else self._pause
         self._limiter = _make_limiter(requests_per_minute)
         self._stats_lock = threading.Lock()
         self.stats = RequestStats()
@@ -536,7 +782,11 @@ class ApiClient:
         label = self.redact(endpoint or path)
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableSourceError),
-            stop=stop_after_attempt(self._max_attempts) | _StopWhenBudgetSpent(self._max_total_wait),
+            stop=(
+                stop_after_attempt(self._max_attempts)
+                | _StopWhenBudgetSpent(self._max_total_wait)
+                | _StopAtUnitEnd()
+            ),
             wait=self._retry_wait,
             sleep=self._retry_sleep,
             before_sleep=self._log_retry,
@@ -567,6 +817,8 @@ class ApiClient:
 
     def _attempt(self, path: str, params: dict[str, Any], endpoint: str) -> Any:
         """Send one GET and return its JSON, or raise the classified error."""
+        if self._stopping():  # before waiting for the rate limiter
+            raise Interrupted
         response = self._send(path, params, endpoint)
         body = _decode_json(response)
         error = classify_response(self.source, endpoint, response, body=body, redact=self.redact)
@@ -577,30 +829,127 @@ class ApiClient:
         raise error
 
     def _send(self, path: str, params: dict[str, Any], endpoint: str) -> requests.Response:
-        """Wait for the rate limiter, send one GET, and turn transport failures into SourceErrors."""
+        """Wait for the rate limiter, send one GET, read its body within the attempt's limits.
+
+        Transport failures become SourceErrors; the deadline, the stop flag and the unit's budget
+        end the attempt with DeadlineExceeded, Interrupted or UnitTimeout.
+        """
         self._throttle()
+        watch, cut_by_unit = self._watch()
         headers, query = self._auth.apply(self._headers, params)
         url = f"{self.base_url}/{path.lstrip('/')}"
         self._count(sent=1)
         started = time.monotonic()
+        # The connect timeout also ends at the deadline; reads are bounded by _WatchedSocketReader.
+        wait = max(min(self._timeout, watch.deadline - started), 0.001)
+        response: requests.Response | None = None
+        token = _WATCH.set(watch)
         try:
             response = self._session.get(
                 url,
                 params=query,
                 headers=headers,
-                timeout=(self._timeout, self._timeout),
+                timeout=(wait, wait),
                 allow_redirects=False,
+                stream=True,
             )
+            self._read_body(response, watch, endpoint)
         except requests.RequestException as exc:
             error = self._transport_error(exc, endpoint)
             logger.debug("GET %s -> %s in %.0f ms", endpoint, type(exc).__name__, _ms_since(started))
+        except _Abort as exc:
+            error = self._abort_error(exc, endpoint, response, cut_by_unit=cut_by_unit)
+            logger.debug("GET %s -> cut (%s) after %.0f ms", endpoint, exc.reason, _ms_since(started))
         else:
             # Display only; status mapping lives in classify_response.
             logger.debug("GET %s -> HTTP %s in %.0f ms", endpoint, response.status_code, _ms_since(started))
             return response
+        finally:
+            _WATCH.reset(token)
         # Raised here, after the except block, so the requests exception (whose text holds the
         # full URL, key included) is neither __cause__ nor __context__.
         raise error
+
+    def _watch(self) -> tuple[_Watch, bool]:
+        """This attempt's limits, and whether its deadline is the unit's end rather than our own."""
+        if self._stopping():
+            raise Interrupted
+        now = time.monotonic()
+        deadline = now + self._deadline
+        unit = current_unit()
+        cut_by_unit = unit is not None and unit.ends_at < deadline
+        if unit is not None and cut_by_unit:
+            if unit.ends_at <= now:
+                raise unit.timeout_error()
+            deadline = unit.ends_at
+        return _Watch(deadline, self._timeout, self._stopping), cut_by_unit
+
+    def _read_body(self, response: requests.Response, watch: _Watch, endpoint: str) -> None:
+        """Stream the body in pieces within the size cap; leave it where `response.content` reads it.
+
+        A success body over the cap is refused (ResponseTooLarge, without reading it if its
+        Content-Length says so); an error body is cut to its first bytes, enough to classify it.
+        """
+        status = response.status_code
+        success = 200 <= status < 300
+        limit = self._max_response_bytes if success else _ERROR_BODY_BYTES
+        declared = _declared_length(response)
+        body = bytearray()
+        try:
+            if success and declared is not None and declared > limit:
+                raise self._too_large(endpoint, status, f"Content-Length is {declared} bytes")
+            # Decoded pieces (gzip included), so the cap also holds for a small body that inflates.
+            for piece in response.iter_content(_READ_CHUNK):
+                body += piece
+                if len(body) > limit:
+                    if success:
+                        raise self._too_large(endpoint, status, f"more than {limit} bytes streamed")
+                    del body[limit:]
+                    response.close()  # not read to the end: drop the connection, never reuse it
+                    break
+                watch.check()  # also between pieces that arrive without blocking
+        except BaseException:
+            # The traceback keeps this frame, and so `body`, alive until the cyclic GC runs (tenacity
+            # keeps the error in a reference cycle): free the up to HTTP_MAX_RESPONSE_BYTES now.
+            body.clear()
+            response.close()
+            raise
+        # requests keeps the body here; setting it makes `response.content` the bytes read above.
+        response._content = bytes(body)
+
+    def _too_large(self, endpoint: str, status: int, detail: str) -> ResponseTooLarge:
+        """The error for a body over the cap (fatal: the same request gives the same body)."""
+        limit = self._max_response_bytes
+        message = f"reply body over the {limit} byte limit (HTTP_MAX_RESPONSE_BYTES): {detail}"
+        return ResponseTooLarge(message, source=self.source, endpoint=endpoint, status=status)
+
+    def _abort_error(
+        self, exc: _Abort, endpoint: str, response: requests.Response | None, *, cut_by_unit: bool
+    ) -> PipelineError:
+        """The error for an attempt ended by the stop flag or the deadline."""
+        if exc.reason == "stop":
+            return Interrupted()
+        unit = current_unit()
+        if cut_by_unit and unit is not None:
+            return unit.timeout_error()
+        status = response.status_code if response is not None else None
+        detail = f"no complete reply within the {self._deadline:g} s deadline (HTTP_DEADLINE_SECONDS)"
+        return DeadlineExceeded(detail, source=self.source, endpoint=endpoint, status=status)
+
+    def _stopping(self) -> bool:
+        """True when this client, or the unit running in this thread, is asked to stop."""
+        if self._should_stop():
+            return True
+        unit = current_unit()
+        return unit is not None and unit.should_stop()
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep before a retry in short slices: a stopping process does not wait out a long backoff."""
+        ends = time.monotonic() + seconds
+        while (left := ends - time.monotonic()) > 0:
+            if self._stopping():
+                raise Interrupted
+            time.sleep(min(left, _WAIT_SLICE))
 
     def _transport_error(self, exc: requests.RequestException, endpoint: str) -> SourceError:
         """Map a requests exception to a redacted SourceError (transient ones are retriable)."""
@@ -649,6 +998,14 @@ class ApiClient:
             self.stats.retries += retries
             self.stats.wait_seconds += wait_seconds
             self.stats.rate_limited += rate_limited
+
+
+def _watched_session() -> requests.Session:
+    """A requests Session whose HTTP(S) replies are read through _WatchedSocketReader."""
+    session = requests.Session()
+    session.mount("http://", _WatchedAdapter())
+    session.mount("https://", _WatchedAdapter())
+    return session
 
 
 def _ms_since(started: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,10 @@ class Reply:
     raw: bytes | None = None
     content_type: str = JSON_TYPE
     headers: dict[str, str] = field(default_factory=dict)
+    # A body sent piece by piece as it is produced (the trickle/endless/huge faults): `length` is its
+    # Content-Length, or None for a chunked body, which may never end.
+    chunks: Iterator[bytes] | None = None
+    length: int | None = None
 
     def body(self) -> bytes:
         """Return the bytes to send."""

@@ -20,6 +20,11 @@ FAULT_KINDS = (
     "401",
     "402",
     "slow",
+    # Replies that never end or never finish: the normal body one byte per `delay` seconds, an endless
+    # chunked body, and a body of `size` bytes with its Content-Length.
+    "trickle",
+    "endless",
+    "huge",
 )
 BLOCKCHAIR_ENDPOINTS = ("blocks", "transactions", "address", "addresses", "stats")
 COINGECKO_ENDPOINTS = ("market_chart_range", "history", "simple_price", "ping")
@@ -37,6 +42,7 @@ class FaultRule:
     after: int = 0
     retry_after: int = 1
     delay: float = 5.0
+    size: int = 200 * 1024 * 1024
 
     def __post_init__(self) -> None:
         """Reject unknown kinds and endpoints early, where the mistake is made."""
@@ -49,6 +55,8 @@ class FaultRule:
             raise ValueError("times must be >= 0 or None")
         if self.after < 0:
             raise ValueError("after must be >= 0")
+        if self.delay < 0 or self.size < 0:
+            raise ValueError("delay and size must be >= 0")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> FaultRule:

@@ -50,6 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_PUT = _serve
 
     def _send(self, reply: Reply) -> None:
+        if reply.chunks is not None:
+            self._send_stream(reply)
+            return
         data = reply.body()
         try:
             self.send_response(reply.status)
@@ -61,6 +64,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             # The client gave up (e.g. its timeout fired during a "timeout" fault).
+            self.close_connection = True
+
+    def _send_stream(self, reply: Reply) -> None:
+        """Send the body as `reply.chunks` produces it, until it ends or the client goes away."""
+        assert reply.chunks is not None
+        chunked = reply.length is None
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(reply.length))
+            self.end_headers()
+            for piece in reply.chunks:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            # The client gave up on the reply (its deadline, its size cap) or the simulator is stopping.
             self.close_connection = True
 
     def _reset(self) -> None:

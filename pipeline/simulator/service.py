@@ -8,6 +8,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as dtime
@@ -203,7 +204,19 @@ class Service:
         if kind in ("timeout", "slow"):
             # Sleep, then answer normally: a client with a shorter timeout gives up first.
             time.sleep(rule.delay)
+        if kind == "endless":
+            return Reply(200, chunks=_endless_body())
+        if kind == "huge":
+            return Reply(200, chunks=_sized_body(rule.size), length=rule.size)
         reply = self._handle(route, params)
+        if kind == "trickle":
+            body = reply.body()
+            return Reply(
+                reply.status,
+                content_type=reply.content_type,
+                chunks=_trickle(body, rule.delay),
+                length=len(body),
+            )
         if kind == "malformed_json":
             body = reply.body()
             return Reply(200, raw=body[: max(1, len(body) // 2)])
@@ -248,6 +261,39 @@ class Service:
             "faults": self.faults.snapshot(),
             "reorgs": self.book.reorg_history(),
         }
+
+
+# JSON allows any amount of whitespace between tokens: bodies made of it stay valid JSON at any size.
+_HEAD, _TAIL, _FILLER = b'{"data":[0', b"]}", b" " * 65_536
+
+
+def _trickle(body: bytes, delay: float) -> Iterator[bytes]:
+    """The body one byte at a time, `delay` seconds apart: never idle long enough for a read timeout."""
+    for index in range(len(body)):
+        if index:
+            time.sleep(delay)
+        yield body[index : index + 1]
+
+
+def _endless_body() -> Iterator[bytes]:
+    """A JSON document that never ends, sent as fast as the client reads it."""
+    yield _HEAD
+    while True:
+        yield _FILLER
+
+
+def _sized_body(size: int) -> Iterator[bytes]:
+    """Exactly `size` bytes, 64 KiB at a time: valid JSON (`{"data":[0 ... ]}`) from 12 bytes up."""
+    if size < len(_HEAD) + len(_TAIL):
+        yield b" " * size
+        return
+    yield _HEAD
+    left = size - len(_HEAD) - len(_TAIL)
+    while left > 0:
+        piece = _FILLER[: min(left, len(_FILLER))]
+        left -= len(piece)
+        yield piece
+    yield _TAIL
 
 
 def _chain(payload: dict[str, Any]) -> str:

@@ -67,6 +67,8 @@ def test_matrix_covers_every_fault_the_simulator_can_inject():
     from pipeline.simulator.faults import FAULT_KINDS
 
     injected = {f.kind for f in FAULTS}
-    assert set(FAULT_KINDS) - injected == {"slow"}  # a delay, not a fault (used by the crash tests)
+    # "slow" is a delay, not a fault (used by the crash tests); replies that never end or are too big
+    # ("trickle", "endless", "huge") are the subject of test_slow_replies.py.
+    assert set(FAULT_KINDS) - injected == {"slow", "trickle", "endless", "huge"}
     assert {u.name for u in UNITS} == {"prices_range", "price_by_date", "blocks", "transactions", "addresses"}
     assert set(KNOWN_BUGS) <= set(ALL)

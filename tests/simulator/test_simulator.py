@@ -457,6 +457,54 @@ def test_timeout_slow_and_reset_faults(sim: Simulator) -> None:
     assert cg_range(sim, "bitcoin", time.time() - 5 * DAY, time.time()).status_code == 200
 
 
+def test_trickle_fault_sends_the_normal_body_a_byte_at_a_time(sim: Simulator) -> None:
+    normal = get(sim, "/api/v3/ping").content
+    sim.add_fault(FaultRule("trickle", endpoint="ping", delay=0.02))
+    # Every byte comes well within a 1 s read timeout, yet the body takes longer than that in all.
+    with requests.get(sim.coingecko_url + "/ping", timeout=(5, 1), stream=True) as response:
+        assert response.headers["Content-Length"] == str(len(normal))
+        first = response.raw.read(1)
+        started = time.monotonic()
+        rest = response.raw.read()
+    assert first + rest == normal
+    assert time.monotonic() - started >= (len(normal) - 1) * 0.02
+
+
+def test_endless_fault_never_ends_and_huge_fault_declares_its_size(sim: Simulator) -> None:
+    sim.add_fault(FaultRule("endless", endpoint="stats"))
+    with requests.get(sim.base_url + "/bitcoin/stats", timeout=5, stream=True) as response:
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        received = 0
+        for piece in response.iter_content(65536):
+            received += len(piece)
+            if received > 8 * 1024 * 1024:
+                break  # far beyond any real page, and still going
+    assert received > 8 * 1024 * 1024
+
+    sim.add_fault(FaultRule("huge", endpoint="stats", size=3_000_000))
+    response = get(sim, "/bitcoin/stats")
+    assert response.headers["Content-Length"] == "3000000"
+    assert len(response.content) == 3_000_000
+    assert response.json() == {"data": [0]}  # whitespace padding keeps it valid JSON
+    sim.add_fault(FaultRule("huge", endpoint="stats"))  # 200 MiB by default: only look at the headers
+    with requests.get(sim.base_url + "/bitcoin/stats", timeout=5, stream=True) as response:
+        assert response.headers["Content-Length"] == str(200 * 1024 * 1024)
+    assert get(sim, "/bitcoin/stats").json()["data"]  # rules fire once by default; the server is fine
+
+
+def test_stream_fault_rules_round_trip_through_the_control_api(sim: Simulator) -> None:
+    control = SimulatorControl(sim.base_url)
+    control.add_fault({"kind": "huge", "endpoint": "blocks", "size": 1234, "times": None})
+    control.add_fault(FaultRule("trickle", endpoint="ping", delay=0.5))
+    rules = control.stats()["faults"]
+    assert [(r["kind"], r["size"], r["delay"]) for r in rules] == [
+        ("huge", 1234, 5.0),
+        ("trickle", 200 * 1024 * 1024, 0.5),
+    ]
+    with pytest.raises(ValueError, match="delay and size"):
+        FaultRule("huge", size=-1)
+
+
 def test_malformed_and_html_faults(sim: Simulator) -> None:
     sim.add_fault(FaultRule("malformed_json", endpoint="transactions"))
     response = get(sim, "/bitcoin/transactions")
