@@ -119,12 +119,23 @@ def bench_raw_postgresql(url: str, rows: list[BlockchainTransactionData]) -> flo
         return len(rows) / (time.perf_counter() - started)
 
 
+_SCHEMAS: list[str] = []
+
+
 def _pg_schema_url(base: str) -> str:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
+    _SCHEMAS.append(schema)
     sep = "&" if "?" in base else "?"
     return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+def _drop_schemas(base: str) -> None:
+    """Drop the schemas this run created, so that repeated runs leave nothing behind in the server."""
+    with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        for schema in _SCHEMAS:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def peak_memory_streamed(url: str, n: int) -> float:
@@ -170,9 +181,12 @@ def main() -> None:
     except psycopg.OperationalError as exc:
         print(f"postgresql  skipped: {exc}")
         return
-    _fresh_service(raw_url, BATCH).dispose()
-    raw_pg = bench_raw_postgresql(raw_url, rows)
-    ours_pg = bench_service(service_url, rows)
+    try:
+        _fresh_service(raw_url, BATCH).dispose()
+        raw_pg = bench_raw_postgresql(raw_url, rows)
+        ours_pg = bench_service(service_url, rows)
+    finally:
+        _drop_schemas(args.postgres_url)
     print(
         f"postgresql  raw COPY+upsert {raw_pg:>10,.0f} rows/s   insert_transactions {ours_pg:>10,.0f} rows/s"
         f"   ratio {ours_pg / raw_pg:.2f}"

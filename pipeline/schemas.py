@@ -2,12 +2,16 @@
 
 Record models enforce the business rules (hex hashes of the right length, non-negative amounts, times
 not in the future, positive prices). Validators read an optional validation context:
-`{"now": datetime, "family": "bitcoin" | "ethereum"}` so that parsers stay pure and testable.
+`{"now": datetime, "family": "bitcoin" | "ethereum"}` so that parsers stay pure and testable. The chain's
+own rules (0x-prefixed Ethereum hashes, none on Bitcoin-like chains) also hold without a context: the
+family then comes from the record's `coin_symbol` when it is a coin we know.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -23,11 +27,24 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # Block timestamps may run up to two hours ahead of the network time (Bitcoin's consensus rule).
 FUTURE_TOLERANCE = timedelta(hours=2)
 _HEX64 = re.compile(r"(0x)?[0-9a-f]{64}")
 _ETH_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
+# The chain family of the coins we know, for records validated without a context (a caller's dicts, a
+# replay): the coin_metadata row is the authority, so a context's `family` always wins over this table.
+CHAIN_FAMILIES = {
+    "BTC": "bitcoin",
+    "BCH": "bitcoin",
+    "LTC": "bitcoin",
+    "DOGE": "bitcoin",
+    "DASH": "bitcoin",
+    "ETH": "ethereum",
+}
+# Rejected payloads are kept for the operator, trimmed so that one hostile record cannot bloat the log.
+MAX_SAMPLE_CHARS = 2000
 
 
 def _not_astronomical(value: Any) -> Any:
@@ -80,19 +97,33 @@ def _check_not_future(value: datetime | None, info: ValidationInfo) -> datetime 
     return value
 
 
-def _check_hash(value: str, info: ValidationInfo) -> str:
+def _check_hash(value: str) -> str:
     value = value.strip().lower()
     if not _HEX64.fullmatch(value):
         msg = f"not a 64-digit hex hash: {value[:80]!r}"
         raise ValueError(msg)
-    family = (info.context or {}).get("family")
-    if family == "ethereum" and not value.startswith("0x"):
-        msg = f"Ethereum hashes are 0x-prefixed: {value[:80]!r}"
-        raise ValueError(msg)
-    if family == "bitcoin" and value.startswith("0x"):
-        msg = f"Bitcoin-like hashes have no 0x prefix: {value[:80]!r}"
-        raise ValueError(msg)
     return value
+
+
+def _family(coin_symbol: str, info: ValidationInfo) -> str | None:
+    """The chain family whose rules a record obeys: the context's, else the one known for its coin."""
+    return (info.context or {}).get("family") or CHAIN_FAMILIES.get(coin_symbol.upper())
+
+
+def _chain_rule_error(model: str, field: str, value: Any, message: str) -> ValidationError:
+    # Raised from a model validator, but located on the field: the reject reason and
+    # RecordValidationError.field then name the field, as for every other rule.
+    error = PydanticCustomError("chain_rule", "{detail}", {"detail": message})
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=error, loc=(field,), input=value)]
+    )
+
+
+def _check_hash_family(model: str, field: str, value: str, family: str | None) -> None:
+    if family == "ethereum" and not value.startswith("0x"):
+        raise _chain_rule_error(model, field, value, f"Ethereum hashes are 0x-prefixed: {value[:80]!r}")
+    if family == "bitcoin" and value.startswith("0x"):
+        raise _chain_rule_error(model, field, value, f"Bitcoin-like hashes have no 0x prefix: {value[:80]!r}")
 
 
 class Record(BaseModel):
@@ -124,6 +155,11 @@ class BlockchainBlockData(Record):
     _hash = field_validator("hash")(_check_hash)
     _time = field_validator("time")(_check_not_future)
 
+    @model_validator(mode="after")
+    def _chain_rules(self, info: ValidationInfo) -> BlockchainBlockData:
+        _check_hash_family(type(self).__name__, "hash", self.hash, _family(self.coin_symbol, info))
+        return self
+
 
 class BlockchainTransactionData(Record):
     """A transaction as stored; the Ethereum-only fields stay None on Bitcoin-like chains."""
@@ -151,6 +187,11 @@ class BlockchainTransactionData(Record):
 
     _hash = field_validator("tx_hash")(_check_hash)
     _time = field_validator("time")(_check_not_future)
+
+    @model_validator(mode="after")
+    def _chain_rules(self, info: ValidationInfo) -> BlockchainTransactionData:
+        _check_hash_family(type(self).__name__, "tx_hash", self.tx_hash, _family(self.coin_symbol, info))
+        return self
 
     @field_validator("sender", "recipient")
     @classmethod
@@ -261,23 +302,51 @@ class DataIngestionLogData(Record):
     parent_run_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Reject:
+    """A record the pipeline refused, and why (a parser's validation, or the database's constraints)."""
+
+    reason: str
+    record: Any
+
+    def sample(self) -> dict[str, Any]:
+        """A JSON-safe, size-bounded view for the run log."""
+        text = json.dumps(self.record, default=str)
+        if len(text) > MAX_SAMPLE_CHARS:
+            text = text[:MAX_SAMPLE_CHARS] + "…"
+        return {"reason": self.reason[:500], "record": text}
+
+
 class UpsertResult(BaseModel):
-    """What a bulk upsert did: new rows, changed rows, rows that were already identical."""
+    """What a bulk upsert did: new rows, changed rows, rows that were already identical, and the records
+    the database refused (a unique key held by another row, a check or foreign key), each with its reason.
+    """
 
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejects: list[Reject] = Field(default_factory=list)
 
     @property
     def total(self) -> int:
         """Rows written or confirmed."""
         return self.inserted + self.updated + self.unchanged
 
+    @property
+    def rejected(self) -> int:
+        """Records not written because the database (or a contradicting record) refused them."""
+        return len(self.rejects)
+
+    def counts(self) -> UpsertResult:
+        """The counts alone, for running totals that must not hold every reject of a long run."""
+        return UpsertResult(inserted=self.inserted, updated=self.updated, unchanged=self.unchanged)
+
     def __add__(self, other: UpsertResult) -> UpsertResult:
         return UpsertResult(
             inserted=self.inserted + other.inserted,
             updated=self.updated + other.updated,
             unchanged=self.unchanged + other.unchanged,
+            rejects=[*self.rejects, *other.rejects],
         )
 
 

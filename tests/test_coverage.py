@@ -64,7 +64,8 @@ def ranges(coverage) -> list[tuple[date, date, CellState]]:
 
 
 def fake_hash(symbol: str, height: int, salt: str = "") -> str:
-    return hashlib.sha256(f"{symbol}:{height}:{salt}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{symbol}:{height}:{salt}".encode()).hexdigest()
+    return f"0x{digest}" if symbol == "ETH" else digest  # each chain's own hash form (schema rule)
 
 
 def store_blocks(db: DatabaseService, symbol: str, heights, *, tx_count: int = 0) -> None:

@@ -40,7 +40,8 @@ def ago(days: int) -> date:
 
 
 def fake_hash(symbol: str, height: int) -> str:
-    return hashlib.sha256(f"{symbol}:{height}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{symbol}:{height}".encode()).hexdigest()
+    return f"0x{digest}" if symbol == "ETH" else digest  # each chain's own hash form (schema rule)
 
 
 def store_prices(db: DatabaseService, coin_id: str, days: list[date]) -> None:

@@ -15,6 +15,7 @@ from pipeline.schemas import (
     DateCoverage,
     HealthStatus,
     MarketPriceData,
+    Reject,
     UpsertResult,
     describe_validation_error,
 )
@@ -87,9 +88,12 @@ def error_fields(exc: ValidationError) -> set[str]:
     ],
 )
 def test_hash_accepts_64_hex_digits_and_normalises_to_lowercase(raw, expected):
-    block = BlockchainBlockData.model_validate(make_block(hash=raw), context=AT_NOW)
+    coin = "ETH" if expected.startswith("0x") else "BTC"  # each chain's own hash form
+    block = BlockchainBlockData.model_validate(make_block(coin_symbol=coin, hash=raw), context=AT_NOW)
     assert block.hash == expected
-    tx = BlockchainTransactionData.model_validate(make_transaction(tx_hash=raw), context=AT_NOW)
+    tx = BlockchainTransactionData.model_validate(
+        make_transaction(coin_symbol=coin, tx_hash=raw), context=AT_NOW
+    )
     assert tx.tx_hash == expected
 
 
@@ -136,9 +140,61 @@ def test_bitcoin_context_refuses_0x_prefix():
         BlockchainTransactionData.model_validate(make_transaction(tx_hash=ETH_HASH), context=context)
 
 
-def test_without_family_both_hash_forms_are_accepted():
-    assert BlockchainBlockData.model_validate(make_block(hash=ETH_HASH), context=AT_NOW).hash == ETH_HASH
-    assert BlockchainBlockData.model_validate(make_block(hash=BTC_HASH), context=AT_NOW).hash == BTC_HASH
+def test_coin_of_unknown_family_without_context_accepts_both_hash_forms():
+    for value in (ETH_HASH, BTC_HASH):
+        block = BlockchainBlockData.model_validate(make_block(coin_symbol="XYZ", hash=value), context=AT_NOW)
+        assert block.hash == value
+
+
+# The chain's rules hold from the record's own coin_symbol, with no validation context at all (a caller's
+# dicts, a benchmark, a replay): an ETH hash without 0x is refused, a BTC hash with one too.
+
+
+@pytest.mark.parametrize(
+    ("coin", "bad", "rule"),
+    [
+        ("ETH", "ab" * 32, "Ethereum hashes are 0x-prefixed"),
+        ("eth", "ab" * 32, "Ethereum hashes are 0x-prefixed"),
+        ("BTC", ETH_HASH, "Bitcoin-like hashes have no 0x prefix"),
+        ("DOGE", ETH_HASH, "Bitcoin-like hashes have no 0x prefix"),
+    ],
+)
+def test_chain_hash_rules_hold_from_the_coin_symbol_without_context(coin, bad, rule):
+    with pytest.raises(ValidationError, match=rule) as caught:
+        BlockchainBlockData.model_validate(make_block(coin_symbol=coin, hash=bad))
+    assert error_fields(caught.value) == {"hash"}  # located on the field, like every other rule
+    with pytest.raises(ValidationError, match=rule) as caught:
+        BlockchainTransactionData.model_validate(
+            make_transaction(coin_symbol=coin, tx_hash=bad, sender=None, recipient=None)
+        )
+    assert error_fields(caught.value) == {"tx_hash"}
+
+
+def test_chain_hash_rules_accept_each_chains_own_form_without_context():
+    assert BlockchainBlockData.model_validate(make_block(coin_symbol="ETH", hash=ETH_HASH)).hash == ETH_HASH
+    assert BlockchainBlockData.model_validate(make_block(coin_symbol="BTC", hash=BTC_HASH)).hash == BTC_HASH
+    tx = BlockchainTransactionData.model_validate(make_transaction(coin_symbol="ETH", tx_hash=ETH_HASH))
+    assert tx.tx_hash == ETH_HASH
+
+
+def test_context_family_is_the_authority_over_the_coin_symbol():
+    # coin_metadata's chain_family (passed by the parsers) decides for a coin configured unusually.
+    block = BlockchainBlockData.model_validate(
+        make_block(coin_symbol="BTC", hash=ETH_HASH), context={**AT_NOW, "family": "ethereum"}
+    )
+    assert block.hash == ETH_HASH
+    with pytest.raises(ValidationError, match="0x-prefixed"):
+        BlockchainBlockData.model_validate(
+            make_block(coin_symbol="XYZ", hash=BTC_HASH), context={**AT_NOW, "family": "ethereum"}
+        )
+
+
+def test_chain_rule_reject_reason_and_record_error_name_the_field():
+    with pytest.raises(ValidationError) as caught:
+        BlockchainBlockData.model_validate(make_block(coin_symbol="ETH", hash="cd" * 32))
+    text = describe_validation_error(caught.value)
+    assert text.startswith("hash='cdcd")
+    assert "0x-prefixed" in text
 
 
 # ---------------------------------------------------------------------- amounts and counts
@@ -360,6 +416,16 @@ def test_upsert_results_add_up():
     total = UpsertResult(inserted=2, updated=1) + UpsertResult(inserted=1, unchanged=4)
     assert total == UpsertResult(inserted=3, updated=1, unchanged=4)
     assert total.total == 8
+
+
+def test_upsert_results_carry_rejects_and_counts_leave_them_out():
+    first = UpsertResult(inserted=2, rejects=[Reject("hash taken", {"block_id": 1})])
+    second = UpsertResult(updated=1, rejects=[Reject("check failed", {"block_id": 2})])
+    total = first + second
+    assert [r.reason for r in total.rejects] == ["hash taken", "check failed"]
+    assert (total.total, total.rejected) == (3, 2)
+    assert total.counts() == UpsertResult(inserted=2, updated=1)
+    assert total != UpsertResult(inserted=2, updated=1)  # rejects are part of what a write did
 
 
 def test_date_coverage_counts_missing_days():

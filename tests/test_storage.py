@@ -16,12 +16,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
 import pipeline.database
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService, alembic_config
-from pipeline.errors import RecordValidationError
+from pipeline.errors import DatabaseUnavailable, RecordValidationError
 from pipeline.models import SEED_COINS, Base, DataIngestionLog
 from pipeline.schemas import (
     BlockchainAddressData,
@@ -600,6 +599,21 @@ VALIDATION_CASES = [
         "balance",
         "-99",
     ),
+    # The chain's hash form holds from the record's coin alone (a caller's dicts carry no context).
+    (
+        "insert_blocks",
+        [make_block(block_id=1), make_block(coin_symbol="ETH", block_id=2)],
+        make_block(coin_symbol="ETH", block_id=3, hash="ab" * 32),
+        "hash",
+        "0x-prefixed",
+    ),
+    (
+        "insert_transactions",
+        [make_transaction(source_id=1), make_eth_transaction()],
+        make_transaction(source_id=2, tx_hash="0x" + "cd" * 32),
+        "tx_hash",
+        "no 0x prefix",
+    ),
 ]
 
 
@@ -1098,7 +1112,8 @@ def test_sqlite_second_writer_fails_fast_with_zero_busy_timeout(sqlite_url):
     try:
         assert holding.wait(10)
         started = time.monotonic()
-        with pytest.raises(OperationalError, match="locked"):
+        # Locked is "not now": the one class long-lived loops back off on (see pipeline.outage).
+        with pytest.raises(DatabaseUnavailable, match="locked"):
             second.insert_blocks([make_block(block_id=2)])
         assert time.monotonic() - started < 5
     finally:

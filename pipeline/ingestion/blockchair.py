@@ -165,7 +165,10 @@ class BlockchairIngestor(Ingestor):
         now = self.clock()
         with self.db.transaction() as conn:
             reorganised = self._replace_reorganised(conn, coin, page.records)
-            tally.written += self.db.insert_blocks(page.records, conn=conn)
+            written = self.db.insert_blocks(page.records, conn=conn)
+            # Blocks the database refused (a hash held by another height) are rejects like the parser's.
+            tally.written += written.counts()
+            tally.add_rejects(written.rejects)
             marks: dict[str, Any] = {
                 "last_block_ingested_at": now,
                 "last_block_height": _max_height(coin.symbol),
@@ -269,7 +272,9 @@ class BlockchairIngestor(Ingestor):
     ) -> list[BlockchainTransactionData]:
         if buffer:
             with self.db.transaction() as conn:
-                tally.written += self.db.insert_transactions(buffer, conn=conn)
+                written = self.db.insert_transactions(buffer, conn=conn)
+                tally.written += written.counts()
+                tally.add_rejects(written.rejects)
         return []
 
     # ------------------------------------------------------------------ addresses
@@ -303,7 +308,9 @@ class BlockchairIngestor(Ingestor):
                 tally.add_rejects(page.rejects)
                 if page.records:
                     with self.db.transaction() as conn:
-                        tally.written += self.db.insert_addresses(page.records, conn=conn)
+                        written = self.db.insert_addresses(page.records, conn=conn)
+                        tally.written += written.counts()
+                        tally.add_rejects(written.rejects)
         assert tally.result is not None
         return tally.result
 

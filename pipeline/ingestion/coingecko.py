@@ -128,7 +128,10 @@ class CoinGeckoIngestor(Ingestor):
         if not records:
             return
         with self.db.transaction() as conn:
-            tally.written += self.db.insert_market_prices(records, conn=conn)
+            written = self.db.insert_market_prices(records, conn=conn)
+            # Prices the database refused are rejects of the run, like the parser's.
+            tally.written += written.counts()
+            tally.add_rejects(written.rejects)
             # The newest stored day, evaluated in SQL: never moved backwards by an older backfill or a
             # stale copy of the coin, even with several workers.
             newest = select(func.max(MarketPrice.price_date)).where(MarketPrice.coin_id == _coin_id(coin))

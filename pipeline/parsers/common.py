@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -10,26 +9,21 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from pipeline.errors import ResponseFormatError
-from pipeline.schemas import describe_validation_error
+
+# Reject lives with the schemas since database refusals are rejects too (UpsertResult carries them);
+# it is re-exported here, where the parsers and the run log have always imported it from.
+from pipeline.schemas import MAX_SAMPLE_CHARS, Reject, describe_validation_error
+
+__all__ = [
+    "MAX_SAMPLE_CHARS",
+    "ParseResult",
+    "Reject",
+    "format_error",
+    "validate_into",
+    "validation_context",
+]
 
 T = TypeVar("T", bound=BaseModel)
-# Rejected payloads are kept for the operator, trimmed so that one hostile record cannot bloat the log.
-MAX_SAMPLE_CHARS = 2000
-
-
-@dataclass(frozen=True)
-class Reject:
-    """A record the pipeline refused, and why."""
-
-    reason: str
-    record: Any
-
-    def sample(self) -> dict[str, Any]:
-        """A JSON-safe, size-bounded view for the run log."""
-        text = json.dumps(self.record, default=str)
-        if len(text) > MAX_SAMPLE_CHARS:
-            text = text[:MAX_SAMPLE_CHARS] + "…"
-        return {"reason": self.reason[:500], "record": text}
 
 
 @dataclass
