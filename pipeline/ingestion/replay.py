@@ -1,21 +1,100 @@
 """Rerun a recorded run: replay exactly the slice its `params` describe, linked to it as parent.
 
-Only slices the system recorded can be replayed: the parameters come from the run log, never from the
-caller, so a rerun request cannot be used to run arbitrary work.
+Only slices the system recorded can be replayed: the parameters come from the run log (or a planned
+backfill), never from the caller, so a rerun request cannot be used to run arbitrary work. The stored
+parameters are still checked before use, because a database row can be corrupted or tampered with: every
+field must have its type and range (heights are whole numbers >= 0, dates are ISO dates, start <= end,
+the coin is known), and `admit` prices the slice by the gap-fill cost rules and refuses it when it does
+not fit the source's daily request budget, all before the first request.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.errors import ConfigError
+from pipeline.gapfill import (
+    SliceCost,
+    address_cost,
+    block_range_cost,
+    check_budget,
+    price_day_cost,
+    price_range_cost,
+    transaction_range_cost,
+)
+from pipeline.ingestion.base import Ingestor
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.runlog import IngestionResult
-from pipeline.schemas import DataIngestionLogData
+from pipeline.schemas import CoinMetadataData, DataIngestionLogData
+
+DATA_TYPES = {
+    "blockchair": ("blocks", "transactions", "addresses"),
+    "coingecko": ("prices", "price_by_date"),
+}
+MAX_HEIGHT = 2**63 - 1  # the BIGINT columns heights are stored in
+MAX_ADDRESS_CHARS = 128
+
+
+class InvalidSlice(ValueError):
+    """Replay parameters that do not describe a slice this pipeline can run (corrupt or tampered)."""
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A checked slice: its source, data type, coin, and the typed fields its data type uses."""
+
+    source: str
+    data_type: str
+    coin: CoinMetadataData
+    start_height: int | None = None
+    end_height: int | None = None
+    start: date | None = None
+    end: date | None = None
+    addresses: tuple[str, ...] = ()
+
+    def days(self) -> tuple[date, date]:
+        """The date range of a price slice."""
+        if self.start is None or self.end is None:
+            msg = f"{self.source}/{self.data_type} has no date range"
+            raise InvalidSlice(msg)
+        return self.start, self.end
+
+
+def _height(params: dict[str, Any], name: str) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None  # an open end: the ingestor resolves it (stored height, tip, window)
+    # bool is an int subclass; True is not a height.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HEIGHT:
+        msg = f"{name} must be a whole number from 0 to {MAX_HEIGHT}, not {value!r}"
+        raise InvalidSlice(msg)
+    return value
+
+
+def _date(params: dict[str, Any], name: str) -> date:
+    value = params.get(name)
+    try:
+        return date.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        msg = f"{name} must be a date (YYYY-MM-DD), not {value!r}"
+        raise InvalidSlice(msg) from None
+
+
+def _addresses(params: dict[str, Any]) -> tuple[str, ...]:
+    value = params.get("addresses")
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(a, str) and 0 < len(a) <= MAX_ADDRESS_CHARS for a in value)
+    ):
+        msg = f"addresses must be a non-empty list of addresses of up to {MAX_ADDRESS_CHARS} characters"
+        raise InvalidSlice(msg)
+    return tuple(value)
 
 
 class Replayer:
@@ -29,8 +108,81 @@ class Replayer:
         blockchair: BlockchairIngestor | None = None,
         coingecko: CoinGeckoIngestor | None = None,
     ) -> None:
+        self.settings = settings
+        self.db = db
         self.blockchair = blockchair or BlockchairIngestor(settings=settings, db=db)
         self.coingecko = coingecko or CoinGeckoIngestor(settings=settings, db=db)
+
+    def should_stop(self) -> bool:
+        """Whether the process is stopping (the scheduler's stop flag, shared by both ingestors)."""
+        return self.blockchair.should_stop()
+
+    # ------------------------------------------------------------------ checks
+
+    def check(self, source: str, data_type: str, params: Any) -> Slice:
+        """The slice `params` describe, typed; InvalidSlice (one line) when a field is wrong."""
+        if source not in DATA_TYPES or data_type not in DATA_TYPES[source]:
+            msg = f"unknown slice {source!r}/{data_type!r}; replayable: " + ", ".join(
+                f"{s}/{t}" for s, types in DATA_TYPES.items() for t in types
+            )
+            raise InvalidSlice(msg)
+        if not isinstance(params, dict):
+            msg = f"replay parameters must be an object, not {type(params).__name__}"
+            raise InvalidSlice(msg)
+        if source == "blockchair":
+            coin = self._coin(self.blockchair, params, "chain")
+            if data_type == "addresses":
+                return Slice(source, data_type, coin, addresses=_addresses(params))
+            low, high = _height(params, "start_height"), _height(params, "end_height")
+            if low is not None and high is not None and low > high:
+                msg = f"start_height {low} is above end_height {high}"
+                raise InvalidSlice(msg)
+            return Slice(source, data_type, coin, start_height=low, end_height=high)
+        coin = self._coin(self.coingecko, params, "coin_id")
+        if data_type == "price_by_date":
+            day = _date(params, "date")
+            return Slice(source, data_type, coin, start=day, end=day)
+        start, end = _date(params, "start"), _date(params, "end")
+        if start > end:
+            msg = f"start {start} is after end {end}"
+            raise InvalidSlice(msg)
+        return Slice(source, data_type, coin, start=start, end=end)
+
+    @staticmethod
+    def _coin(ingestor: Ingestor, params: dict[str, Any], field: str) -> CoinMetadataData:
+        name = params.get(field)
+        if not isinstance(name, str) or not name.strip():
+            msg = f"{field} must name a coin, not {name!r}"
+            raise InvalidSlice(msg)
+        try:
+            coin = ingestor.coin(name)
+        except ConfigError as exc:
+            raise InvalidSlice(str(exc)) from None
+        wanted = coin.blockchair_chain if field == "chain" else coin.coingecko_id
+        if not wanted:
+            msg = f"coin {coin.symbol} has no {'Blockchair chain' if field == 'chain' else 'CoinGecko id'}"
+            raise InvalidSlice(msg)
+        return coin
+
+    def estimate(self, checked: Slice) -> SliceCost:
+        """The requests replaying the slice will send, by the gap-fill cost rules (pipeline.gapfill)."""
+        coin = checked.coin
+        if checked.data_type == "prices":
+            return price_range_cost(self.coingecko, coin, *checked.days())
+        if checked.data_type == "price_by_date":
+            return price_day_cost(self.coingecko, coin, checked.days()[0])
+        if checked.data_type == "addresses":
+            return address_cost(coin, checked.addresses)
+        cost = block_range_cost if checked.data_type == "blocks" else transaction_range_cost
+        return cost(self.db, self.settings, coin, checked.start_height, checked.end_height)
+
+    def admit(self, source: str, data_type: str, params: Any) -> SliceCost:
+        """Check a slice and its cost against the daily budget; raises InvalidSlice or BudgetExceeded."""
+        cost = self.estimate(self.check(source, data_type, params))
+        check_budget(self.db, self.settings, cost)
+        return cost
+
+    # ------------------------------------------------------------------ running
 
     def replay(self, run: DataIngestionLogData, *, trigger: str = "rerun") -> IngestionResult | None:
         """Run the slice of `run` again, as its child; None when the slice has nothing left to do."""
@@ -46,19 +198,15 @@ class Replayer:
         parent_run_id: int | None = None,
     ) -> IngestionResult | None:
         """Run a slice described the way runs record it (`params` of a run, or a planned backfill)."""
-        p = params
+        checked = self.check(source, data_type, params)
         kwargs = {"trigger": trigger, "parent_run_id": parent_run_id}
+        coin = checked.coin
+        if data_type == "addresses":
+            return self.blockchair.ingest_addresses(coin, addresses=list(checked.addresses), **kwargs)
         if source == "blockchair":
-            coin = self.blockchair.coin(p["chain"])
-            if data_type == "addresses":
-                return self.blockchair.ingest_addresses(coin, addresses=list(p["addresses"]), **kwargs)
-            heights = {"start_height": p.get("start_height"), "end_height": p.get("end_height")}
+            heights = {"start_height": checked.start_height, "end_height": checked.end_height}
             return self.blockchair.ingest(coin, data_type, **heights, **kwargs)
-        if source == "coingecko":
-            coin = self.coingecko.coin(p["coin_id"])
-            if data_type == "price_by_date":
-                return self.coingecko.ingest_price_for_date(coin, date.fromisoformat(p["date"]), **kwargs)
-            start, end = date.fromisoformat(p["start"]), date.fromisoformat(p["end"])
-            return self.coingecko.ingest_price_range(coin, start, end, **kwargs)
-        msg = f"unknown source {source!r}; the slice cannot be run"
-        raise ConfigError(msg)
+        start, end = checked.days()
+        if data_type == "price_by_date":
+            return self.coingecko.ingest_price_for_date(coin, start, **kwargs)
+        return self.coingecko.ingest_price_range(coin, start, end, **kwargs)
