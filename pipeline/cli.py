@@ -1,20 +1,23 @@
 """The `crypto-pipeline` command line (argparse). `python run_ingestor.py ...` runs the same commands.
 
 Every command builds the settings once and passes them on. Bad arguments and expected failures end with
-one line on stderr and a non-zero exit code, never a traceback.
+one line on stderr and a non-zero exit code, never a traceback: 2 for usage and configuration, and one code
+per database cause (`DatabaseError.exit_code`, listed in the README). Commands that only read never create
+or migrate a database; a reader whose stdout closes early (`status | head -1`) exits quietly with 141.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
 from pipeline.config import Settings, load_settings
 from pipeline.database import DatabaseService
-from pipeline.errors import PipelineError
+from pipeline.errors import DatabaseError, PipelineError
 from pipeline.freshness import Level, freshness_report
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import MAX_WINDOW_DAYS, CoinGeckoIngestor, day_windows
@@ -118,13 +121,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The shell's status for a process killed by SIGPIPE (128 + 13): what `yes | head -1` reports for `yes`.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Output to a pipe is buffered: flush here so that a reader that went away (`| head -1`)
+            # raises below instead of in the interpreter's exit, which would print a traceback.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The recipe from the `signal` module's docs: point stdout at /dev/null so that the flush at
+        # exit finds nothing to complain about, and exit like a writer whose reader left.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
         configure_logging(args.log_level or settings.LOG_LEVEL, secrets=settings.secrets())
         return COMMANDS[args.command](args, settings)
+    except DatabaseError as exc:  # before PipelineError: UnsupportedDatabase is also a ConfigError
+        print(f"crypto-pipeline: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (PipelineError, LookupError, ValueError) as exc:
         print(f"crypto-pipeline: error: {exc}", file=sys.stderr)
         return 2
@@ -132,9 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _db(settings: Settings) -> DatabaseService:
+def _db(settings: Settings, *, write: bool = True) -> DatabaseService:
+    """The database of a command: created or upgraded for commands that write (`write=True`); for commands
+    that only read, checked to exist at the newest schema, and never created (DatabaseNotFound,
+    SchemaTooOld). Refuses an in-memory database either way: nothing a command wrote would outlive it."""
     db = DatabaseService(settings=settings)
-    db.create_tables()
+    db.require_persistent()
+    if write:
+        db.create_tables()
+    else:
+        db.check_schema()
     return db
 
 
@@ -147,7 +180,7 @@ def cmd_init_db(_args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_stats(_args: argparse.Namespace, settings: Settings) -> int:
     """Print database statistics as JSON."""
-    print(_db(settings).get_database_stats().model_dump_json(indent=2))
+    print(_db(settings, write=False).get_database_stats().model_dump_json(indent=2))
     return 0
 
 
@@ -229,20 +262,33 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
-    """Replay one run's slice now, in this process, or queue it for the scheduler."""
+    """Replay one run's slice now, in this process, or queue it for the scheduler.
+
+    Replaying here goes through the queue like every replay: the run's (one) open request is claimed by
+    id and served by `serve_here`, so a second `rerun` of the same run, or a scheduler, cannot replay it
+    at the same time; a refusal (still running, held elsewhere, over budget) is one line.
+    """
+    from pipeline.rerun_requests import serve_here
+    from pipeline.runlog import WORKER_ID
+
     db = _db(settings)
     if args.queue:
         request = db.request_rerun(args.run_id, "cli")
         print(f"rerun request {request.id} for run {args.run_id}: {request.status}")
         return 0
-    result = Replayer(settings, db).replay(db.get_run(args.run_id), trigger="rerun")
-    _print_result(result)
+    request, result = serve_here(
+        db, Replayer(settings, db), args.run_id, requested_by="cli", worker_id=f"cli:{WORKER_ID}"
+    )
+    _print_result(result, label=f"rerun request {request.id}: ")
     return _exit_code([result])
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     """List runs, newest first."""
-    for run in _db(settings).get_ingestion_logs(source=args.source, status=args.status, limit=args.limit):
+    runs = _db(settings, write=False).get_ingestion_logs(
+        source=args.source, status=args.status, limit=args.limit
+    )
+    for run in runs:
         target = (
             f"{run.start_date}..{run.end_date}" if run.start_date else f"{run.start_height}..{run.end_height}"
         )
@@ -258,13 +304,12 @@ def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
     """The scheduler loop, until SIGTERM or Ctrl-C."""
     scheduler = Scheduler(settings, _db(settings))
     scheduler.install_signal_handlers()
-    scheduler.run()
-    return 0
+    return scheduler.run()
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Workers, the last runs, recent failures and freshness; with --json, exit 1 when something fails."""
-    db = _db(settings)
+    db = _db(settings, write=False)
     workers = db.get_workers()
     fresh = freshness_report(db.get_coins(active_only=True), settings)
     runs = db.get_ingestion_logs(limit=10)
@@ -322,7 +367,7 @@ def cmd_gaps(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.coverage import block_coverage, price_coverage
     from pipeline.gapfill import coverage_window
 
-    db = _db(settings)
+    db = _db(settings, write=False)
     start, end = coverage_window(settings)
     found = 0
     for coin in _coverage_coins(db, args.coins):
@@ -348,7 +393,7 @@ def cmd_fill_gaps(args: argparse.Namespace, settings: Settings) -> int:
     """Plan the requests that close every gap, show their cost, and queue them for the scheduler."""
     from pipeline.gapfill import plan_fill, queue_plan
 
-    db = _db(settings)
+    db = _db(settings, write=not args.dry_run)  # a dry run only reads
     plan = plan_fill(db, settings, _coverage_coins(db, args.coins))
     for planned in plan.slices:
         print(f"  {planned.description}: {planned.requests} request(s)")

@@ -6,17 +6,22 @@ Nothing else in the project reads `os.environ`: entrypoints build `Settings()` (
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 from datetime import time
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UnsupportedDatabase
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/crypto.db"
 COINGECKO_PUBLIC_URL = "https://api.coingecko.com/api/v3"
@@ -43,6 +48,86 @@ def _check_http_url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+# The schemes we accept, and the driver each one means. `postgres://` is what Heroku, Render and many
+# hosting panels hand out; SQLAlchemy dropped that alias, so we map it rather than refuse a working URL.
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+}
+_URL_HINT = "use sqlite:///path/to/file.db or postgresql://user@host/database"
+# `scheme://user:password@host`: the password runs to the last @ before the path, as in make_url (a
+# password may contain @). Then, for text too broken to have a `://`, any `user:password@`.
+_PASSWORD_IN_URL = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
+_PASSWORD_LOOSE = re.compile(r"((?:^|[\s'\"/])[^\s:/@'\"]*:)(?!\*\*\*@)[^/\s'\"]*@")
+
+
+def mask_url_password(text: str) -> str:
+    """Replace the password of every `scheme://user:password@` in text with ***, even in a URL that
+    does not parse (a typo must not put a password on a screen or in a log)."""
+    return _PASSWORD_LOOSE.sub(r"\1***@", _PASSWORD_IN_URL.sub(r"\1***@", text))
+
+
+def parse_database_url(text: str) -> URL:
+    """DATABASE_URL as a SQLAlchemy URL with our driver, or UnsupportedDatabase saying what to type.
+
+    Catches here, before anything connects, the typos that would otherwise end in a driver traceback:
+    a misspelt scheme, a port that is not a number, a driver we do not ship, a SQLite URL with a host.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = mask_url_password(text)
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        msg = f"not a database URL: {shown!r}; {_URL_HINT}"
+        raise UnsupportedDatabase(msg) from None
+    except ValueError:  # make_url's int() of the port
+        msg = f"the port is not a number in {shown!r}"
+        raise UnsupportedDatabase(msg) from None
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        if url.get_backend_name() in ("sqlite", "postgresql"):
+            msg = (
+                f"driver {url.drivername!r} is not supported: use sqlite:/// or postgresql://"
+                " (psycopg 3, installed with crypto-pipeline)"
+            )
+        else:
+            scheme = text.split(":", 1)[0]
+            close = difflib.get_close_matches(scheme.split("+")[0].lower(), ["sqlite", "postgresql"], 1, 0.6)
+            guess = f"did you mean {close[0] + shown[len(scheme) :]!r}?" if close else _URL_HINT
+            msg = f"scheme {scheme!r} is not supported; {guess}"
+        raise UnsupportedDatabase(msg)
+    if driver == "sqlite" and (url.host or url.port or url.username or url.password):
+        # sqlite://./data/x.db parses with host "." and would open "data/x.db" somewhere unexpected.
+        msg = (
+            f"a SQLite URL has no host: {shown!r}; use sqlite:///relative/path.db (three slashes)"
+            " or sqlite:////absolute/path.db (four)"
+        )
+        raise UnsupportedDatabase(msg)
+    if url.port is not None and not 1 <= url.port <= 65535:
+        msg = f"port {url.port} is not between 1 and 65535 in {shown!r}"
+        raise UnsupportedDatabase(msg)
+    return url.set(drivername=driver)
+
+
+def is_in_memory(url: URL) -> bool:
+    """True for SQLite URLs whose database lives only in the process: `sqlite://`, `sqlite:///:memory:`,
+    `file::memory:` and `mode=memory` URIs."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    return (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or url.query.get("mode") == "memory"
+        or "mode=memory" in database
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, named as the environment variables that set it."""
 
@@ -63,6 +148,12 @@ class Settings(BaseSettings):
     COINGECKO_RATE_LIMIT_PER_MINUTE: float = Field(30, gt=0)
     COINGECKO_HISTORY_DAYS: int | None = Field(None, ge=1)
     HTTP_TIMEOUT_SECONDS: float = Field(20, gt=0)
+    # A whole attempt (connect, headers, every byte of the body): a trickling reply cannot hold a worker.
+    HTTP_DEADLINE_SECONDS: float = Field(60, gt=0)
+    # Real pages are 100-300 KB; a bigger body is refused while it streams, never read whole.
+    HTTP_MAX_RESPONSE_BYTES: int = Field(16 * 1024 * 1024, ge=1024)
+    # One unit (source x data type x coin x slice) ends as failed (UnitTimeout) once this is spent.
+    UNIT_TIME_BUDGET_SECONDS: float = Field(1800, gt=0)
     HTTP_MAX_ATTEMPTS: int = Field(5, ge=1, le=20)
     HTTP_MAX_TOTAL_WAIT_SECONDS: float = Field(120, ge=0)
     HTTP_BACKOFF_BASE_SECONDS: float = Field(1.0, ge=0)
@@ -103,9 +194,14 @@ class Settings(BaseSettings):
 
     # Dashboard
     DASHBOARD_READ_ONLY: bool = False
+    # Host names the dashboard answers besides loopback and its bound address (DNS-rebinding guard).
+    DASHBOARD_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = []
+    # An authenticating reverse proxy is in front: a dashboard bound to a public address may write.
+    DASHBOARD_TRUSTED_AUTH_PROXY: bool = False
     LOG_LEVEL: str = "INFO"
 
     _split_coins = field_validator("COINS", mode="before")(_split_list)
+    _split_hosts = field_validator("DASHBOARD_ALLOWED_HOSTS", mode="before")(_split_list)
 
     @field_validator("BLOCKCHAIR_BASE_URL")
     @classmethod
@@ -120,17 +216,13 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
+        # The value is kept as typed (child processes get it from the environment anyway); prepare_url
+        # applies the same parse when connecting. In-memory SQLite is valid here: tests build settings
+        # with it, and the commands that need a lasting database refuse it themselves.
         try:
-            url = make_url(value)
-        except ArgumentError:
-            msg = f"DATABASE_URL is not a database URL: {value!r}"
-            raise ValueError(msg) from None
-        if url.get_backend_name() not in ("sqlite", "postgresql"):
-            msg = f"DATABASE_URL must be sqlite:/// or postgresql://, got {url.get_backend_name()!r}"
-            raise ValueError(msg)
+            parse_database_url(value)
+        except UnsupportedDatabase as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
@@ -165,11 +257,21 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
+        errors = exc.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {_error_text(err)}" for err in errors
         )
-        msg = f"Invalid configuration: {problems}"
-        raise ConfigError(msg) from None
+        msg = mask_url_password(f"Invalid configuration: {problems}")
+        # A bad DATABASE_URL alone gets its own error (and exit code): the database cannot be used.
+        only_url = all(tuple(err["loc"]) == ("DATABASE_URL",) for err in errors)
+        raise (UnsupportedDatabase if only_url else ConfigError)(msg) from None
+
+
+def _error_text(error: Any) -> str:
+    """Pydantic's message, without the "Value error, " it puts before our own validators' messages."""
+    if error.get("type") == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
 
 
 @lru_cache(maxsize=1)

@@ -16,30 +16,47 @@ chart queries), never ORM objects.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy.engine import URL, ExceptionContext
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.config import Settings, get_settings
+from pipeline.config import Settings, get_settings, is_in_memory, mask_url_password, parse_database_url
 from pipeline.coordination import CoordinationMixin
 from pipeline.cursors import CursorMixin
-from pipeline.errors import DatabaseUnavailable, RecordValidationError
+from pipeline.errors import (
+    DatabaseCorrupt,
+    DatabaseNotFound,
+    DatabaseReplaced,
+    DatabaseUnavailable,
+    RecordValidationError,
+    SchemaMismatch,
+    SchemaTooNew,
+    SchemaTooOld,
+    UnsupportedDatabase,
+)
 from pipeline.lazy import LazyProxy
 from pipeline.models import (
+    Base,
     BlockchainAddress,
     BlockchainBlock,
     BlockchainTransaction,
@@ -83,45 +100,113 @@ _TABLES = {
 }
 
 
-def prepare_url(database_url: str) -> URL:
-    """Normalise a database URL: psycopg 3 for PostgreSQL, the parent folder created for a SQLite file."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def prepare_url(database_url: str, *, create_parent: bool = True) -> URL:
+    """Parse and normalise a database URL: psycopg 3 for PostgreSQL (also for `postgres://`), and, when
+    `create_parent`, the parent folder of a SQLite file created (only code about to write asks for that;
+    a command that only reads must not leave folders behind). Raises UnsupportedDatabase on a typo."""
+    try:
+        url = parse_database_url(database_url)
+    except UnsupportedDatabase as exc:
+        raise UnsupportedDatabase(f"database URL: {exc}") from None
+    path = sqlite_file(url)
+    if create_parent and path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     return url
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The absolute path of a SQLite database file, or None (PostgreSQL, in-memory)."""
+    if url.get_backend_name() != "sqlite" or is_in_memory(url):
+        return None
+    database = url.database or ""
+    if database.startswith("file:"):  # a SQLite URI filename: file:path?options
+        database = database.removeprefix("file:").split("?", 1)[0]
+    return Path(os.path.abspath(Path(database).expanduser()))
+
+
+def describe_database(url: URL) -> str:
+    """Where a URL points, for messages: the SQLite path, or the PostgreSQL URL with its password masked
+    (and without the query, whose options are long and say nothing about which database it is)."""
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
+    if url.get_backend_name() == "sqlite":
+        return "an in-memory SQLite database"
+    return url.set(query={}).render_as_string(hide_password=True)
 
 
 # SQLite OperationalError texts that mean "not now" rather than "never": another process holds the lock,
 # or the file system failed. Anything else (no such table, syntax) is a bug and stays an OperationalError.
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o error", "unable to open")
+# SQLITE_CORRUPT and SQLITE_NOTADB (primary result codes): a truncated file, a damaged page, garbage.
+_SQLITE_CORRUPT_CODES = (11, 26)
+# The texts too, for drivers that do not set the code; not a bare "malformed" (that is also "malformed JSON").
+_SQLITE_CORRUPT_TEXT = ("database disk image is malformed", "malformed database schema", "not a database")
+_PG_NO_DATABASE = re.compile(r'database "(?P<name>[^"]*)" does not exist')
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _scrub(text: str, url: URL | None) -> str:
+    """Mask the URL's password wherever a driver message might have echoed it."""
+    text = mask_url_password(text)
+    return text.replace(url.password, "***") if url is not None and url.password else text
 
 
 def _unavailable(context: ExceptionContext) -> BaseException | None:
-    """Turn a lost or refused connection into DatabaseUnavailable, the one class loops back off on."""
+    """Turn driver errors that are about the database itself (not the statement) into DatabaseErrors with
+    one line and no password: refused or lost -> DatabaseUnavailable (loops back off on it), no such
+    PostgreSQL database -> DatabaseNotFound, a corrupt SQLite file -> DatabaseCorrupt."""
     if context.is_pre_ping:  # the pool recovers from a failed ping by itself
         return None
     original = context.original_exception
-    if context.engine is not None and context.engine.dialect.name == "sqlite":
+    url = context.engine.url if context.engine is not None else None
+    reason = _first_line(original)
+    if url is not None and url.get_backend_name() == "sqlite":
         text = str(original).lower()
-        transient = isinstance(original, sqlite3.OperationalError) and any(
-            t in text for t in _SQLITE_TRANSIENT
-        )
-    else:
-        transient = context.is_disconnect or isinstance(original, psycopg.OperationalError)
-    if not transient:
+        code = getattr(original, "sqlite_errorcode", -1) & 0xFF
+        if isinstance(original, sqlite3.DatabaseError) and (
+            code in _SQLITE_CORRUPT_CODES or any(t in text for t in _SQLITE_CORRUPT_TEXT)
+        ):
+            return DatabaseCorrupt(
+                f"the database file {describe_database(url)} is damaged or not a SQLite database ({reason});"
+                " restore it from a backup or point DATABASE_URL at the right file"
+            )
+        if isinstance(original, sqlite3.OperationalError) and any(t in text for t in _SQLITE_TRANSIENT):
+            return DatabaseUnavailable(f"database unavailable: {reason} ({describe_database(url)})")
         return None
-    # The driver's first line names the cause (refused, terminated, locked) and never the password.
-    reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
-    return DatabaseUnavailable(f"database unavailable: {reason}")
+    if not (context.is_disconnect or isinstance(original, psycopg.OperationalError)):
+        return None
+    # The driver's first line names the cause (refused, terminated, no such database), never the
+    # password; scrub it anyway in case a future libpq message quotes the connection string.
+    missing = _PG_NO_DATABASE.search(str(original))
+    if missing and url is not None:
+        name = missing.group("name")
+        where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        msg = f'no PostgreSQL database "{name}" on {where}; create it (createdb {name}) or fix DATABASE_URL'
+        return DatabaseNotFound(_scrub(msg, url))
+    return DatabaseUnavailable(_scrub(f"database unavailable: {reason}", url))
+
+
+# Without a timeout libpq waits for the operating system's (minutes) on a host that drops packets; a
+# command should say "unavailable" well before an operator gives up on it.
+PG_CONNECT_TIMEOUT_SECONDS = 10
 
 
 def create_db_engine(database_url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
-    """An engine tuned for a writer process and reader processes sharing the database."""
-    url = prepare_url(database_url)
+    """An engine tuned for a writer process and reader processes sharing the database.
+
+    Creating it touches nothing on disk: the first connection opens (for SQLite, creates) the database,
+    and `DatabaseService.create_tables` creates the folder of a new SQLite file.
+    """
+    url = prepare_url(database_url, create_parent=False)
     if url.get_backend_name() != "sqlite":
-        engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
+        connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS}
+        if "connect_timeout" in url.query:  # the URL's own value wins
+            connect_args = {}
+        engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800, connect_args=connect_args)
         event.listen(engine, "handle_error", _unavailable)
         return engine
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
@@ -159,6 +244,36 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@cache
+def _script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    head = _script_directory().get_current_head()
+    if head is None:  # only a broken install has no migrations at all
+        msg = f"no migrations in {MIGRATIONS_DIR}"
+        raise RuntimeError(msg)
+    return head
+
+
+def _known_revisions() -> set[str]:
+    return {script.revision for script in _script_directory().walk_revisions()}
+
+
+# Errors of a migration step that finds its work already done: the stamp is older than the tables.
+_ALREADY_THERE = ("already exists", "duplicate column")
+_PG_DUPLICATE_SQLSTATES = ("42P07", "42701", "42710")  # duplicate table, column, object (index)
+
+
+def _already_there(error: DBAPIError) -> bool:
+    original = error.orig
+    if getattr(original, "sqlstate", None) in _PG_DUPLICATE_SQLSTATES:
+        return True
+    return any(t in str(original).lower() for t in _ALREADY_THERE)
+
+
 def validate_records(model: type[RecordT], records: Iterable[Any]) -> Iterator[RecordT]:
     """Yield validated models; an invalid dict raises a RecordValidationError naming the field."""
     for record in records:
@@ -189,6 +304,12 @@ class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
         )
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
         self.batch_size = self.settings.DB_BATCH_SIZE
+        # The SQLite file this service writes to, and its (device, inode) once a connection opened it:
+        # see check_file_identity.
+        self.database_file = sqlite_file(self.engine.url)
+        self._file_identity: tuple[int, int] | None = None
+        if self.database_file is not None:
+            event.listen(self.engine, "connect", self._remember_file_identity)
 
     @property
     def dialect(self) -> str:
@@ -218,16 +339,146 @@ class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
         with self.session_factory() as session:
             yield session
 
+    @property
+    def location(self) -> str:
+        """Where this service's database is, for messages (the SQLite path, or the masked URL)."""
+        return describe_database(self.engine.url)
+
+    def require_persistent(self) -> None:
+        """Refuse an in-memory SQLite database: commands and the scheduler would lose everything they wrote
+        when the process ends (tests may still build a service on one)."""
+        if is_in_memory(self.engine.url):
+            shown = self.engine.url.render_as_string(hide_password=True).replace("%3A", ":")
+            msg = (
+                f"DATABASE_URL {shown} is an in-memory database, gone when this process ends;"
+                " use a file such as sqlite:///./data/crypto.db"
+            )
+            raise UnsupportedDatabase(msg)
+
     def create_tables(self) -> None:
-        """Create or upgrade the schema to the newest migration (safe on an existing database)."""
-        with self.transaction() as conn:
-            command.upgrade(alembic_config(conn), "head")
+        """Create or upgrade the schema to the newest migration (safe on an existing database).
+
+        Creates a new SQLite file and its folder. Refuses (SchemaTooNew) a database migrated by a newer
+        crypto-pipeline, and reports (SchemaMismatch) a stamp older than the tables, whose upgrade would
+        fail on "table already exists"; the failed upgrade is rolled back as a whole.
+        """
+        if self.database_file is not None:
+            try:
+                self.database_file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # the same cause SQLite reports as "unable to open database file"
+                msg = (
+                    f"database unavailable: cannot create the folder of {self.database_file} ({exc.strerror})"
+                )
+                raise DatabaseUnavailable(msg) from None
+        try:
+            with self.transaction() as conn:
+                self._refuse_unknown_revision(MigrationContext.configure(conn).get_current_heads())
+                command.upgrade(alembic_config(conn), "head")
+        except DBAPIError as exc:
+            if not _already_there(exc):
+                raise
+            raise self._stamp_mismatch(exc) from None
         logger.debug("database schema is at %s", self.schema_revision())
+
+    def check_schema(self) -> None:
+        """For commands that only read: the database exists and is at the newest revision. Creates and
+        changes nothing (not even the SQLite file or its folder)."""
+        if self.database_file is not None and not self.database_file.exists():
+            msg = f"no database at {self.database_file}; run crypto-pipeline init-db"
+            raise DatabaseNotFound(msg)
+        with self.engine.connect() as conn:
+            heads = MigrationContext.configure(conn).get_current_heads()
+        self._refuse_unknown_revision(heads)
+        head = head_revision()
+        if heads == (head,):
+            return
+        if not heads:
+            msg = (
+                f"the database at {self.location} has no crypto-pipeline schema yet;"
+                " run crypto-pipeline init-db"
+            )
+        else:
+            msg = (
+                f"the database at {self.location} is at schema revision {', '.join(heads)}, older than this"
+                f" crypto-pipeline ({head}); run crypto-pipeline init-db"
+            )
+        raise SchemaTooOld(msg)
+
+    def _refuse_unknown_revision(self, heads: tuple[str, ...]) -> None:
+        unknown = [h for h in heads if h not in _known_revisions()]
+        if unknown:
+            msg = (
+                f"the database at {self.location} is at schema revision {', '.join(unknown)}, newer than this"
+                f" crypto-pipeline knows (newest {head_revision()}); upgrade crypto-pipeline"
+            )
+            raise SchemaTooNew(msg)
+
+    def _stamp_mismatch(self, error: DBAPIError) -> SchemaMismatch:
+        """Explain an upgrade that found its tables already there, and how to fix the stamp."""
+        head = head_revision()
+        with self.engine.connect() as conn:
+            stamp = MigrationContext.configure(conn).get_current_revision()
+            tables = set(inspect(conn).get_table_names())
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            at_head = tables >= set(Base.metadata.tables) and not compare_metadata(context, Base.metadata)
+        said = f"revision {stamp}" if stamp else "no revision"
+        head_text = (
+            f"the schema stamp (alembic_version: {said}) does not match the tables of {self.location}"
+            f" ({_first_line(error.orig)})"
+        )
+        if at_head:
+            fix = (
+                f"the tables are already at {head}, so set the stamp:"
+                f" UPDATE alembic_version SET version_num = '{head}'"
+            )
+            if stamp is None:
+                fix = f"the tables are already at {head}: INSERT INTO alembic_version VALUES ('{head}')"
+        else:
+            fix = "restore a backup, or set alembic_version to the revision the tables are at"
+        return SchemaMismatch(_scrub(f"{head_text}; {fix}", self.engine.url))
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at, or None when it was never migrated."""
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+
+    # ------------------------------------------------------------------ file identity
+
+    def _remember_file_identity(self, _dbapi_conn: Any, _record: Any) -> None:
+        # The first connection is the file this process means to use; later connections (the pool
+        # reopening one) must not adopt a replacement, or check_file_identity could never see it.
+        if self._file_identity is None and self.database_file is not None:
+            try:
+                stat = os.stat(self.database_file)
+            except OSError:
+                return
+            self._file_identity = (stat.st_dev, stat.st_ino)
+
+    def check_file_identity(self) -> None:
+        """Raise DatabaseReplaced when the SQLite file this service opened was deleted or replaced.
+
+        SQLite keeps writing into an open file that was unlinked (its data vanish when the process ends),
+        and a pooled connection opened later would use whatever file now has the name. A long-lived writer
+        calls this on every heartbeat and stops. A no-op on PostgreSQL, in memory, and before the first
+        connection (nothing was opened that could have been replaced).
+        """
+        path = self.database_file
+        if path is None or self._file_identity is None:
+            return
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            msg = (
+                f"the database file {path} was deleted while this process was using it;"
+                " stopping before writing into a file that no longer exists"
+            )
+            raise DatabaseReplaced(msg) from None
+        if (stat.st_dev, stat.st_ino) != self._file_identity:
+            msg = (
+                f"the database file {path} was replaced by another file while this process was using it;"
+                " stopping before writing to the wrong database"
+            )
+            raise DatabaseReplaced(msg)
 
     # ------------------------------------------------------------------ writes
 
@@ -237,7 +488,11 @@ class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
         """Validate lazily and write DB_BATCH_SIZE rows at a time, all in one transaction.
 
         Memory stays flat however many records stream in, and an invalid record anywhere rolls the
-        whole call back: nothing from a call that raised is written.
+        whole call back: nothing from a call that raised is written (a caller's dicts that break the
+        schema are a bug to fix, not data to skip). Valid records the database refuses (a block hash
+        stored at another height, a check or foreign key) or that contradict another record of their
+        batch do not fail the call: the rest is written and they come back in `result.rejects`, with
+        their reason, for the caller to count (the ingestors put them in the run's tally).
         """
         if conn is None:
             with self.transaction() as own:
@@ -246,10 +501,21 @@ class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
         validated = validate_records(model, records)
         while batch := list(islice(validated, self.batch_size)):
             result += upsert(conn, _SPECS[orm], batch)
+        if result.rejects:
+            logger.warning(
+                "%s: %d records rejected (first: %s)",
+                orm.__tablename__,
+                result.rejected,
+                result.rejects[0].reason,
+            )
         return result
 
     def insert_blocks(self, blocks: Iterable[Any], *, conn: Connection | None = None) -> UpsertResult:
-        """Upsert blocks (models or dicts); pass `conn` to join the caller's transaction."""
+        """Upsert blocks (models or dicts); pass `conn` to join the caller's transaction.
+
+        A block whose hash is stored at another height, or claimed by another height of the same call's
+        batch, is not written and comes back in `result.rejects` with the reason.
+        """
         return self._bulk_upsert(BlockchainBlock, BlockchainBlockData, blocks, conn)
 
     def insert_transactions(
@@ -415,10 +681,12 @@ class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
             return conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
 
     def health_check(self) -> HealthStatus:
-        """Ping the database; never raises."""
+        """Ping the database; never raises. A SQLite file that does not exist yet is reported as a database
+        without schema (the dashboard then says to run init-db) instead of being created by the ping."""
         started = time.perf_counter()
         try:
-            revision = self.schema_revision()
+            missing = self.database_file is not None and not self.database_file.exists()
+            revision = None if missing else self.schema_revision()
         except Exception as exc:  # noqa: BLE001 - a health check reports every failure
             return HealthStatus(
                 ok=False, dialect=self.dialect, latency_ms=_ms_since(started), error=type(exc).__name__

@@ -6,15 +6,25 @@ Callers catch by what they should do next, not by where the error came from::
     ├── ConfigError                   bad settings; fix the configuration
     ├── SourceError                   an HTTP source failed (source, endpoint, status, api_code)
     │   ├── RetriableSourceError      429, 5xx, 408, timeouts, resets, Blockchair 402/435-437 (retry_after)
-    │   │   └── RateLimitedError      429 specifically
+    │   │   ├── RateLimitedError      429 specifically
+    │   │   └── DeadlineExceeded      no complete reply within HTTP_DEADLINE_SECONDS (a stall, a trickle)
     │   ├── FatalSourceError          other 4xx, Blockchair 430/434 (blocked); retrying will not help
     │   │   ├── AuthError             401/403, CoinGecko 10002/10010/10011, "invalid api key"
-    │   │   └── PlanLimitError        CoinGecko 10005/10012 (endpoint or history beyond the plan)
+    │   │   ├── PlanLimitError        CoinGecko 10005/10012 (endpoint or history beyond the plan)
+    │   │   └── ResponseTooLarge      a body over HTTP_MAX_RESPONSE_BYTES (it will be as big again)
     │   └── ResponseFormatError       2xx whose body is not JSON or not the expected envelope
     ├── RecordValidationError         one invalid record (record, reason, field)
     ├── DatabaseError                 the database cannot be used as it is (exit_code per cause)
-    │   └── DatabaseUnavailable       refused, terminated, locked or I/O failing: wait and retry
-    └── Interrupted                   the process is stopping; the unit is closed as failed
+    │   ├── DatabaseUnavailable       refused, terminated, locked or I/O failing: wait and retry (3)
+    │   ├── DatabaseNotFound          no SQLite file / no such PostgreSQL database (4)
+    │   ├── DatabaseCorrupt           the file is not a database or is malformed (5)
+    │   ├── SchemaTooNew              migrated by a newer crypto-pipeline: upgrade the code (6)
+    │   ├── SchemaTooOld              older schema (or none): run `crypto-pipeline init-db` (7)
+    │   ├── SchemaMismatch            the alembic_version stamp does not match the tables (8)
+    │   ├── UnsupportedDatabase       DATABASE_URL is not a URL we can use (also a ConfigError) (9)
+    │   └── DatabaseReplaced          the SQLite file was deleted or replaced under a running process (10)
+    ├── Interrupted                   the process is stopping; the unit is closed as failed
+    └── UnitTimeout                   the unit spent UNIT_TIME_BUDGET_SECONDS; closed as failed, rerun it
 
 Messages are built here from parts the HTTP client has already redacted; they never carry
 an API key. ``error.kind`` (the class name) is stable and meant for storing.
@@ -27,8 +37,12 @@ from typing import Any
 __all__ = [
     "AuthError",
     "ConfigError",
+    "DatabaseCorrupt",
     "DatabaseError",
+    "DatabaseNotFound",
+    "DatabaseReplaced",
     "DatabaseUnavailable",
+    "DeadlineExceeded",
     "FatalSourceError",
     "Interrupted",
     "PipelineError",
@@ -36,8 +50,14 @@ __all__ = [
     "RateLimitedError",
     "RecordValidationError",
     "ResponseFormatError",
+    "ResponseTooLarge",
     "RetriableSourceError",
+    "SchemaMismatch",
+    "SchemaTooNew",
+    "SchemaTooOld",
     "SourceError",
+    "UnitTimeout",
+    "UnsupportedDatabase",
 ]
 
 MAX_MESSAGE_CHARS = 300
@@ -149,6 +169,10 @@ class RateLimitedError(RetriableSourceError):
     """The source answered 429: we sent too many requests."""
 
 
+class DeadlineExceeded(RetriableSourceError):
+    """The reply was not complete within the attempt's deadline (a stalled or trickling source)."""
+
+
 class FatalSourceError(SourceError):
     """A permanent failure: the same request will fail again."""
 
@@ -159,6 +183,10 @@ class AuthError(FatalSourceError):
 
 class PlanLimitError(FatalSourceError):
     """The request needs a higher API plan (endpoint or time range not included)."""
+
+
+class ResponseTooLarge(FatalSourceError):
+    """The reply body is over the size cap; refused while it streams, never read whole."""
 
 
 class ResponseFormatError(SourceError):
@@ -197,8 +225,65 @@ class DatabaseUnavailable(DatabaseError):
     exit_code = 3
 
 
+# The causes below are permanent: retrying will not help, a person has to act. Each has its own exit code so
+# that a wrapper script (or the launcher) can tell them apart without parsing the message.
+
+
+class DatabaseNotFound(DatabaseError):
+    """There is no database where DATABASE_URL points: no SQLite file (for a command that only reads), or
+    the PostgreSQL server has no database of that name."""
+
+    exit_code = 4
+
+
+class DatabaseCorrupt(DatabaseError):
+    """The SQLite file is not a database (garbage, wrong file) or is malformed (truncated, damaged)."""
+
+    exit_code = 5
+
+
+class SchemaTooNew(DatabaseError):
+    """The database was migrated by a newer crypto-pipeline than this one: upgrade the code."""
+
+    exit_code = 6
+
+
+class SchemaTooOld(DatabaseError):
+    """The schema is older than the code (or absent) and this command does not migrate: run init-db."""
+
+    exit_code = 7
+
+
+class SchemaMismatch(DatabaseError):
+    """The schema stamp (alembic_version) does not match the tables, so migrating would fail half-way."""
+
+    exit_code = 8
+
+
+class UnsupportedDatabase(DatabaseError, ConfigError):
+    """DATABASE_URL names no database we can use: a typo in the scheme, a bad port, another driver, or an
+    in-memory SQLite database where the data must outlive the process. Also a ConfigError, since the fix
+    is in the configuration."""
+
+    exit_code = 9
+
+
+class DatabaseReplaced(DatabaseError):
+    """The SQLite file was deleted or replaced while this process had it open: writing on would go into
+    an unlinked file (lost on close) or a stranger's database, so the process stops instead."""
+
+    exit_code = 10
+
+
 class Interrupted(PipelineError):
     """The process was asked to stop (SIGTERM, Ctrl-C) while a unit was running."""
 
     def __init__(self, detail: str = "interrupted") -> None:
+        super().__init__(detail)
+
+
+class UnitTimeout(PipelineError):
+    """An ingestion unit used up its time budget; it is closed as failed so that its slice can be rerun."""
+
+    def __init__(self, detail: str = "unit time budget spent") -> None:
         super().__init__(detail)

@@ -65,20 +65,32 @@ class Outage:
                 )
                 self.since = None
 
-    def call(self, action: Callable[[], T], *, wait: Callable[[float], bool]) -> T | None:
-        """Run `action` until it gets through the database; None if `wait` says to stop waiting.
+    def call(self, action: Callable[[], T], *, should_stop: Callable[[], bool]) -> T:
+        """Run `action` until it gets through the database, waiting out an outage with backoff.
 
-        `wait(seconds)` sleeps and returns True when the caller is stopping (threading.Event.wait).
+        Gives up, re-raising the last DatabaseUnavailable, only when `should_stop()` says the process is
+        stopping (then the next worker's abandoned-run recovery takes over).
         """
         while True:
             try:
                 result = action()
             except DatabaseUnavailable as exc:
-                if wait(self.failed(exc)):
-                    return None
+                if wait_unless(should_stop, self.failed(exc)):
+                    raise
             else:
                 self.recovered()
                 return result
+
+
+def wait_unless(should_stop: Callable[[], bool], seconds: float) -> bool:
+    """Sleep up to `seconds`, waking early (True) when the process is stopping."""
+    deadline = time.monotonic() + seconds
+    while not should_stop():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, 0.2))
+    return True
 
 
 # The process's view of the database, shared by the scheduler's loops and the run log's closing of units.

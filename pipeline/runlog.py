@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -91,7 +90,11 @@ class RunLogMixin:
         parent_run_id: int | None,
         worker_id: str = WORKER_ID,
     ) -> int:
-        """Insert the `running` row and commit it, so a crash still leaves a trace."""
+        """Insert the `running` row and commit it, so a crash still leaves a trace.
+
+        `worker_id` is the run's owner: only it may close the run (`finish_run`), and recovery judges the
+        run by that worker's heartbeat. `started_at` is the database's clock, which recovery's cutoffs use.
+        """
         row = DataIngestionLog(
             source=run.source,
             data_type=run.data_type,
@@ -105,18 +108,44 @@ class RunLogMixin:
             params=run.params,
             parent_run_id=parent_run_id,
             worker_id=worker_id,
-            started_at=utcnow(),
         )
         with self.session_factory.begin() as session:
+            row.started_at = self.db_now(session.connection())
             session.add(row)
             session.flush()
             return row.id
 
-    def finish_run(self: DatabaseService, run_id: int, **values: Any) -> DataIngestionLogData:
-        """Close a run with its outcome and return it."""
-        with self.session_factory.begin() as session:
-            session.execute(update(DataIngestionLog).where(DataIngestionLog.id == run_id).values(**values))
-        return self.get_run(run_id)
+    def finish_run(
+        self: DatabaseService, run_id: int, *, worker_id: str | None = None, **values: Any
+    ) -> DataIngestionLogData:
+        """Close a run with its outcome and return it: only while it is `running`, and, given `worker_id`,
+        only as its owner.
+
+        A run that recovery marked abandoned (its slice is already queued for a replay) keeps that verdict
+        even if its worker was alive after all and finishes it: flipping it to `success` would leave the
+        log claiming the slice twice. Then nothing is written, one warning is logged, and the stored run
+        is returned as it is. A given `finished_at` is replaced by the database's clock, the one the
+        run's `started_at` came from (`duration_seconds` stays the caller's own measurement).
+        """
+        with self.transaction() as conn:
+            if "finished_at" in values:
+                values["finished_at"] = self.db_now(conn)
+            guard = [DataIngestionLog.id == run_id, DataIngestionLog.status == IngestionStatus.RUNNING]
+            if worker_id is not None:
+                guard.append(DataIngestionLog.worker_id == worker_id)
+            closed = conn.execute(update(DataIngestionLog).where(*guard).values(**values)).rowcount
+        run = self.get_run(run_id)
+        if not closed:
+            logger.warning(
+                "run %s not closed (%s) by %s: it is %s%s (owner %s); the stored run stands",
+                run_id,
+                values.get("status") or ", ".join(values),
+                worker_id or "this process",
+                run.status.value,
+                f"/{run.error_class}" if run.error_class else "",
+                run.worker_id,
+            )
+        return run
 
     def get_run(self: DatabaseService, run_id: int) -> DataIngestionLogData:
         """One run by id; raises LookupError if there is none."""
@@ -220,12 +249,8 @@ def _close(
             problems.append(f"{tally.rejected} records rejected (first: {tally.rejects[0].reason})")
         values["error_message"] = client.redact("; ".join(problems))[:2000]
     closed = PROCESS_OUTAGE.call(
-        lambda: db.finish_run(run_id, worker_id=worker_id, **values),
-        wait=lambda seconds: _wait_unless(stop, seconds),
+        lambda: db.finish_run(run_id, worker_id=worker_id, **values), should_stop=stop
     )
-    if closed is None:
-        msg = f"run {run_id} could not be closed: the database did not return before the process stopped"
-        raise DatabaseUnavailable(msg)
     result = IngestionResult.model_validate(closed, from_attributes=True)
     logger.info(
         "run %s %s %s %s: %s fetched=%s inserted=%s updated=%s rejected=%s requests=%s",
@@ -237,17 +262,6 @@ def _close(
 
 def stop_now() -> bool:
     """A `should_stop` for a process that is already stopping: do not wait for anything."""
-    return True
-
-
-def _wait_unless(should_stop: Callable[[], bool], seconds: float) -> bool:
-    """Sleep up to `seconds`, waking early (True) when the process is stopping."""
-    deadline = time.monotonic() + seconds
-    while not should_stop():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(left, 0.2))
     return True
 
 

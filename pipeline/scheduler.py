@@ -27,12 +27,13 @@ import schedule
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from pipeline.errors import DatabaseUnavailable
+from pipeline.errors import DatabaseReplaced, DatabaseUnavailable
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.models import utcnow
 from pipeline.outage import PROCESS_OUTAGE
+from pipeline.rerun_requests import RequestRefused, serve_request
 from pipeline.runlog import WORKER_ID, IngestionResult
 from pipeline.schemas import CoinMetadataData, RerunRequestData
 
@@ -89,6 +90,7 @@ class Scheduler:
         self.interrupted_runs: list[int] = []
         self.outage = PROCESS_OUTAGE
         self.exit_code = 0
+        self.database_lost = False  # the SQLite file was deleted or replaced: write nothing more
 
     # ------------------------------------------------------------------ jobs
 
@@ -135,7 +137,14 @@ class Scheduler:
         that slot to whichever worker runs the job next. A job the database's absence cut short is run
         again as soon as the database is back, not an interval later.
         """
-        now = utcnow()
+        try:
+            # The slot (and a daily job's date) on the database's clock: workers whose clocks disagree
+            # must still agree on which slot a lease is for, or a slot would run once per clock.
+            now = self.db.db_now()
+        except DatabaseUnavailable as exc:
+            self.outage.failed(exc)
+            self.missed_jobs[job.name] = None
+            return []
         if job.daily_after is not None and not job.daily_after(now):
             return []
         ttl = timedelta(minutes=max(job.every_minutes, 1) * 2)
@@ -185,41 +194,35 @@ class Scheduler:
     # ------------------------------------------------------------------ reruns
 
     def serve_reruns(self, *, kinds: tuple[str, ...] = ("rerun",), limit: int = 10) -> int:
-        """Serve pending requests until none is left, a job is due, or `limit` were served."""
+        """Serve pending requests until none is left, a job is due, or `limit` were served.
+
+        Requests are claimed and served by the same code as `crypto-pipeline rerun` and the dashboard's
+        "Run here" (pipeline.rerun_requests); a request whose slice another process is replaying waits.
+        """
         served = 0
         while served < limit and not self.stop_event.is_set():
-            request = self.db.claim_rerun_request(self.worker_id, kinds=kinds)
+            request = self.db.claim_next_request(self.worker_id, kinds=kinds)
             if request is None:
                 break
             self.current_job = f"{request.kind} request {request.id}"
             try:
                 result = self._serve(request)
-            except Exception as exc:  # noqa: BLE001 - recorded on the request
-                logger.exception("rerun request %s failed", request.id)
-                self.db.finish_rerun_request(
-                    request.id, status="failed", result_run_id=None, error=str(exc)[:500]
-                )
+            except RequestRefused as exc:  # recorded on the request; nothing was sent
+                logger.warning("%s request %s: %s", request.kind, request.id, exc)
+            except DatabaseUnavailable:
+                raise  # run() rides out the outage (the outcome could not be recorded meanwhile)
+            except Exception:  # noqa: BLE001 - recorded on the request; the loop goes on
+                logger.exception("%s request %s failed", request.kind, request.id)
             else:
-                failed = result is not None and result.status == "failed"
-                self.db.finish_rerun_request(
-                    request.id,
-                    status="failed" if failed else "done",
-                    result_run_id=result.id if result else None,
-                    error=result.error_message if failed and result else None,
-                )
                 self._note_interrupted([result])
+                self._requeue_outage_runs([result])
             finally:
                 self.current_job = None
             served += 1
         return served
 
     def _serve(self, request: RerunRequestData) -> IngestionResult | None:
-        if request.run_id is not None:
-            return self.replayer.replay(self.db.get_run(request.run_id), trigger="rerun")
-        planned = request.slice_params or {}
-        return self.replayer.run_slice(
-            planned["source"], planned["data_type"], planned["params"], trigger="backfill"
-        )
+        return serve_request(self.db, self.replayer, request, self.worker_id)
 
     # ------------------------------------------------------------------ loop
 
@@ -227,10 +230,18 @@ class Scheduler:
         while not self.stop_event.is_set():
             wait = self.settings.HEARTBEAT_SECONDS
             try:
+                self.db.check_file_identity()
                 self.db.beat(self.worker_id, started_at=self.started_at, current_job=self.current_job)
                 self.db.recover_abandoned()
             except DatabaseUnavailable as exc:
                 wait = min(wait, self.outage.failed(exc))
+            except DatabaseReplaced as exc:
+                # Writing on would go into an unlinked file or a stranger's database: stop the process.
+                logger.error("%s", exc)
+                self.exit_code = exc.exit_code
+                self.database_lost = True
+                self.stop_event.set()
+                return
             except Exception:  # noqa: BLE001 - a missed beat must not kill the thread
                 logger.exception("heartbeat failed")
             else:
@@ -238,10 +249,16 @@ class Scheduler:
             self.stop_event.wait(wait)
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT ask the loop to stop after the current page."""
+        """SIGTERM and SIGINT ask the loop to stop: the running unit ends at once, closed as interrupted.
+
+        Setting the flag is enough even during a stuck request: Python resumes a blocking read after the
+        handler returns (PEP 475), but the HTTP client never blocks longer than a fraction of a second
+        between checks of the ingestors' `should_stop` (this flag), so it abandons the request and the
+        unit closes as failed (Interrupted) and is queued for a rerun.
+        """
 
         def _stop(signum: int, _frame: object) -> None:
-            logger.info("received signal %s; stopping after the current unit", signum)
+            logger.info("received signal %s; abandoning the current request and stopping", signum)
             self.stop_event.set()
 
         signal.signal(signal.SIGTERM, _stop)
@@ -294,6 +311,9 @@ class Scheduler:
 
     def _shutdown(self, beat: threading.Thread) -> None:
         beat.join(timeout=5)
+        if self.database_lost:
+            logger.info("scheduler %s stopped without signing off: its database file is gone", self.worker_id)
+            return
         try:
             for run_id in self.interrupted_runs:
                 self.db.request_rerun(run_id, "scheduler: interrupted")

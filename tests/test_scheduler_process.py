@@ -86,8 +86,10 @@ def test_scheduler_ingests_survives_a_failing_job_beats_and_stops_cleanly(db, da
     assert "stopped cleanly" in log
     assert running_runs(db) == 0
     assert db.get_workers()[0].state == "down"
-    failed = db.get_ingestion_logs(status="failed", limit=1)[0]
-    assert failed.error_class == "RetriableSourceError"
+    failed = [r.error_class for r in db.get_ingestion_logs(status="failed", limit=None)]
+    # The newest may be the unit SIGTERM interrupted; every other failure is the source's.
+    assert failed[0] in ("RetriableSourceError", "Interrupted"), failed
+    assert set(failed[1:]) == {"RetriableSourceError"}, failed
 
 
 def test_running_scheduler_serves_a_rerun_request(db, database_url, sim, tmp_path):

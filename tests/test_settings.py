@@ -13,9 +13,18 @@ from pipeline.config import (
     DEFAULT_DATABASE_URL,
     Settings,
     get_settings,
+    is_in_memory,
     load_settings,
+    mask_url_password,
+    parse_database_url,
 )
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    PipelineError,
+    UnsupportedDatabase,
+)
 
 BLOCKCHAIR_KEY = "bc-secret-key-7f3a9"
 COINGECKO_KEY = "CG-secret-key-51d0e"
@@ -211,3 +220,106 @@ def test_config_error_does_not_leak_a_key_given_with_a_bad_setting(monkeypatch):
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert COINGECKO_KEY not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------- DATABASE_URL
+
+DB_PASSWORD = "db-pa55-w0rd"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlte:///./data/crypto.db", "did you mean 'sqlite:///./data/crypto.db'?"),
+        (
+            f"postgresq://root:{DB_PASSWORD}@db.example/crypto",
+            "did you mean 'postgresql://root:***@db.example",
+        ),
+        (f"postgresql://root:{DB_PASSWORD}@db.example:notaport/crypto", "port is not a number"),
+        (f"postgresql://root:{DB_PASSWORD}@db.example:/crypto", "port is not a number"),
+        (f"postgresql://root:{DB_PASSWORD}@db.example:99999/crypto", "port 99999 is not between 1 and 65535"),
+        (f"mysql://root:{DB_PASSWORD}@db.example/crypto", "scheme 'mysql' is not supported"),
+        ("postgresql+psycopg2://db.example/crypto", "driver 'postgresql+psycopg2' is not supported"),
+        ("postgresql+asyncpg://db.example/crypto", "driver 'postgresql+asyncpg' is not supported"),
+        ("sqlite://./data/crypto.db", "three slashes"),
+        (f"postgresql//root:{DB_PASSWORD}@db.example/crypto", "not a database URL"),
+        ("not a url at all", "not a database URL"),
+    ],
+)
+def test_unusable_database_url_is_one_clear_error_without_the_password(monkeypatch, url, expected):
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(UnsupportedDatabase) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert expected in message
+    assert "DATABASE_URL" in message
+    assert DB_PASSWORD not in message
+    assert "\n" not in message
+    assert "Value error" not in message  # pydantic's prefix says nothing to an operator
+    # Still a ConfigError (callers that catch configuration problems keep working), with its own exit code.
+    assert isinstance(caught.value, ConfigError)
+    assert isinstance(caught.value, DatabaseError)
+    assert caught.value.exit_code == UnsupportedDatabase.exit_code != DatabaseUnavailable.exit_code
+
+
+def test_a_bad_database_url_with_another_bad_setting_is_a_plain_config_error(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "sqlte:///x.db")
+    monkeypatch.setenv("DB_BATCH_SIZE", "0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert not isinstance(caught.value, UnsupportedDatabase)
+    assert "DATABASE_URL" in str(caught.value)
+    assert "DB_BATCH_SIZE" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://root@db.example/crypto", "postgresql+psycopg"),  # Heroku, Render, many panels
+        ("postgresql://root@db.example:5433/crypto", "postgresql+psycopg"),
+        ("postgresql+psycopg://root@db.example/crypto", "postgresql+psycopg"),
+        ("postgresql:///crypto", "postgresql+psycopg"),  # the local socket
+        ("sqlite:///./data/crypto.db", "sqlite"),
+        ("sqlite+pysqlite:////var/lib/crypto.db", "sqlite"),
+    ],
+)
+def test_usable_database_urls_are_kept_as_typed_and_parse_to_our_driver(url, driver):
+    kept = load_settings(_env_file=None, DATABASE_URL=url).DATABASE_URL
+    assert kept == url
+    assert parse_database_url(url).drivername == driver
+
+
+@pytest.mark.parametrize(
+    ("url", "in_memory"),
+    [
+        ("sqlite://", True),
+        ("sqlite:///", True),
+        ("sqlite:///:memory:", True),
+        ("sqlite:///file:mem?mode=memory&uri=true", True),
+        ("sqlite:///file::memory:?cache=shared&uri=true", True),
+        ("sqlite:///./data/crypto.db", False),
+        ("sqlite:///file:data.db?mode=ro&uri=true", False),
+        ("postgresql://root@db.example/crypto", False),
+    ],
+)
+def test_in_memory_sqlite_is_recognised_but_still_valid_settings(url, in_memory):
+    # Settings accept it (tests build services on it); the commands and the scheduler refuse it.
+    kept = load_settings(_env_file=None, DATABASE_URL=url).DATABASE_URL
+    assert kept == url
+    assert is_in_memory(parse_database_url(url)) is in_memory
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql://root:pw@db/crypto", "postgresql://root:***@db/crypto"),
+        ("postgresql://root:p@ss:w@db:5432/crypto", "postgresql://root:***@db:5432/crypto"),
+        ("postgresql//root:pw@db/crypto", "postgresql//root:***@db/crypto"),
+        ("got 'root:pw@db' here", "got 'root:***@db' here"),
+        ("postgresql://root@db/crypto", "postgresql://root@db/crypto"),
+        ("postgresql://db:5432/crypto", "postgresql://db:5432/crypto"),
+        ("sqlite:////var/lib/crypto.db", "sqlite:////var/lib/crypto.db"),
+    ],
+)
+def test_url_passwords_are_masked_even_in_text_that_does_not_parse(text, masked):
+    assert mask_url_password(text) == masked

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import cached_property
 
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
 from pipeline.errors import ConfigError, Interrupted
-from pipeline.http import ApiClient
+from pipeline.http import ApiClient, current_unit, unit_limits
 from pipeline.models import utcnow
 from pipeline.runlog import WORKER_ID, RunSlice, RunTally, record_run
 from pipeline.schemas import CoinMetadataData
@@ -56,21 +56,37 @@ class Ingestor:
     def recorded(
         self, run: RunSlice, *, trigger: str, parent_run_id: int | None
     ) -> AbstractContextManager[RunTally]:
-        """The run-log context one unit of this ingestor runs in."""
-        return record_run(
-            self.db,
-            self.client,
-            run,
-            trigger=trigger,
-            parent_run_id=parent_run_id,
-            worker_id=self.worker_id,
-            should_stop=self.should_stop,
-        )
+        """The run-log context one unit of this ingestor runs in, within the unit's time budget.
+
+        Every request of the unit is cut at the end of UNIT_TIME_BUDGET_SECONDS (UnitTimeout) or as
+        soon as the process is stopping (Interrupted); either closes the unit as failed.
+        """
+        return self._recorded(run, trigger=trigger, parent_run_id=parent_run_id)
+
+    @contextmanager
+    def _recorded(self, run: RunSlice, *, trigger: str, parent_run_id: int | None) -> Iterator[RunTally]:
+        with (
+            unit_limits(self.settings.UNIT_TIME_BUDGET_SECONDS, self.should_stop),
+            record_run(
+                self.db,
+                self.client,
+                run,
+                trigger=trigger,
+                parent_run_id=parent_run_id,
+                worker_id=self.worker_id,
+                should_stop=self.should_stop,
+            ) as tally,
+        ):
+            yield tally
 
     def check_stop(self) -> None:
-        """Raise Interrupted between pages when the process is stopping (the unit closes as failed)."""
+        """Between pages: raise Interrupted when the process is stopping, UnitTimeout when the unit's
+        time budget is spent (either way the unit closes as failed and its slice can be rerun)."""
         if self.should_stop():
             raise Interrupted
+        unit = current_unit()
+        if unit is not None and unit.spent():
+            raise unit.timeout_error()
 
     def build_client(self) -> ApiClient:
         """The source's client; subclasses say how."""
