@@ -36,10 +36,10 @@ def _rows(db_path, table: str) -> int:
             return 0
 
 
-def test_up_demo_serves_the_dashboard_and_fills_the_database_within_a_minute(tmp_path):
-    port = free_port()
+def start_up(tmp_path: Path, port: int) -> subprocess.Popen:
+    """`crypto-pipeline up --demo` in its own session, logging to tmp_path/up.log."""
     log = (tmp_path / "up.log").open("wb")
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "up", "--demo", "--port", str(port)],
         cwd=tmp_path,
         env=process_env(),
@@ -47,6 +47,11 @@ def test_up_demo_serves_the_dashboard_and_fills_the_database_within_a_minute(tmp
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def test_up_demo_serves_the_dashboard_and_fills_the_database_within_a_minute(tmp_path):
+    port = free_port()
+    proc = start_up(tmp_path, port)
     db_path = tmp_path / "data" / "demo.db"
     try:
         wait_for(lambda: _health(f"http://127.0.0.1:{port}/_stcore/health"), 60, what="dashboard health")
@@ -84,15 +89,7 @@ def _scheduler_pid(up_pid: int) -> int | None:
 
 def test_up_restarts_a_scheduler_that_dies_and_keeps_the_dashboard_up(tmp_path):
     port = free_port()
-    log = (tmp_path / "up.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "up", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=process_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_up(tmp_path, port)
     health = f"http://127.0.0.1:{port}/_stcore/health"
     try:
         wait_for(lambda: _health(health), 60, what="dashboard health")

@@ -24,17 +24,22 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from pipeline.database import DatabaseService
-from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
-from pipeline.models import BlockchainBlock, DataIngestionLog, MarketPrice, RerunRequest
+from pipeline.models import BlockchainBlock, RerunRequest
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
 from tests.conftest import make_settings
 from tests.processes import start_scheduler, stop, wait_for
 from tests.reliability.netfault import PgProxy, SqliteLock
-from tests.reliability.support import all_runs, child_chain, data_rows
+from tests.reliability.support import (
+    CHAINS,
+    all_runs,
+    backfill_complete,
+    child_chain,
+    count,
+    data_rows,
+    reference_rows,
+)
 
-CHAINS = ("bitcoin", "ethereum", "dogecoin")
-SYMBOLS = ("BTC", "ETH", "DOGE")
 ANCHOR = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=24)
 OUTAGE_LINE = "logged once per outage"
 BACK_LINE = "database is back after"
@@ -104,46 +109,6 @@ def scenario_settings(database_url: str, sim: Simulator, depth: int, days: int) 
         # Short, so that a held SQLite lock turns into errors the loop must ride out, not just a wait.
         "SQLITE_BUSY_TIMEOUT_MS": 1000,
     }
-
-
-def _count(db: DatabaseService, stmt) -> int:  # noqa: ANN001
-    with db.engine.connect() as conn:
-        return conn.scalar(stmt) or 0
-
-
-def complete(db: DatabaseService, depth: int, days: int) -> bool:
-    """Every chain holds `depth` blocks, every coin `days` prices, and nothing is running or queued."""
-    for symbol in SYMBOLS:
-        if _count(db, select(func.count()).where(BlockchainBlock.coin_symbol == symbol)) < depth:
-            return False
-    for coin in CHAINS:
-        if _count(db, select(func.count()).where(MarketPrice.coin_id == coin)) < days:
-            return False
-    running = select(func.count()).where(DataIngestionLog.status == "running")
-    open_requests = select(func.count()).where(RerunRequest.status.in_(("pending", "running")))
-    return _count(db, running) == 0 and _count(db, open_requests) == 0
-
-
-def reference_rows(sim: Simulator, tmp_path: Path, depth: int, days: int) -> dict[str, list[tuple]]:
-    """The same backfill, uninterrupted, into a fresh database."""
-    sim.clear_faults()
-    settings = make_settings(
-        f"sqlite:///{tmp_path}/reference.db",
-        BLOCKCHAIR_BASE_URL=sim.blockchair_url,
-        COINGECKO_BASE_URL=sim.coingecko_url,
-        BLOCKS_INITIAL_DEPTH=depth,
-        PRICE_BACKFILL_DAYS=days,
-    )
-    reference = DatabaseService(settings=settings)
-    reference.create_tables()
-    blockchair = BlockchairIngestor(settings=settings, db=reference)
-    coingecko = CoinGeckoIngestor(settings=settings, db=reference)
-    for chain in CHAINS:
-        assert blockchair.ingest_blocks(blockchair.coin(chain)).status == "success"
-        assert coingecko.ingest_latest(coingecko.coin(chain)).status == "success"
-    rows = data_rows(reference)
-    reference.dispose()
-    return rows
 
 
 def queue_failed_price_runs(db: DatabaseService, sim: Simulator, days: int) -> list[int]:
@@ -234,7 +199,7 @@ def run_scenario(
         log = tmp_path / f"scheduler-{dialect}.log"
         proc = start_scheduler(log, **settings)
         try:
-            wait_for(lambda: _count(db, select(func.count()).select_from(BlockchainBlock)) > 0, 60)
+            wait_for(lambda: count(db, select(func.count()).select_from(BlockchainBlock)) > 0, 60)
             for seconds in durations:
                 time.sleep(rng.uniform(0.5, 3.0))
                 with outage(seconds):
@@ -243,7 +208,7 @@ def run_scenario(
                 if proc.poll() is not None:
                     break
             wait_for(
-                lambda: proc.poll() is not None or complete(db, depth, days),
+                lambda: proc.poll() is not None or backfill_complete(db, depth, days),
                 finish_timeout,
                 interval=0.5,
                 what="the backfill to complete after the outages",
@@ -262,7 +227,7 @@ def run_scenario(
     report.equal_to_reference = got == reference_rows(sim, tmp_path, depth, days)
     runs = all_runs(db)
     report.runs_left_running = sum(r.status.value == "running" for r in runs)
-    report.open_requests = _count(
+    report.open_requests = count(
         db, select(func.count()).where(RerunRequest.status.in_(("pending", "running")))
     )
     by_outage = [r for r in runs if r.error_class == "DatabaseUnavailable"]

@@ -7,12 +7,20 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
 from pipeline.database import DatabaseService
-from pipeline.models import BlockchainBlock, DataIngestionLog, MarketPrice
+from pipeline.ingestion.blockchair import BlockchairIngestor
+from pipeline.ingestion.coingecko import CoinGeckoIngestor
+from pipeline.models import BlockchainBlock, DataIngestionLog, MarketPrice, RerunRequest
 from pipeline.schemas import DataIngestionLogData
+from pipeline.simulator import Simulator
+from tests.conftest import make_settings
 from tests.processes import ROOT, process_env
+
+# The chains (and coins) of the backfills the crash and outage scenarios run.
+CHAINS = ("bitcoin", "ethereum", "dogecoin")
+SYMBOLS = ("BTC", "ETH", "DOGE")
 
 # Lines the tests want printed at the end of the session (seeds, latencies), in order.
 NOTES: list[str] = []
@@ -106,3 +114,43 @@ def start_scheduler_at(log_path: Path, level: str = "INFO", **settings: object) 
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+
+
+def count(db: DatabaseService, stmt) -> int:  # noqa: ANN001
+    with db.engine.connect() as conn:
+        return conn.scalar(stmt) or 0
+
+
+def backfill_complete(db: DatabaseService, depth: int, days: int) -> bool:
+    """Every chain holds `depth` blocks, every coin `days` prices, and nothing is running or queued."""
+    for symbol in SYMBOLS:
+        if count(db, select(func.count()).where(BlockchainBlock.coin_symbol == symbol)) < depth:
+            return False
+    for coin in CHAINS:
+        if count(db, select(func.count()).where(MarketPrice.coin_id == coin)) < days:
+            return False
+    running = select(func.count()).where(DataIngestionLog.status == "running")
+    open_requests = select(func.count()).where(RerunRequest.status.in_(("pending", "running")))
+    return count(db, running) == 0 and count(db, open_requests) == 0
+
+
+def reference_rows(sim: Simulator, tmp_path: Path, depth: int, days: int) -> dict[str, list[tuple]]:
+    """The same backfill, uninterrupted, into a fresh database."""
+    sim.clear_faults()
+    settings = make_settings(
+        f"sqlite:///{tmp_path}/reference.db",
+        BLOCKCHAIR_BASE_URL=sim.blockchair_url,
+        COINGECKO_BASE_URL=sim.coingecko_url,
+        BLOCKS_INITIAL_DEPTH=depth,
+        PRICE_BACKFILL_DAYS=days,
+    )
+    reference = DatabaseService(settings=settings)
+    reference.create_tables()
+    blockchair = BlockchairIngestor(settings=settings, db=reference)
+    coingecko = CoinGeckoIngestor(settings=settings, db=reference)
+    for chain in CHAINS:
+        assert blockchair.ingest_blocks(blockchair.coin(chain)).status == "success"
+        assert coingecko.ingest_latest(coingecko.coin(chain)).status == "success"
+    rows = data_rows(reference)
+    reference.dispose()
+    return rows

@@ -18,23 +18,29 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from pipeline.database import DatabaseService
-from pipeline.ingestion.blockchair import BlockchairIngestor
-from pipeline.ingestion.coingecko import CoinGeckoIngestor
-from pipeline.models import BlockchainBlock, DataIngestionLog, MarketPrice, RerunRequest
+from pipeline.models import DataIngestionLog, RerunRequest
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
 from tests.conftest import make_settings
 from tests.processes import start_scheduler, stop, wait_for
-from tests.reliability.support import KnownBugError, all_runs, child_chain, data_rows, note, runs_by_worker
+from tests.reliability.support import (
+    CHAINS,
+    KnownBugError,
+    all_runs,
+    backfill_complete,
+    child_chain,
+    data_rows,
+    note,
+    reference_rows,
+    runs_by_worker,
+)
 
 pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("RELIABILITY_CRASH_SEED", "20241107"))
 KILLS = 20
-CHAINS = ("bitcoin", "ethereum", "dogecoin")
-SYMBOLS = ("BTC", "ETH", "DOGE")
 BLOCKS_DEPTH = 5000  # 50 pages per chain, 150 in all
 PRICE_DAYS = 365
 ANCHOR = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=24)
@@ -73,11 +79,6 @@ def crash_settings(database_url: str, sim: Simulator, **overrides: object) -> di
     return settings
 
 
-def _count(db: DatabaseService, stmt) -> int:  # noqa: ANN001
-    with db.engine.connect() as conn:
-        return conn.scalar(stmt) or 0
-
-
 LIVE_RUN_ABANDONED = (
     "BUG: CoordinationMixin.recover_abandoned compares run worker ids (host:pid, runlog.WORKER_ID) with "
     "heartbeat worker ids (host:pid:uuid, Scheduler.worker_id), so every run older than "
@@ -99,43 +100,6 @@ def check_live_runs(db: DatabaseService) -> None:
     wrongly = live_runs_abandoned(db)
     if wrongly:
         raise KnownBugError(f"{LIVE_RUN_ABANDONED}; runs {wrongly[:10]} succeeded after being abandoned")
-
-
-def backfill_complete(db: DatabaseService) -> bool:
-    """Every chain holds BLOCKS_DEPTH blocks, every coin a year of prices, and nothing is left to do."""
-    for symbol in SYMBOLS:
-        blocks = select(func.count()).where(BlockchainBlock.coin_symbol == symbol)
-        if _count(db, blocks) < BLOCKS_DEPTH:
-            return False
-    for coin in CHAINS:
-        prices = select(func.count()).where(MarketPrice.coin_id == coin)
-        if _count(db, prices) < PRICE_DAYS:
-            return False
-    running = select(func.count()).where(DataIngestionLog.status == "running")
-    open_requests = select(func.count()).where(RerunRequest.status.in_(("pending", "running")))
-    return _count(db, running) == 0 and _count(db, open_requests) == 0
-
-
-def reference_rows(sim: Simulator, tmp_path) -> dict[str, list[tuple]]:  # noqa: ANN001
-    """The same backfill, uninterrupted, into a fresh database."""
-    sim.clear_faults()
-    settings = make_settings(
-        f"sqlite:///{tmp_path}/reference.db",
-        BLOCKCHAIR_BASE_URL=sim.blockchair_url,
-        COINGECKO_BASE_URL=sim.coingecko_url,
-        BLOCKS_INITIAL_DEPTH=BLOCKS_DEPTH,
-        PRICE_BACKFILL_DAYS=PRICE_DAYS,
-    )
-    reference = DatabaseService(settings=settings)
-    reference.create_tables()
-    blockchair = BlockchairIngestor(settings=settings, db=reference)
-    coingecko = CoinGeckoIngestor(settings=settings, db=reference)
-    for chain in CHAINS:
-        assert blockchair.ingest_blocks(blockchair.coin(chain)).status == "success"
-        assert coingecko.ingest_latest(coingecko.coin(chain)).status == "success"
-    rows = data_rows(reference)
-    reference.dispose()
-    return rows
 
 
 def test_twenty_sigkills_mid_backfill_lose_nothing(sim, tmp_path):
@@ -165,12 +129,14 @@ def test_twenty_sigkills_mid_backfill_lose_nothing(sim, tmp_path):
             stop(proc, signal.SIGKILL)
         interrupted[proc.pid] = runs_by_worker(db, proc.pid, "running")
         check_live_runs(db)
-    assert not backfill_complete(db), "the backfill finished before the last kill: make it longer"
+    assert not backfill_complete(db, BLOCKS_DEPTH, PRICE_DAYS), (
+        "the backfill finished before the last kill: make it longer"
+    )
 
     final = start_scheduler(tmp_path / "final.log", **settings)
     try:
         wait_for(
-            lambda: check_live_runs(db) or backfill_complete(db),
+            lambda: check_live_runs(db) or backfill_complete(db, BLOCKS_DEPTH, PRICE_DAYS),
             150,
             interval=0.5,
             what=f"the backfill to complete (seed {SEED})",
@@ -183,7 +149,7 @@ def test_twenty_sigkills_mid_backfill_lose_nothing(sim, tmp_path):
 
     # Row for row, the data of one uninterrupted run.
     got = data_rows(db)
-    want = reference_rows(sim, tmp_path)
+    want = reference_rows(sim, tmp_path, BLOCKS_DEPTH, PRICE_DAYS)
     assert len(got["blocks"]) == len(CHAINS) * BLOCKS_DEPTH
     assert got == want, f"seed {SEED}: the data differs from an uninterrupted run"
 
