@@ -97,7 +97,7 @@ def database_problem() -> str | None:
 def launcher_state() -> dict[str, Any] | None:
     """What `crypto-pipeline up` publishes about the processes it supervises (restarts, exit codes);
     None when the dashboard was not started by `up`. A small file, read on every call."""
-    return read_launcher_state()
+    return read_launcher_state(get_settings().LAUNCHER_STATE_FILE)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)

@@ -195,6 +195,8 @@ class Settings(BaseSettings):
     # Dashboard
     DASHBOARD_READ_ONLY: bool = False
     # Host names the dashboard answers besides loopback and its bound address (DNS-rebinding guard).
+    # Set by `crypto-pipeline up` for its children: where it publishes their restarts for the dashboard.
+    LAUNCHER_STATE_FILE: str | None = None
     DASHBOARD_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = []
     # An authenticating reverse proxy is in front: a dashboard bound to a public address may write.
     DASHBOARD_TRUSTED_AUTH_PROXY: bool = False

@@ -95,7 +95,7 @@ def demo_overrides(sim_url: str) -> dict[str, object]:
 RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 60.0
 HEALTHY_AFTER_SECONDS = 60.0
-STATE_ENV = "CRYPTO_PIPELINE_LAUNCHER_STATE"
+STATE_ENV = "LAUNCHER_STATE_FILE"  # the setting `up` hands its children
 
 
 @dataclass
@@ -128,9 +128,8 @@ class Child:
         }
 
 
-def read_launcher_state() -> dict[str, Any] | None:
+def read_launcher_state(path: str | None) -> dict[str, Any] | None:
     """The state `up` publishes about its children (the dashboard shows restarts); None outside `up`."""
-    path = os.environ.get(STATE_ENV)
     if not path:
         return None
     try:

@@ -105,9 +105,7 @@ def test_up_restarts_a_scheduler_that_dies_and_keeps_the_dashboard_up(tmp_path):
         assert _health(health), "the dashboard went down with the scheduler"
         assert dashboard in _children(proc.pid), "the dashboard was restarted, not kept"
         environ = Path(f"/proc/{dashboard}/environ").read_bytes().split(b"\0")
-        state_path = next(
-            v.split(b"=", 1)[1] for v in environ if v.startswith(b"CRYPTO_PIPELINE_LAUNCHER_STATE=")
-        )
+        state_path = next(v.split(b"=", 1)[1] for v in environ if v.startswith(b"LAUNCHER_STATE_FILE="))
         state = json.loads(Path(state_path.decode()).read_text())
         scheduler = state["children"]["scheduler"]
         assert scheduler["restarts"] == 1, state

@@ -17,7 +17,7 @@ import pytest
 import streamlit.config
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard.helpers import PAGES, new_app, open_page, request_count
+from tests.dashboard.helpers import PAGES, new_app, open_page, request_count, reset_app_state
 from tests.processes import free_port
 
 AUTH = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}}
@@ -212,6 +212,7 @@ def test_overview_shows_the_processes_up_restarted(sqlite_populated, tmp_path: P
     path = tmp_path / "launcher.json"
     path.write_text(json.dumps(state))
     monkeypatch.setenv(STATE_ENV, str(path))
+    reset_app_state()  # settings are read once
     warnings = unescape(" ".join(texts(open_page("overview"), "warning")))
     assert (
         "The scheduler was restarted by crypto-pipeline up (restarted 2 times so far; last exit code 1 at "
@@ -224,4 +225,5 @@ def test_overview_shows_the_processes_up_restarted(sqlite_populated, tmp_path: P
     assert "dashboard" not in warnings
 
     monkeypatch.delenv(STATE_ENV)  # not started by `up`: nothing to say
+    reset_app_state()
     assert not any("restart" in w for w in texts(open_page("overview"), "warning"))
