@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli import COMMANDS, main
+from pipeline.runtime.cli import COMMANDS, main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

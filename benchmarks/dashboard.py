@@ -14,8 +14,8 @@ the default page, so for it the first `run()` itself is timed). Small and large 
 `--repeat` times (default 5: timings on a small machine are noisy); the median is reported with the
 ratio large/small (target: at most 1.5).
 
-Then every query of `pipeline.views` (and the `DatabaseService` reads the dashboard calls) is run once on
-the large database with its statements captured, and `EXPLAIN QUERY PLAN` is printed for each; a full
+Then every query of `pipeline.store.queries` (and the `DatabaseService` reads the dashboard calls) is run
+once on the large database with its statements captured, and `EXPLAIN QUERY PLAN` is printed for each; a full
 scan of a large table (`SCAN <table>` without an index) is flagged.
 """
 
@@ -42,7 +42,6 @@ from sqlalchemy import event, insert
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import views  # noqa: E402
 from pipeline.config import get_settings, load_settings  # noqa: E402
 from pipeline.database import DatabaseService  # noqa: E402
 from pipeline.models import DataIngestionLog  # noqa: E402
@@ -52,6 +51,7 @@ from pipeline.schemas import (  # noqa: E402
     CoinMetadataData,
     MarketPriceData,
 )
+from pipeline.store import queries  # noqa: E402
 
 FULL = {"transactions": 1_000_000, "blocks": 100_000, "price_days": 5 * 365, "runs": 20_000}
 CHAINS = {"BTC": 0.5, "ETH": 0.3, "DOGE": 0.2}  # share of the blocks
@@ -169,7 +169,7 @@ def build_database(path: Path, scale: float) -> dict[str, int]:
             db.update_coin_marks(conn, symbol, last_block_height=top, chain_tip_height=top)
             db.update_coin_marks(conn, symbol, last_price_date=today - timedelta(days=1))
     db.beat("benchmark:1", started_at=now, current_job=None)
-    counts = views.table_row_counts(db)
+    counts = queries.table_row_counts(db)
     db.dispose()
     return counts
 
@@ -225,28 +225,30 @@ def view_calls(db: DatabaseService) -> list[tuple[str, Callable[[], Any]]]:
     coins = ["bitcoin", "ethereum", "dogecoin"]
     d90, d30 = today - timedelta(days=89), today - timedelta(days=29)
     return [
-        ("views.prices_frame", lambda: views.prices_frame(db, coins, d90, today)),
-        ("views.price_coverage", lambda: views.price_coverage(db, coins, d90, today)),
-        ("views.price_bounds", lambda: views.price_bounds(db, coins)),
-        ("views.date_coverage", lambda: views.date_coverage(db)),
-        ("views.blocks_per_day", lambda: views.blocks_per_day(db, "BTC", d30, today)),
-        ("views.transactions_per_day", lambda: views.transactions_per_day(db, "BTC", d30, today)),
-        ("views.latest_blocks", lambda: views.latest_blocks(db, "BTC", 100)),
-        ("views.block_transactions", lambda: views.block_transactions(db, "BTC", 870_000)),
-        ("views.addresses", lambda: views.addresses(db, "BTC")),
-        ("views.height_coverage", lambda: views.height_coverage(db)),
-        ("views.run_facets", lambda: views.run_facets(db)),
-        ("views.runs_table", lambda: views.runs_table(db, start=d30, end=today)),
-        ("views.runs_table(failed)", lambda: views.runs_table(db, statuses=["failed"], start=d30, end=today)),
-        ("views.runs_table(unit)", lambda: views.runs_table(db, sources=["coingecko"], data_types=["prices"],
-                                                             coins=["bitcoin"], start=d30, end=today)),
-        ("views.runs_by_status", lambda: views.runs_by_status(db, since)),
-        ("views.runs_per_hour", lambda: views.runs_per_hour(db, since)),
-        ("views.latest_failures", lambda: views.latest_failures(db)),
-        ("views.run_log_per_day (log volume and growth)", lambda: views.run_log_per_day(db, d90)),
-        ("views.rows_created_per_day (on request only)", lambda: views.rows_created_per_day(db, d90)),
-        ("views.table_row_counts", lambda: views.table_row_counts(db)),
-        ("views.open_requests", lambda: views.open_requests(db, [1, 2, 3])),
+        ("queries.prices_frame", lambda: queries.prices_frame(db, coins, d90, today)),
+        ("queries.price_coverage", lambda: queries.price_coverage(db, coins, d90, today)),
+        ("queries.price_bounds", lambda: queries.price_bounds(db, coins)),
+        ("queries.date_coverage", lambda: queries.date_coverage(db)),
+        ("queries.blocks_per_day", lambda: queries.blocks_per_day(db, "BTC", d30, today)),
+        ("queries.transactions_per_day", lambda: queries.transactions_per_day(db, "BTC", d30, today)),
+        ("queries.latest_blocks", lambda: queries.latest_blocks(db, "BTC", 100)),
+        ("queries.block_transactions", lambda: queries.block_transactions(db, "BTC", 870_000)),
+        ("queries.addresses", lambda: queries.addresses(db, "BTC")),
+        ("queries.height_coverage", lambda: queries.height_coverage(db)),
+        ("queries.run_facets", lambda: queries.run_facets(db)),
+        ("queries.runs_table", lambda: queries.runs_table(db, start=d30, end=today)),
+        ("queries.runs_table(failed)",
+         lambda: queries.runs_table(db, statuses=["failed"], start=d30, end=today)),
+        ("queries.runs_table(unit)",
+         lambda: queries.runs_table(db, sources=["coingecko"], data_types=["prices"],
+                                    coins=["bitcoin"], start=d30, end=today)),
+        ("queries.runs_by_status", lambda: queries.runs_by_status(db, since)),
+        ("queries.runs_per_hour", lambda: queries.runs_per_hour(db, since)),
+        ("queries.latest_failures", lambda: queries.latest_failures(db)),
+        ("queries.run_log_per_day (log volume and growth)", lambda: queries.run_log_per_day(db, d90)),
+        ("queries.rows_created_per_day (on request only)", lambda: queries.rows_created_per_day(db, d90)),
+        ("queries.table_row_counts", lambda: queries.table_row_counts(db)),
+        ("queries.open_requests", lambda: queries.open_requests(db, [1, 2, 3])),
         ("db.get_workers", db.get_workers),
         ("db.get_coins", db.get_coins),
         ("db.get_run", lambda: db.get_run(1)),
@@ -281,7 +283,7 @@ def explain_all(database_url: str) -> list[str]:
             for row in plan:
                 detail = row[-1]
                 match = FULL_SCAN.search(detail)
-                bad = bool(match and match.group(1) in views.LARGE_TABLES and "INDEX" not in match.group(2))
+                bad = bool(match and match.group(1) in queries.LARGE_TABLES and "INDEX" not in match.group(2))
                 print(f"   {'FULL SCAN ->' if bad else '           '} {detail}")
                 if bad:
                     flagged.append(f"{name}: {detail}")

@@ -57,15 +57,16 @@ from urllib.parse import urlencode
 import requests
 from sqlalchemy.orm import Session
 
-from pipeline.clients import blockchair_client
 from pipeline.config import Settings, load_settings
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import PAGE_SIZE, BlockchairIngestor
-from pipeline.models import BlockchainTransaction, utcnow
-from pipeline.parsers.blockchair import parse_transactions
+from pipeline.models import BlockchainTransaction
+from pipeline.ranges import utcnow
 from pipeline.schemas import BlockchainTransactionData, CoinMetadataData
 from pipeline.simulator import Simulator, SimulatorConfig
-from pipeline.upsert import UpsertSpec
+from pipeline.sources.blockchair import parse_transactions
+from pipeline.sources.clients import blockchair_client
+from pipeline.store.upsert import UpsertSpec
 
 CHAIN = "bitcoin"
 ENDPOINT = f"/{CHAIN}/transactions"

@@ -29,7 +29,7 @@ from pipeline.config import load_settings
 from pipeline.database import DatabaseService
 from pipeline.models import BlockchainTransaction
 from pipeline.schemas import BlockchainTransactionData
-from pipeline.upsert import UpsertSpec
+from pipeline.store.upsert import UpsertSpec
 
 BATCH = 5000
 START = datetime(2024, 1, 1, tzinfo=UTC)

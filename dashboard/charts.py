@@ -24,7 +24,7 @@ FINDING_TRACE = "Quality findings"
 FINDING_COLORS = {"warn": "#ffa421", "error": "#ff4b4b"}
 FINDING_LINE_COLOR = "#9b59b6"
 MAX_FINDING_LINES = 60
-# Coverage states (pipeline.coverage.CellState) and block-bucket states, in legend order.
+# Coverage states (pipeline.services.coverage.CellState) and block-bucket states, in legend order.
 COVERAGE_COLORS = {"present": "#21c354", "missing": "#ffa421", "failed": "#ff4b4b", "unavailable": "#d5dae5"}
 HEIGHT_COLORS = {"held": "#21c354", "partly missing": "#ffa421", "missing": "#ff4b4b"}
 MAX_HEIGHT_BUCKETS = 120
@@ -429,8 +429,8 @@ def coverage_heatmap(ranges: pd.DataFrame, names: Mapping[str, str] | None = Non
     """Coin x day over the coverage window, coloured present / missing / failed / unavailable.
 
     `ranges` has one row per run of days in one state (coin_id, start, end, state), as
-    `pipeline.coverage.PriceCoverage.ranges` gives them; `names` labels the coins. Built from plain lists
-    (no per-day frame): a year of ten coins is 3,650 cells.
+    `pipeline.services.coverage.PriceCoverage.ranges` gives them; `names` labels the coins. Built from
+    plain lists (no per-day frame): a year of ten coins is 3,650 cells.
     """
     if ranges.empty:
         return empty_figure("No coins to show")

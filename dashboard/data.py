@@ -17,12 +17,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import coverage_frames, gate
-from pipeline import coverage, gapfill, quality, views
+from pipeline.columns import decimal_to_text
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseError
-from pipeline.freshness import Freshness, freshness_report
-from pipeline.launcher import read_launcher_state
+from pipeline.runtime.launcher import read_launcher_state
 from pipeline.schemas import (
     CoinMetadataData,
     DataIngestionLogData,
@@ -31,7 +30,9 @@ from pipeline.schemas import (
     SchedulerHeartbeatData,
     WorkerState,
 )
-from pipeline.types import decimal_to_text
+from pipeline.services import coverage, gapfill, quality
+from pipeline.services.freshness import Freshness, freshness_report
+from pipeline.store import queries
 
 logger = logging.getLogger(__name__)
 
@@ -133,19 +134,19 @@ def _since(hours: int) -> datetime:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def runs_by_status(hours: int = 24) -> dict[str, int]:
     """Runs started in the last `hours` per status."""
-    return views.runs_by_status(service(), _since(hours))
+    return queries.runs_by_status(service(), _since(hours))
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def runs_per_hour(hours: int = 24) -> pd.DataFrame:
     """Runs per hour and status over the last `hours`."""
-    return views.runs_per_hour(service(), _since(hours))
+    return queries.runs_per_hour(service(), _since(hours))
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def latest_failures(limit: int = 10) -> pd.DataFrame:
     """The newest failed runs with their stored error."""
-    return views.latest_failures(service(), limit)
+    return queries.latest_failures(service(), limit)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
@@ -159,7 +160,7 @@ def runs(
     limit: int = 500,
 ) -> pd.DataFrame:
     """Runs matching the filters, newest first."""
-    return views.runs_table(
+    return queries.runs_table(
         service(),
         sources=sources,
         data_types=data_types,
@@ -172,9 +173,9 @@ def runs(
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
-def run_facets() -> views.RunFacets:
+def run_facets() -> queries.RunFacets:
     """The sources, data types and coins present in the run log."""
-    return views.run_facets(service())
+    return queries.run_facets(service())
 
 
 @st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
@@ -204,19 +205,19 @@ def rerun_request(run_id: int) -> RerunRequestData | None:
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def prices(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
     """Daily prices of the coins in [start, end]."""
-    return views.prices_frame(service(), coin_ids, start, end)
+    return queries.prices_frame(service(), coin_ids, start, end)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def price_coverage(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
     """First/last day, days held and days missing per coin in [start, end]."""
-    return views.price_coverage(service(), coin_ids, start, end)
+    return queries.price_coverage(service(), coin_ids, start, end)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def price_bounds(coin_ids: tuple[str, ...]) -> tuple[date | None, date | None]:
     """First and last stored day over the coins."""
-    return views.price_bounds(service(), coin_ids)
+    return queries.price_bounds(service(), coin_ids)
 
 
 # ---------------------------------------------------------------------------------------------- chains
@@ -225,37 +226,37 @@ def price_bounds(coin_ids: tuple[str, ...]) -> tuple[date | None, date | None]:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def blocks_per_day(coin_symbol: str, start: date, end: date) -> pd.DataFrame:
     """Blocks, transactions, fees and sizes per day of one chain."""
-    return views.blocks_per_day(service(), coin_symbol, start, end)
+    return queries.blocks_per_day(service(), coin_symbol, start, end)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def transactions_per_day(coin_symbol: str, start: date, end: date) -> pd.DataFrame:
     """Chain and stored transactions per day of one chain."""
-    return views.transactions_per_day(service(), coin_symbol, start, end)
+    return queries.transactions_per_day(service(), coin_symbol, start, end)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def first_block_day(coin_symbol: str) -> date | None:
     """The day of a chain's oldest stored block."""
-    return views.first_block_day(service(), coin_symbol)
+    return queries.first_block_day(service(), coin_symbol)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def latest_blocks(coin_symbol: str, limit: int = 100) -> pd.DataFrame:
     """The newest blocks of a chain."""
-    return views.latest_blocks(service(), coin_symbol, limit)
+    return queries.latest_blocks(service(), coin_symbol, limit)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def block_transactions(coin_symbol: str, block_id: int) -> pd.DataFrame:
     """The stored transactions of one block."""
-    return views.block_transactions(service(), coin_symbol, block_id)
+    return queries.block_transactions(service(), coin_symbol, block_id)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def addresses(coin_symbol: str) -> pd.DataFrame:
     """Watched addresses of a chain, balances as exact coin-unit text and USD."""
-    rows = views.addresses(service(), coin_symbol)
+    rows = queries.addresses(service(), coin_symbol)
     return pd.DataFrame(
         {
             "address": [a.address for a in rows],
@@ -320,7 +321,7 @@ def fill_plan() -> gapfill.FillPlan:
 @st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
 def backfill_queue() -> dict[str, int]:
     """Backfill requests per status."""
-    return views.backfill_queue(service())
+    return queries.backfill_queue(service())
 
 
 # ---------------------------------------------------------------------------------------------- quality
@@ -354,7 +355,7 @@ def _block_finding_marks(coin_symbol: str) -> tuple[dict, dict, dict, dict]:
     coin = next((c for c in coins() if c.symbol == coin_symbol), None)
     subjects = coin_subjects(coin) if coin else (coin_symbol,)
     heights, levels = coverage_frames.finding_marks(findings(subjects), "height")
-    days = views.block_days(service(), coin_symbol, list(heights)) if heights else {}
+    days = queries.block_days(service(), coin_symbol, list(heights)) if heights else {}
     return heights, levels, *coverage_frames.by_day(heights, levels, days)
 
 
@@ -384,41 +385,41 @@ def database_size() -> int | None:
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def table_counts() -> dict[str, int]:
     """Rows per table, including the scheduler's coordination tables."""
-    return views.table_row_counts(service())
+    return queries.table_row_counts(service())
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def date_coverage() -> pd.DataFrame:
     """Price coverage per coin over everything stored."""
-    return views.date_coverage(service())
+    return queries.date_coverage(service())
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def height_coverage() -> pd.DataFrame:
     """Block height coverage per chain."""
-    return views.height_coverage(service())
+    return queries.height_coverage(service())
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def run_log(start: date) -> pd.DataFrame:
     """Runs and rows inserted per day, status and data type since a day (one query)."""
-    return views.run_log_per_day(service(), start)
+    return queries.run_log_per_day(service(), start)
 
 
 def log_volume(start: date) -> pd.DataFrame:
     """Run-log rows per day and status since a day."""
-    return views.log_volume_per_day(service(), start, run_log(start))
+    return queries.log_volume_per_day(service(), start, run_log(start))
 
 
 def growth(start: date) -> pd.DataFrame:
     """Rows inserted per day and data type since a day (from the run log)."""
-    return views.rows_written_per_day(service(), start, run_log(start))
+    return queries.rows_written_per_day(service(), start, run_log(start))
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def created_growth(start: date) -> pd.DataFrame:
     """Rows per day of `created_at` and table since a day (scans the tables)."""
-    return views.rows_created_per_day(service(), start)
+    return queries.rows_created_per_day(service(), start)
 
 
 # ---------------------------------------------------------------------------------------------- writes
@@ -463,13 +464,13 @@ def request_reruns(run_ids: list[int]) -> list[RerunRequestData]:
 def run_here(run_id: int) -> RerunRequestData:
     """Replay a run's slice in this process (no scheduler alive) and return its request, finished.
 
-    The same path as the scheduler and `crypto-pipeline rerun` (pipeline.rerun_requests.serve_here): the
+    The same path as the scheduler and `crypto-pipeline rerun` (pipeline.ingestion.requests.serve_here): the
     run's open request is claimed by id, checked against the budget, replayed, and its outcome recorded
     with the error redacted. Raises ValueError with one line when the run is still running, another
     process holds the request or its slice, or the slice was refused (the reason is also on the request).
     """
     from pipeline.ingestion.replay import Replayer
-    from pipeline.rerun_requests import serve_here
+    from pipeline.ingestion.requests import serve_here
 
     _require_writes()
     db = service()
@@ -507,4 +508,4 @@ def queue_fill(plan: gapfill.FillPlan) -> tuple[int, int]:
 @st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
 def open_requests(run_ids: tuple[int, ...]) -> dict[int, str]:
     """Run id -> status of its open rerun request, for the runs shown."""
-    return views.open_requests(service(), run_ids)
+    return queries.open_requests(service(), run_ids)

@@ -16,7 +16,7 @@ from dashboard import components as ui
 from dashboard import data
 
 if TYPE_CHECKING:
-    from pipeline.gapfill import FillPlan
+    from pipeline.services.gapfill import FillPlan
 
 PLAN = "fill_plan"
 NOTICE = "fill_notice"

@@ -1,4 +1,6 @@
-"""Who the dashboard answers and whether it offers write actions (the rules are in `pipeline.access`).
+"""Who the dashboard answers and whether it offers write actions.
+
+The rules are in `pipeline.services.access`.
 
 This module only reads what Streamlit knows about the request and the server (the bound address, the
 `Host` header, the login configuration); it renders nothing and imports no other dashboard module, so the
@@ -11,8 +13,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from pipeline import access
 from pipeline.config import Settings
+from pipeline.services import access
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def request_host() -> str | None:
 
 
 def host_allowed(settings: Settings) -> bool:
-    """Whether this session's Host header is on the allow-list (see `pipeline.access.host_allowed`)."""
+    """Whether this session's Host header is on the allow-list (`pipeline.services.access.host_allowed`)."""
     return access.host_allowed(
         request_host(), bound=bound_address(), allowed=settings.DASHBOARD_ALLOWED_HOSTS
     )

@@ -41,8 +41,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.config import Settings, get_settings, is_in_memory, mask_url_password, parse_database_url
-from pipeline.coordination import CoordinationMixin
-from pipeline.cursors import CursorMixin
 from pipeline.errors import (
     DatabaseCorrupt,
     DatabaseNotFound,
@@ -64,7 +62,6 @@ from pipeline.models import (
     DataIngestionLog,
     MarketPrice,
 )
-from pipeline.runlog import RunLogMixin
 from pipeline.schemas import (
     BlockchainAddressData,
     BlockchainBlockData,
@@ -79,7 +76,10 @@ from pipeline.schemas import (
     UpsertResult,
     describe_validation_error,
 )
-from pipeline.upsert import UpsertSpec, upsert
+from pipeline.store.bookmarks import CursorMixin
+from pipeline.store.coordination import CoordinationMixin
+from pipeline.store.runs import RunLogMixin
+from pipeline.store.upsert import UpsertSpec, upsert
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """SQLAlchemy 2 ORM tables of the pipeline.
 
 Native amounts (satoshi, wei) are `NativeAmount` and USD values and prices are `ExactDecimal`: both stay
-exact on SQLite and PostgreSQL (see `pipeline.types`). Every table carries UTC `created_at`/`updated_at`.
+exact on SQLite and PostgreSQL (see `pipeline.columns`). Every table carries UTC `created_at`/`updated_at`.
 Indexes follow the queries of the dashboard and of the incremental ingestors.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from pipeline.types import ExactDecimal, NativeAmount, UTCDateTime
+from pipeline.columns import ExactDecimal, NativeAmount, UTCDateTime
+from pipeline.ranges import utcnow
 
 # Named constraints let Alembic's batch mode (SQLite) drop and alter them.
 NAMING_CONVENTION = {
@@ -39,10 +40,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from pipeline.errors import DatabaseUnavailable
-from pipeline.models import utcnow
+from pipeline.ranges import utcnow
 
 logger = logging.getLogger(__name__)
 

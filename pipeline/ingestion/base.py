@@ -10,10 +10,10 @@ from functools import cached_property
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
 from pipeline.errors import ConfigError, Interrupted
-from pipeline.http import ApiClient, current_unit, unit_limits
-from pipeline.models import utcnow
-from pipeline.runlog import WORKER_ID, RunSlice, RunTally, record_run
+from pipeline.http.client import ApiClient, current_unit, unit_limits
+from pipeline.ranges import utcnow
 from pipeline.schemas import CoinMetadataData
+from pipeline.store.runs import WORKER_ID, RunSlice, RunTally, record_run
 
 
 class Ingestor:

@@ -14,17 +14,18 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from pipeline.clients import blockchair_client
 from pipeline.errors import ResponseFormatError
-from pipeline.http import ApiClient
+from pipeline.http.client import ApiClient
 from pipeline.ingestion.base import Ingestor
 from pipeline.lazy import LazyProxy
 from pipeline.models import BlockchainBlock
-from pipeline.parsers.blockchair import parse_address_dashboard, parse_blocks, parse_transactions
-from pipeline.parsers.common import ParseResult
-from pipeline.quality import apply_findings, block_findings, check_transactions
-from pipeline.runlog import IngestionResult, RunSlice, RunTally
+from pipeline.ranges import contiguous_ranges
 from pipeline.schemas import BlockchainBlockData, BlockchainTransactionData, CoinMetadataData
+from pipeline.services.quality import apply_findings, block_findings, check_transactions
+from pipeline.sources.blockchair import parse_address_dashboard, parse_blocks, parse_transactions
+from pipeline.sources.clients import blockchair_client
+from pipeline.sources.common import ParseResult
+from pipeline.store.runs import IngestionResult, RunSlice, RunTally
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +34,6 @@ PAGE_SIZE = 100
 ADDRESS_BATCH = 100
 MAX_PAGES = 10_000  # a hard stop for a pager that stops advancing on a misbehaving source
 
-
-def contiguous_ranges(heights: Iterable[int]) -> list[tuple[int, int]]:
-    """[3, 4, 5, 9, 10] -> [(3, 5), (9, 10)]."""
-    ranges: list[tuple[int, int]] = []
-    for height in sorted(set(heights)):
-        if ranges and height == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], height)
-        else:
-            ranges.append((height, height))
-    return ranges
 
 
 class BlockchairIngestor(Ingestor):

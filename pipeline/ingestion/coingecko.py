@@ -8,37 +8,26 @@ that precede the coin's listing are unavailable: they are never requested, so th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from pipeline.clients import coingecko_client
-from pipeline.coverage import earliest_servable
-from pipeline.http import ApiClient
+from pipeline.http.client import ApiClient
 from pipeline.ingestion.base import Ingestor
 from pipeline.lazy import LazyProxy
 from pipeline.models import MarketPrice
-from pipeline.parsers.coingecko import parse_history, parse_market_chart
-from pipeline.quality import apply_findings, price_findings
-from pipeline.runlog import IngestionResult, RunSlice, RunTally
+from pipeline.ranges import day_windows, earliest_servable
 from pipeline.schemas import CoinMetadataData, MarketPriceData
+from pipeline.services.quality import apply_findings, price_findings
+from pipeline.sources.clients import coingecko_client
+from pipeline.sources.coingecko import parse_history, parse_market_chart
+from pipeline.store.runs import IngestionResult, RunSlice, RunTally
 
 SOURCE = "coingecko"
-MAX_WINDOW_DAYS = 365
 DEFAULT_COINS = {"BTC": "bitcoin", "ETH": "ethereum", "DOGE": "dogecoin"}
 
-
-def day_windows(days: Iterable[date], max_days: int = MAX_WINDOW_DAYS) -> list[tuple[date, date]]:
-    """Cover the given days with the fewest windows of at most `max_days` days each."""
-    windows: list[tuple[date, date]] = []
-    for day in sorted(set(days)):
-        if windows and (day - windows[-1][0]).days < max_days:
-            windows[-1] = (windows[-1][0], day)
-        else:
-            windows.append((day, day))
-    return windows
 
 
 def _midnight(day: date) -> int:

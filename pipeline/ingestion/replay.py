@@ -17,7 +17,11 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.errors import ConfigError
-from pipeline.gapfill import (
+from pipeline.ingestion.base import Ingestor
+from pipeline.ingestion.blockchair import BlockchairIngestor
+from pipeline.ingestion.coingecko import CoinGeckoIngestor
+from pipeline.schemas import CoinMetadataData, DataIngestionLogData
+from pipeline.services.gapfill import (
     SliceCost,
     address_cost,
     block_range_cost,
@@ -26,11 +30,7 @@ from pipeline.gapfill import (
     price_range_cost,
     transaction_range_cost,
 )
-from pipeline.ingestion.base import Ingestor
-from pipeline.ingestion.blockchair import BlockchairIngestor
-from pipeline.ingestion.coingecko import CoinGeckoIngestor
-from pipeline.runlog import IngestionResult
-from pipeline.schemas import CoinMetadataData, DataIngestionLogData
+from pipeline.store.runs import IngestionResult
 
 DATA_TYPES = {
     "blockchair": ("blocks", "transactions", "addresses"),
@@ -165,7 +165,7 @@ class Replayer:
         return coin
 
     def estimate(self, checked: Slice) -> SliceCost:
-        """The requests replaying the slice will send, by the gap-fill cost rules (pipeline.gapfill)."""
+        """The requests replaying the slice will send, by the gap-fill cost rules (services.gapfill)."""
         coin = checked.coin
         if checked.data_type == "prices":
             return price_range_cost(self.coingecko, coin, *checked.days())

@@ -293,7 +293,7 @@ BLOCK_FINDING_OFFSET = 5  # BTC_TIP - 5 is named in a block finding
 
 def seed_findings(db: DatabaseService, today: date, run_id: int | None = None) -> dict[str, int]:
     """Data-quality findings as the checks store them: a price warning, a price error, a block error."""
-    from pipeline.quality import Finding, get_findings, record_findings
+    from pipeline.services.quality import Finding, get_findings, record_findings
 
     days = [today - timedelta(days=d) for d in PRICE_FINDING_DAYS]
     height = BTC_TIP - BLOCK_FINDING_OFFSET

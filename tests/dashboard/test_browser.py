@@ -1,8 +1,8 @@
 """The dashboard in a real browser: `streamlit run` + Playwright + Debian chromium, fed by a live scheduler.
 
-The stack: the API simulator, the scheduler (`python -m pipeline.cli run`) ingesting from it into a SQLite
-file seeded with prices and one failed CoinGecko run, and the dashboard on a free loopback port. The test
-opens every page, checks that its charts rendered, reruns the failed run from the runs page and watches
+The stack: the API simulator, the scheduler (`python -m pipeline.runtime.cli run`) ingesting from it into a
+SQLite file seeded with prices and one failed CoinGecko run, and the dashboard on a free loopback port. The
+test opens every page, checks that its charts rendered, reruns the failed run from the runs page and watches
 its request turn to done. Screenshots go to test-artifacts/screenshots/ (git-ignored).
 """
 
@@ -117,7 +117,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         start("simulator", [sys.executable, "-m", "pipeline.simulator", "--port", str(sim_port)], tmp)
         wait_for(lambda: http_ok(f"http://127.0.0.1:{sim_port}/api/v3/ping"), 30, "the simulator", procs)
-        start("scheduler", [sys.executable, "-m", "pipeline.cli", "run"], tmp)
+        start("scheduler", [sys.executable, "-m", "pipeline.runtime.cli", "run"], tmp)
         wait_for(db.scheduler_alive, 60, "a scheduler heartbeat", procs)
         wait_for(lambda: all(db.max_block_height(s) for s in ("BTC", "ETH", "DOGE")), 120, "blocks", procs)
         st_port = free_port()

@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 from dashboard import charts
 from pipeline.config import get_settings
 from pipeline.database import DatabaseService
-from pipeline.gapfill import plan_fill
 from pipeline.models import RerunRequest
+from pipeline.services.gapfill import plan_fill
 from tests.dashboard.helpers import open_page, plotly_charts
 from tests.dashboard.seed import (
     BLOCK_FINDING_OFFSET,

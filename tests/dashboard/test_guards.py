@@ -197,7 +197,7 @@ def test_read_only_setting_needs_no_exposure_notice(sqlite_populated, use_databa
 
 
 def test_overview_shows_the_processes_up_restarted(sqlite_populated, tmp_path: Path, monkeypatch):
-    from pipeline.launcher import STATE_ENV
+    from pipeline.runtime.launcher import STATE_ENV
 
     state = {
         "updated_at": datetime.now(UTC).isoformat(),

@@ -108,7 +108,7 @@ class Seeded:
 
 def seed_hostile(db: DatabaseService, port: int) -> Seeded:
     """The populated test database, with hostile text in every place outside text is stored."""
-    from pipeline.quality import Finding, record_findings
+    from pipeline.services.quality import Finding, record_findings
 
     populate(db, with_worker=False)
     now = datetime.now(UTC)

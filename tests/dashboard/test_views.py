@@ -1,4 +1,4 @@
-"""`pipeline.views` on SQLite and PostgreSQL (the root `db` fixture runs each test on both)."""
+"""`pipeline.store.queries` on SQLite and PostgreSQL (the root `db` fixture runs each test on both)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline import views
 from pipeline.database import DatabaseService
+from pipeline.store import queries
 from tests.conftest import make_settings
 from tests.dashboard.seed import (
     BTC_GAP,
@@ -40,37 +40,37 @@ def _block(height: int, when: datetime, symbol: str = "DOGE") -> dict:
 
 def test_prices_frame_is_filtered_ordered_and_numeric(db, seeded):
     start, end = seeded.today - timedelta(days=10), seeded.today
-    frame = views.prices_frame(db, ["ethereum", "bitcoin"], start, end)
+    frame = queries.prices_frame(db, ["ethereum", "bitcoin"], start, end)
     assert set(frame["coin_id"]) == {"bitcoin", "ethereum"}
     assert len(frame) == 20  # prices stop yesterday
     assert frame["price_usd"].dtype == "float64"
     assert frame.groupby("coin_id")["price_date"].is_monotonic_increasing.all()
-    assert views.prices_frame(db, ["nope"], start, end).empty
+    assert queries.prices_frame(db, ["nope"], start, end).empty
 
 
 def test_price_coverage_counts_missing_days_in_range(db, seeded):
     start = seeded.today - timedelta(days=40)
-    coverage = views.price_coverage(db, ["bitcoin", "dogecoin"], start, seeded.today).set_index("coin_id")
+    coverage = queries.price_coverage(db, ["bitcoin", "dogecoin"], start, seeded.today).set_index("coin_id")
     assert coverage.loc["bitcoin", "missing_days"] == BTC_GAP[0] - BTC_GAP[1] + 1
     assert coverage.loc["dogecoin", "missing_days"] == 0
     assert coverage.loc["bitcoin", "first_date"] == start
-    everything = views.date_coverage(db).set_index("coin_id")
+    everything = queries.date_coverage(db).set_index("coin_id")
     assert everything.loc["bitcoin", "days"] == PRICE_DAYS - 3
     assert everything.loc["ethereum", "days"] == PRICE_DAYS
-    assert views.price_bounds(db, ["bitcoin"]) == (
+    assert queries.price_bounds(db, ["bitcoin"]) == (
         seeded.today - timedelta(days=PRICE_DAYS),
         seeded.today - timedelta(days=1),
     )
 
 
 def test_blocks_per_day_aggregates_in_coin_units(db, seeded):
-    daily = views.blocks_per_day(db, "BTC", seeded.today - timedelta(days=45), seeded.today)
+    daily = queries.blocks_per_day(db, "BTC", seeded.today - timedelta(days=45), seeded.today)
     assert daily["blocks"].sum() == len(seeded.btc_blocks)
     assert daily["day"].dt.date.is_unique
     blocks = db.get_blocks(coin_symbol="BTC", limit=None)
     assert daily["transactions"].sum() == sum(b.transaction_count for b in blocks)
     assert daily["fees"].sum() == pytest.approx(sum(b.fee_total for b in blocks) / 1e8)
-    eth = views.blocks_per_day(db, "ETH", seeded.today - timedelta(days=2), seeded.today)
+    eth = queries.blocks_per_day(db, "ETH", seeded.today - timedelta(days=2), seeded.today)
     assert eth["fees"].sum() == pytest.approx(sum(10**17 + i for i in range(60)) / 1e18)
 
 
@@ -81,26 +81,26 @@ def test_days_are_utc_whatever_the_session_time_zone(settings, seeded):
     db = DatabaseService(settings=make_settings(url))
     day = datetime(2024, 3, 1, tzinfo=UTC)
     db.insert_blocks([_block(1, day - timedelta(seconds=1)), _block(2, day + timedelta(seconds=1))])
-    daily = views.blocks_per_day(db, "DOGE", day.date() - timedelta(days=1), day.date())
+    daily = queries.blocks_per_day(db, "DOGE", day.date() - timedelta(days=1), day.date())
     assert [d.date().isoformat() for d in daily["day"]] == ["2024-02-29", "2024-03-01"]
     assert daily["blocks"].tolist() == [1, 1]
     db.dispose()
 
 
 def test_transactions_per_day_counts_stored_rows_per_block_day(db, seeded):
-    tx_daily = views.transactions_per_day(db, "BTC", seeded.today - timedelta(days=45), seeded.today)
+    tx_daily = queries.transactions_per_day(db, "BTC", seeded.today - timedelta(days=45), seeded.today)
     assert tx_daily["stored"].sum() == 30  # 3 transactions in each of the 10 newest blocks
-    blocks = views.blocks_per_day(db, "BTC", seeded.today - timedelta(days=45), seeded.today)
+    blocks = queries.blocks_per_day(db, "BTC", seeded.today - timedelta(days=45), seeded.today)
     assert tx_daily["transactions"].tolist() == blocks["transactions"].tolist()
 
 
 def test_latest_blocks_and_block_transactions_show_exact_coin_amounts(db, seeded):
-    latest = views.latest_blocks(db, "ETH", 5)
+    latest = queries.latest_blocks(db, "ETH", 5)
     assert latest["block_id"].tolist() == [ETH_TIP - i for i in range(5)]
     assert latest["fees"].iloc[1] == "0.100000000000000001"
-    txs = views.block_transactions(db, "ETH", ETH_TIP)
+    txs = queries.block_transactions(db, "ETH", ETH_TIP)
     assert sorted(txs["value"]) == ["1", "1.000000000000000001"]
-    assert views.block_transactions(db, "BTC", BTC_TIP)["fee"].tolist() == [
+    assert queries.block_transactions(db, "BTC", BTC_TIP)["fee"].tolist() == [
         "0.000025",
         "0.00002501",
         "0.00002502",
@@ -108,96 +108,97 @@ def test_latest_blocks_and_block_transactions_show_exact_coin_amounts(db, seeded
 
 
 def test_addresses_convert_native_units_exactly(db, seeded):
-    by_coin = {a.coin_symbol: a for a in views.addresses(db)}
+    by_coin = {a.coin_symbol: a for a in queries.addresses(db)}
     assert by_coin["BTC"].balance == Decimal(50)
     assert by_coin["ETH"].balance == Decimal(ETH_BALANCE_WEI) / Decimal(10**18)
-    assert views.coin_text(ETH_BALANCE_WEI, "ethereum") == "1234.567890123456789012"
-    assert [a.coin_symbol for a in views.addresses(db, "ETH")] == ["ETH"]
+    assert queries.coin_text(ETH_BALANCE_WEI, "ethereum") == "1234.567890123456789012"
+    assert [a.coin_symbol for a in queries.addresses(db, "ETH")] == ["ETH"]
 
 
 def test_first_block_day_is_the_oldest_block_in_utc(db, seeded):
     oldest = min(b.time for b in db.get_blocks(coin_symbol="BTC", limit=None))
-    assert views.first_block_day(db, "BTC") == oldest.astimezone(UTC).date()
-    assert views.first_block_day(db, "DOGE") is None
+    assert queries.first_block_day(db, "BTC") == oldest.astimezone(UTC).date()
+    assert queries.first_block_day(db, "DOGE") is None
 
 
 def test_height_coverage_reports_holes(db, seeded):
-    coverage = views.height_coverage(db).set_index("coin_symbol")
+    coverage = queries.height_coverage(db).set_index("coin_symbol")
     assert coverage.loc["BTC", "max_height"] == BTC_TIP
     assert coverage.loc["BTC", "missing_heights"] == 480 - len(seeded.btc_blocks)
     assert coverage.loc["ETH", "missing_heights"] == 0
 
 
 def test_runs_table_filters(db, seeded):
-    assert len(views.runs_table(db)) == 6
-    failed = views.runs_table(db, statuses=["failed"])
+    assert len(queries.runs_table(db)) == 6
+    failed = queries.runs_table(db, statuses=["failed"])
     assert failed["id"].tolist() == [seeded.runs["failed"], seeded.runs["old_failed"]]
-    assert views.runs_table(db, sources=["coingecko"], coins=["bitcoin"])["id"].tolist() == [
+    assert queries.runs_table(db, sources=["coingecko"], coins=["bitcoin"])["id"].tolist() == [
         seeded.runs["failed"]
     ]
-    assert views.runs_table(db, data_types=["transactions"], limit=1)["id"].tolist() == [seeded.runs["child"]]
-    assert views.runs_table(db, start=seeded.today, end=seeded.today)[
+    one = queries.runs_table(db, data_types=["transactions"], limit=1)
+    assert one["id"].tolist() == [seeded.runs["child"]]
+    assert queries.runs_table(db, start=seeded.today, end=seeded.today)[
         "started_at"
     ].min().date() >= seeded.today - timedelta(days=1)
-    facets = views.run_facets(db)
+    facets = queries.run_facets(db)
     assert facets.sources == ["blockchair", "coingecko"]
     assert facets.data_types == ["blocks", "prices", "transactions"]
 
 
 def test_runs_of_the_last_day_by_status_and_hour(db, seeded):
     since = datetime.now(UTC) - timedelta(hours=24)
-    assert views.runs_by_status(db, since) == {"running": 1, "success": 1, "partial": 1, "failed": 1}
-    per_hour = views.runs_per_hour(db, since)
+    assert queries.runs_by_status(db, since) == {"running": 1, "success": 1, "partial": 1, "failed": 1}
+    per_hour = queries.runs_per_hour(db, since)
     assert per_hour["runs"].sum() == 4
     assert set(per_hour["status"]) == {"running", "success", "partial", "failed"}
-    failures = views.latest_failures(db)
+    failures = queries.latest_failures(db)
     assert failures["id"].tolist() == [seeded.runs["failed"], seeded.runs["old_failed"]]
 
 
 def test_log_volume_growth_and_row_counts(db, seeded):
     start = seeded.today - timedelta(days=3)
-    assert views.log_volume_per_day(db, start)["runs"].sum() == 6
-    growth = views.rows_written_per_day(db, start)
+    assert queries.log_volume_per_day(db, start)["runs"].sum() == 6
+    growth = queries.rows_written_per_day(db, start)
     assert growth.groupby("data_type")["rows"].sum().to_dict() == {
         "blocks": 100,
         "prices": 28,
         "transactions": 0,
     }
-    counts = views.table_row_counts(db)
+    counts = queries.table_row_counts(db)
     assert counts["blockchain_blocks"] == len(seeded.btc_blocks) + len(seeded.eth_blocks)
     assert counts["coin_metadata"] == 3
     assert counts["scheduler_heartbeats"] == 1
-    created = views.rows_created_per_day(db, start).groupby("table")["rows"].sum()
+    created = queries.rows_created_per_day(db, start).groupby("table")["rows"].sum()
     assert created["blockchain_transactions"] == counts["blockchain_transactions"]
     assert created["market_prices"] == counts["market_prices"]
 
 
 def test_claim_request_lets_exactly_one_process_run_it(db, seeded):
     request = db.request_rerun(seeded.runs["failed"], "test")
-    assert views.open_requests(db, [seeded.runs["failed"], seeded.runs["old_failed"]]) == {
+    assert queries.open_requests(db, [seeded.runs["failed"], seeded.runs["old_failed"]]) == {
         seeded.runs["failed"]: "pending"
     }
-    assert views.claim_request(db, request.id, "dashboard:1") is True
-    assert views.claim_request(db, request.id, "scheduler:2") is False
+    assert queries.claim_request(db, request.id, "dashboard:1") is True
+    assert queries.claim_request(db, request.id, "scheduler:2") is False
     assert db.get_rerun_request(request.id).claimed_by == "dashboard:1"
-    assert views.open_requests(db, []) == {}
+    assert queries.open_requests(db, []) == {}
 
 
 def test_block_days_maps_stored_heights_to_their_utc_day(db, seeded, monkeypatch):
-    newest = views.latest_blocks(db, "BTC", 1)
+    newest = queries.latest_blocks(db, "BTC", 1)
     day = newest["time"].iloc[0].date()
     unknown = BTC_TIP + 1
-    assert views.block_days(db, "BTC", [BTC_TIP, unknown, BTC_TIP]) == {BTC_TIP: day}
-    assert views.block_days(db, "ETH", [BTC_TIP]) == {}
-    assert views.block_days(db, "BTC", []) == {}
-    monkeypatch.setattr(views, "IN_BATCH", 100)
-    many = views.block_days(db, "BTC", seeded.btc_blocks)  # several IN batches
+    assert queries.block_days(db, "BTC", [BTC_TIP, unknown, BTC_TIP]) == {BTC_TIP: day}
+    assert queries.block_days(db, "ETH", [BTC_TIP]) == {}
+    assert queries.block_days(db, "BTC", []) == {}
+    monkeypatch.setattr(queries, "IN_BATCH", 100)
+    many = queries.block_days(db, "BTC", seeded.btc_blocks)  # several IN batches
     assert len(many) == len(seeded.btc_blocks)
     assert all(isinstance(d, type(day)) for d in many.values())
 
 
 def test_backfill_queue_counts_backfill_requests_by_status(db, seeded):
-    assert views.backfill_queue(db) == {}
+    assert queries.backfill_queue(db) == {}
     slice_a = {"source": "coingecko", "data_type": "prices", "params": {"coin_id": "bitcoin", "start": "x"}}
     slice_b = {
         "source": "blockchair",
@@ -208,6 +209,6 @@ def test_backfill_queue_counts_backfill_requests_by_status(db, seeded):
     db.request_backfill(slice_a, "test")  # de-duplicated while open
     db.request_backfill(slice_b, "test")
     db.request_rerun(seeded.runs["failed"], "test")  # a rerun is not a backfill
-    assert views.backfill_queue(db) == {"pending": 2}
+    assert queries.backfill_queue(db) == {"pending": 2}
     db.finish_rerun_request(first.id, status="done", result_run_id=None)
-    assert views.backfill_queue(db) == {"pending": 1, "done": 1}
+    assert queries.backfill_queue(db) == {"pending": 1, "done": 1}

@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import PAGE_SIZE, BlockchairIngestor
-from pipeline.ingestion.coingecko import CoinGeckoIngestor, day_windows
+from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.models import (
     BlockchainAddress,
@@ -44,8 +44,9 @@ from pipeline.models import (
     DataIngestionLog,
     MarketPrice,
 )
-from pipeline.runlog import IngestionResult
+from pipeline.ranges import day_windows
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
+from pipeline.store.runs import IngestionResult
 from tests.conftest import make_settings
 
 # Fast settings: a 1 s client timeout against a 3 s server delay, two attempts, tiny backoff.

@@ -92,9 +92,9 @@ def dump_text(db: DatabaseService) -> str:
 
 
 def run_cli(args: Iterable[str], timeout: float = 60, **settings: object) -> subprocess.CompletedProcess:
-    """`python -m pipeline.cli ...` in a subprocess with the given settings as its environment."""
+    """`python -m pipeline.runtime.cli ...` in a subprocess with the given settings as its environment."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "pipeline.runtime.cli", *args],
         cwd=ROOT,
         env=process_env(**settings),
         capture_output=True,

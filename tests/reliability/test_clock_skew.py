@@ -28,16 +28,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-import pipeline.coordination
 import pipeline.models
-import pipeline.runlog
-import pipeline.scheduler
+import pipeline.ranges
+import pipeline.runtime.scheduler
+import pipeline.store.coordination
+import pipeline.store.runs
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
-from pipeline.models import BlockchainBlock, DataIngestionLog, JobLease, utcnow
-from pipeline.runlog import RunSlice
-from pipeline.scheduler import Job, Scheduler
+from pipeline.models import BlockchainBlock, DataIngestionLog, JobLease
+from pipeline.ranges import utcnow
+from pipeline.runtime.scheduler import Job, Scheduler
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
+from pipeline.store.runs import RunSlice
 from tests.conftest import make_settings
 from tests.processes import ROOT, process_env, start_scheduler, stop, wait_for
 
@@ -146,7 +148,7 @@ def test_a_run_abandoned_meanwhile_stays_abandoned_when_its_worker_closes_it(dat
     db.beat(worker, started_at=utcnow(), current_job="blocks bitcoin")
     ingestor = BlockchairIngestor(settings=db.settings, db=db, worker_id=worker)
     unit = RunSlice("blockchair", "blocks", "bitcoin", {"chain": "bitcoin"})
-    with caplog.at_level(logging.WARNING, logger="pipeline.runlog"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.runs"):
         with ingestor.recorded(unit, trigger="schedule", parent_run_id=None) as tally:
             time.sleep(1.3)  # the worker misses its beats (a frozen VM, a long pause) ...
             assert other.recover_abandoned() == [tally.run_id]  # ... and another worker abandons its run
@@ -275,13 +277,19 @@ def _db(url: str, **settings: object) -> DatabaseService:
 @contextmanager
 def _skewed(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> Iterator[None]:
     """This process's clock `offset` away from the true time, for every module that reads it."""
-    real = pipeline.models.utcnow
+    real = pipeline.ranges.utcnow
 
     def skewed_now() -> datetime:
         return real() + offset
 
     with monkeypatch.context() as patch:
-        for module in (pipeline.models, pipeline.coordination, pipeline.runlog, pipeline.scheduler):
+        modules = (
+            pipeline.models,
+            pipeline.store.coordination,
+            pipeline.store.runs,
+            pipeline.runtime.scheduler,
+        )
+        for module in modules:
             patch.setattr(module, "utcnow", skewed_now)
         yield
 

@@ -1,6 +1,6 @@
 """Hostile and bad input: CLI arguments, out-of-plan price ranges, and the rerun action.
 
-(Property-based parser tests live in tests/test_parsers_properties.py.)
+(Property-based parser tests live in tests/sources/test_parser_properties.py.)
 
 Bad CLI input must end with one clear line on stderr (log lines aside), a non-zero exit code and no
 traceback, and must spend no request. A price range the plan cannot serve is clamped before any request.
@@ -20,9 +20,10 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.database import DatabaseService
-from pipeline.models import RerunRequest, utcnow
-from pipeline.runlog import RunSlice
+from pipeline.models import RerunRequest
+from pipeline.ranges import utcnow
 from pipeline.simulator import Simulator, SimulatorConfig
+from pipeline.store.runs import RunSlice
 from tests.conftest import make_settings
 from tests.reliability.support import KnownBugError, run_cli
 

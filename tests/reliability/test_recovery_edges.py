@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.database import DatabaseService
-from pipeline.models import BlockchainBlock, DataIngestionLog, RerunRequest, utcnow
-from pipeline.runlog import RunSlice
-from pipeline.scheduler import Scheduler
+from pipeline.models import BlockchainBlock, DataIngestionLog, RerunRequest
+from pipeline.ranges import utcnow
+from pipeline.runtime.scheduler import Scheduler
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
+from pipeline.store.runs import RunSlice
 from tests.conftest import make_settings
 from tests.processes import start_scheduler, stop, wait_for
 from tests.reliability.support import KnownBugError, runs_by_worker

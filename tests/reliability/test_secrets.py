@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.clients import blockchair_client, coingecko_client
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.errors import SourceError
@@ -27,6 +26,7 @@ from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
+from pipeline.sources.clients import blockchair_client, coingecko_client
 from tests.conftest import make_settings
 from tests.processes import ROOT, stop, wait_for
 from tests.reliability.support import dump_text, note, run_cli, start_scheduler_at

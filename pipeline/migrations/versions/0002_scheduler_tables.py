@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import pipeline.types
+import pipeline.columns
 
 revision = "0002"
 down_revision = "0001"
@@ -25,8 +25,8 @@ def upgrade() -> None:
         sa.Column("job_name", sa.String(length=64), nullable=False),
         sa.Column("slot", sa.String(length=32), nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=False),
-        sa.Column("acquired_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("acquired_at", pipeline.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", pipeline.columns.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("job_name", "slot", name=op.f("pk_job_leases")),
     )
     with op.batch_alter_table("job_leases", schema=None) as batch_op:
@@ -37,10 +37,10 @@ def upgrade() -> None:
         sa.Column("worker_id", sa.String(length=128), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("host", sa.String(length=255), nullable=False),
-        sa.Column("started_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_beat", pipeline.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", pipeline.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_beat", pipeline.columns.UTCDateTime(timezone=True), nullable=False),
         sa.Column("current_job", sa.String(length=128), nullable=True),
-        sa.Column("stopped_at", pipeline.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("stopped_at", pipeline.columns.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("worker_id", name=op.f("pk_scheduler_heartbeats")),
     )
     with op.batch_alter_table("scheduler_heartbeats", schema=None) as batch_op:
@@ -50,17 +50,17 @@ def upgrade() -> None:
         "rerun_requests",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
-        sa.Column("requested_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("requested_at", pipeline.columns.UTCDateTime(timezone=True), nullable=False),
         sa.Column("requested_by", sa.String(length=128), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("claimed_by", sa.String(length=128), nullable=True),
-        sa.Column("claimed_at", pipeline.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", pipeline.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("claimed_at", pipeline.columns.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", pipeline.columns.UTCDateTime(timezone=True), nullable=True),
         sa.Column("result_run_id", sa.Integer(), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
-        sa.Column("created_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pipeline.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", pipeline.columns.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["result_run_id"],
             ["data_ingestion_logs.id"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import pipeline.types
+import pipeline.columns
 
 revision = "0003"
 down_revision = "0002"
@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("observed", sa.String(length=128), nullable=False),
         sa.Column("threshold", sa.String(length=128), nullable=True),
         sa.Column("samples", sa.JSON(), nullable=True),
-        sa.Column("created_at", pipeline.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", pipeline.columns.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["data_ingestion_logs.id"],

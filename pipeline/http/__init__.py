@@ -1,0 +1,1 @@
+"""The one HTTP client: transport, retries, rate limits, classification and redaction."""

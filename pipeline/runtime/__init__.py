@@ -1,0 +1,1 @@
+"""Long-lived processes and entry points: the CLI, the scheduler, the launcher, the Airflow DAG."""

@@ -1,0 +1,280 @@
+"""`crypto-pipeline up`: the scheduler and the dashboard together (plus the simulator with --demo).
+
+Like `dagster dev`: one command starts every process, prints the dashboard URL, and Ctrl-C (or SIGTERM)
+stops them all. A process that dies on its own is restarted with backoff while the others keep running,
+and its restarts are published in a small state file the dashboard shows (`read_launcher_state`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings, child_environment
+
+logger = logging.getLogger(__name__)
+
+DEMO_DATABASE_URL = "sqlite:///./data/demo.db"
+DEMO_WATCH = {
+    "bitcoin": ["1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"],
+    "ethereum": ["0x00000000219ab540356cbb839cbe05303d7705fa"],
+    "dogecoin": ["DH5yaieqoZN36fDVciNyRueRGvGLR3mr7L"],
+}
+
+
+def dashboard_script() -> Path:
+    """Where the dashboard's entry point is installed."""
+    spec = importlib.util.find_spec("dashboard")
+    if spec is None or spec.origin is None:
+        msg = "the dashboard package is not installed (pip install -e .)"
+        raise RuntimeError(msg)
+    return Path(spec.origin).parent / "app.py"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port on the host."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    """Poll an URL until it answers 200, failing early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            msg = f"{process.args[1:3]} exited with code {process.returncode} before {url} answered"
+            raise RuntimeError(msg)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    msg = f"{url} did not answer within {timeout:.0f} s"
+    raise RuntimeError(msg)
+
+
+def demo_overrides(sim_url: str) -> dict[str, object]:
+    """Settings that point everything at the local simulator, with its own database and quick jobs."""
+    return {
+        "DATABASE_URL": DEMO_DATABASE_URL,
+        "BLOCKCHAIR_BASE_URL": sim_url,
+        "COINGECKO_BASE_URL": f"{sim_url}/api/v3",
+        "COINGECKO_API_PLAN": "public",
+        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 600,
+        "COINGECKO_RATE_LIMIT_PER_MINUTE": 600,
+        "SIMULATED_DATA": "true",
+        "BLOCKS_INITIAL_DEPTH": 300,
+        "BLOCKS_INTERVAL_MINUTES": 1,
+        "TRANSACTIONS_INTERVAL_MINUTES": 2,
+        "ADDRESSES_INTERVAL_MINUTES": 5,
+        "LATEST_PRICE_INTERVAL_MINUTES": 5,
+        "PRICE_BACKFILL_DAYS": 365,
+        "TRANSACTIONS_WINDOW_BLOCKS": 30,
+        "WATCH_ADDRESSES": json.dumps(DEMO_WATCH),
+    }
+
+
+# Restart backoff of a child that exits on its own: 1, 2, 4 ... 60 s; a child that ran this long is
+# considered healthy again and its next crash restarts after the shortest wait.
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 60.0
+HEALTHY_AFTER_SECONDS = 60.0
+STATE_ENV = "LAUNCHER_STATE_FILE"  # the setting `up` hands its children
+
+
+@dataclass
+class Child:
+    """One supervised process: how to start it, and what has happened to it so far."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0  # time.monotonic() of the last start
+    restarts: int = 0
+    failures_in_a_row: int = 0
+    last_exit_code: int | None = None
+    last_exit_at: datetime | None = None
+    restart_at: float | None = None  # time.monotonic() of the next start while it is down
+
+    def snapshot(self) -> dict[str, object]:
+        """What the dashboard shows of this child."""
+        alive = self.process is not None and self.process.poll() is None
+        return {
+            "state": "running" if alive else "restarting",
+            "pid": self.process.pid if alive and self.process else None,
+            "restarts": self.restarts,
+            "last_exit_code": self.last_exit_code,
+            "last_exit_at": self.last_exit_at.isoformat() if self.last_exit_at else None,
+            "restart_in_seconds": (
+                None if alive or self.restart_at is None else max(0.0, self.restart_at - time.monotonic())
+            ),
+        }
+
+
+def read_launcher_state(path: str | None) -> dict[str, Any] | None:
+    """The state `up` publishes about its children (the dashboard shows restarts); None outside `up`."""
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Launcher:
+    """Starts, watches, restarts and stops the child processes.
+
+    A child that exits without being asked to is started again with backoff, while the others keep
+    running: a scheduler that dies (a bug, the database gone at start) must not take the dashboard, where
+    the operator would see it, down with it.
+    """
+
+    def __init__(self, settings: Settings, *, demo: bool, host: str, port: int | None) -> None:
+        self.settings = settings
+        self.demo = demo
+        self.host = host
+        self.port = port or free_port(host)
+        self.children: list[Child] = []
+        self.stopping = False
+        self._state_dir = Path(tempfile.mkdtemp(prefix="crypto-pipeline-up-"))
+        self.state_path = self._state_dir / "state.json"
+
+    @property
+    def processes(self) -> list[subprocess.Popen]:
+        """The children's current processes."""
+        return [c.process for c in self.children if c.process is not None]
+
+    def _start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        child = Child(name, [sys.executable, *args], {**env, STATE_ENV: str(self.state_path)})
+        self.children.append(child)
+        self._spawn(child)
+        assert child.process is not None
+        return child.process
+
+    def _spawn(self, child: Child) -> None:
+        child.process = subprocess.Popen(child.args, env=child.env)
+        child.started = time.monotonic()
+        child.restart_at = None
+        self._publish()
+
+    def start(self) -> str:
+        """Start everything; returns the dashboard URL once it answers."""
+        overrides: dict[str, object] = {}
+        if self.demo:
+            sim_port = free_port()
+            sim = self._start(
+                "simulator", ["-m", "pipeline.simulator", "--port", str(sim_port)], child_environment()
+            )
+            sim_url = f"http://127.0.0.1:{sim_port}"
+            wait_for_http(f"{sim_url}/api/v3/ping", sim)
+            overrides = demo_overrides(sim_url)
+        env = child_environment(**overrides)
+        command = ["-m", "pipeline.runtime.cli", "--log-level", self.settings.LOG_LEVEL, "run"]
+        self._start("scheduler", command, env)
+        dashboard = self._start(
+            "dashboard",
+            [
+                "-m", "streamlit", "run", str(dashboard_script()),
+                "--server.port", str(self.port), "--server.address", self.host,
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            ],
+            env,
+        )  # fmt: skip
+        url = f"http://{self.host}:{self.port}"
+        wait_for_http(f"{url}/_stcore/health", dashboard)
+        return url
+
+    def watch(self) -> int:
+        """Supervise the children until we are asked to stop; then stop them all."""
+        while not self.stopping:
+            for child in self.children:
+                self._supervise(child)
+            time.sleep(0.2)
+        self.stop()
+        return 0
+
+    def _supervise(self, child: Child) -> None:
+        """Notice a child that exited and start it again once its backoff has passed."""
+        process = child.process
+        if process is not None and process.poll() is not None:
+            ran = time.monotonic() - child.started
+            child.failures_in_a_row = 1 if ran >= HEALTHY_AFTER_SECONDS else child.failures_in_a_row + 1
+            delay = min(RESTART_MAX_SECONDS, RESTART_FIRST_SECONDS * 2 ** (child.failures_in_a_row - 1))
+            child.last_exit_code, child.last_exit_at = process.returncode, datetime.now(UTC)
+            child.process, child.restart_at = None, time.monotonic() + delay
+            logger.error(
+                "%s exited with code %s after %.0f s; restarting it in %.0f s (the others keep running)",
+                child.name, process.returncode, ran, delay,
+            )  # fmt: skip
+            self._publish()
+        if child.process is None and child.restart_at is not None and time.monotonic() >= child.restart_at:
+            child.restarts += 1
+            self._spawn(child)
+
+    def _publish(self) -> None:
+        """Write the children's state for the dashboard, atomically (it may read at any moment)."""
+        state = {
+            "updated_at": datetime.now(UTC).isoformat(),
+            "children": {c.name: c.snapshot() for c in self.children},
+        }
+        partial = self.state_path.with_suffix(".tmp")
+        partial.write_text(json.dumps(state))
+        os.replace(partial, self.state_path)
+
+    def stop(self) -> None:
+        """SIGTERM every child (the scheduler closes its unit cleanly), then kill stragglers."""
+        self.stopping = True
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(self._state_dir, ignore_errors=True)
+
+
+def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | None = None) -> int:
+    """Run the whole product until Ctrl-C."""
+    launcher = Launcher(settings, demo=demo, host=host, port=port)
+
+    def _stop(_signum: int, _frame: object) -> None:
+        launcher.stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        url = launcher.start()
+    except RuntimeError as exc:
+        launcher.stop()
+        print(f"crypto-pipeline up: {exc}", file=sys.stderr)
+        return 1
+    mode = " (demo: simulated APIs, database ./data/demo.db)" if demo else ""
+    print(f"\n  Dashboard: {url}{mode}\n  Scheduler: running. Press Ctrl-C to stop.\n", flush=True)
+    # The dashboard shows the same notice, but whoever typed --host should read it before anyone
+    # else opens the page. The secrets files are what the dashboard's Streamlit will read (same cwd).
+    # (Imported here: this function is the only user, and the module's head belongs to the Launcher.)
+    from pipeline.services import access
+
+    authenticated = settings.DASHBOARD_TRUSTED_AUTH_PROXY or access.auth_configured_in(access.secrets_files())
+    if access.exposed(host) and not authenticated:
+        print(f"  Warning: {access.exposure_warning(host)}\n", file=sys.stderr, flush=True)
+    return launcher.watch()

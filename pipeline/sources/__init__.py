@@ -1,0 +1,1 @@
+"""Per-API knowledge: endpoints, pagination, parsers (pure) and client factories."""

@@ -1,0 +1,526 @@
+"""How scheduler workers share one database: heartbeats, job-slot leases, the rerun queue, abandoned runs.
+
+Everything goes through short write transactions, so several workers (on PostgreSQL) and the dashboard
+can act at once: a job slot is run by whoever inserts its lease row; a rerun request is claimed with
+`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL and inside one `BEGIN IMMEDIATE` transaction on SQLite.
+
+One clock: every timestamp these statements write or compare (beats, leases, claims, cutoffs, the start of
+a run) is the database's (`db_now`), never the writing process's. Workers on several hosts share one
+PostgreSQL server but not a clock: a worker whose clock ran ahead would otherwise take every other worker
+for silent and abandon their running units, and one whose clock lagged would itself look dead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pipeline.models import DataIngestionLog, JobLease, RerunRequest, SchedulerHeartbeat
+from pipeline.ranges import utcnow
+from pipeline.schemas import IngestionStatus, RerunRequestData, SchedulerHeartbeatData, WorkerState
+
+if TYPE_CHECKING:
+    from pipeline.database import DatabaseService
+
+ABANDONED = "abandoned"
+OPEN_STATUSES = ("pending", "running")
+
+
+def slice_key(slice_params: dict[str, Any]) -> str:
+    """A stable identity for a planned slice, so the same gap is never queued twice."""
+    params = slice_params["params"]
+    span = "..".join(str(params[k]) for k in ("start", "end", "start_height", "end_height") if k in params)
+    subject = params.get("coin_id") or params.get("chain")
+    return f"{slice_params['source']}/{slice_params['data_type']}/{subject}/{span}"[:200]
+
+
+def _insert(conn: Connection, table: type) -> object:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+class CoordinationMixin:
+    """Worker coordination queries of `DatabaseService`."""
+
+    # ------------------------------------------------------------------ clock
+
+    def db_now(self: DatabaseService, conn: Connection | None = None) -> datetime:
+        """The time liveness, leases and timeouts are judged on: the database's clock, timezone-aware UTC.
+
+        PostgreSQL: the server's `now()`, i.e. the start of `conn`'s transaction (one value for every
+        statement of that transaction; a new connection when none is given). SQLite has no server: every
+        process that writes the file runs on the host that holds it (SQLite over a network file system is
+        unsupported), so they all share that host's clock, and this is it.
+        """
+        if self.dialect != "postgresql":
+            return utcnow()
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.db_now(own)
+        return conn.execute(select(func.now())).scalar_one().astimezone(UTC)
+
+    # ------------------------------------------------------------------ heartbeats
+
+    def beat(
+        self: DatabaseService,
+        worker_id: str,
+        *,
+        current_job: str | None,
+        started_at: datetime | None = None,
+    ) -> None:
+        """Record that a worker is alive (insert or refresh its row), on the database's clock.
+
+        `started_at` (the caller's clock) is accepted for old callers but not stored: the row's
+        `started_at` is the database's time of the worker's first beat, comparable with every other row's.
+        """
+        del started_at
+        with self.transaction() as conn:
+            now = self.db_now(conn)
+            values = {
+                "worker_id": worker_id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": now,
+                "last_beat": now,
+                "current_job": current_job,
+                "stopped_at": None,
+            }
+            stmt = _insert(conn, SchedulerHeartbeat).values(**values)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["worker_id"],
+                    set_={
+                        "last_beat": now,
+                        "current_job": current_job,
+                        "stopped_at": None,
+                        "pid": values["pid"],
+                    },
+                )
+            )
+
+    def stop_worker(self: DatabaseService, worker_id: str) -> None:
+        """Mark a worker as cleanly stopped."""
+        with self.transaction() as conn:
+            conn.execute(
+                update(SchedulerHeartbeat)
+                .where(SchedulerHeartbeat.worker_id == worker_id)
+                .values(stopped_at=self.db_now(conn), current_job=None)
+            )
+
+    def get_workers(
+        self: DatabaseService, *, since: timedelta = timedelta(days=7)
+    ) -> list[SchedulerHeartbeatData]:
+        """Workers seen lately, with their state: up, stale (beats late) or down (stopped or long silent)."""
+        stale_after = timedelta(seconds=self.settings.HEARTBEAT_STALE_SECONDS)
+        now = self.db_now()  # ages are measured against the clock the beats were written with
+        stmt = (
+            select(SchedulerHeartbeat)
+            .where(SchedulerHeartbeat.last_beat >= now - since)
+            .order_by(SchedulerHeartbeat.last_beat.desc())
+        )
+        workers = self._select_models(stmt, SchedulerHeartbeatData)
+        for worker in workers:
+            age = now - worker.last_beat
+            if worker.stopped_at is not None or age > 10 * stale_after:
+                worker.state = WorkerState.DOWN
+            else:
+                worker.state = WorkerState.STALE if age > stale_after else WorkerState.UP
+        return workers
+
+    def scheduler_alive(self: DatabaseService) -> bool:
+        """Whether at least one worker beats on time."""
+        return any(w.state == WorkerState.UP for w in self.get_workers())
+
+    # ------------------------------------------------------------------ leases
+
+    def take_lease(self: DatabaseService, job_name: str, slot: str, owner: str, ttl: timedelta) -> bool:
+        """Claim one slot of a job; True for exactly one caller per (job, slot)."""
+        with self.transaction() as conn:
+            now = self.db_now(conn)
+            conn.execute(JobLease.__table__.delete().where(JobLease.expires_at < now - timedelta(days=2)))
+            stmt = _insert(conn, JobLease).values(
+                job_name=job_name, slot=slot, owner=owner, acquired_at=now, expires_at=now + ttl
+            )
+            # RETURNING, not rowcount: psycopg reports -1 for a single INSERT ... ON CONFLICT DO NOTHING.
+            won = conn.execute(stmt.on_conflict_do_nothing().returning(JobLease.job_name)).scalar()
+            return won is not None
+
+    # ------------------------------------------------------------------ rerun queue
+
+    def request_rerun(
+        self: DatabaseService, run_id: int, requested_by: str, *, kind: str = "rerun"
+    ) -> RerunRequestData:
+        """Queue a replay of a recorded run; a second request while one is open returns the open one."""
+        run = self.get_run(run_id)  # refuses unknown ids
+        if run.status == IngestionStatus.RUNNING:
+            msg = f"run {run_id} is still running; it can be rerun once it has ended"
+            raise ValueError(msg)
+        with self.transaction() as conn:
+            now = self.db_now(conn)
+            stmt = _insert(conn, RerunRequest).values(
+                run_id=run_id,
+                requested_by=requested_by[:128],
+                kind=kind,
+                status="pending",
+                requested_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+            # The partial unique index on open requests makes a duplicate a no-op, even under races.
+            conn.execute(stmt.on_conflict_do_nothing())
+        return self.open_request_for(run_id) or self.latest_request_for(run_id)  # type: ignore[return-value]
+
+    def request_backfill(
+        self: DatabaseService, slice_params: dict[str, Any], requested_by: str
+    ) -> RerunRequestData:
+        """Queue a planned slice (source, data_type, params) to run after the regular jobs; de-duplicated."""
+        key = slice_key(slice_params)
+        with self.transaction() as conn:
+            now = self.db_now(conn)
+            stmt = _insert(conn, RerunRequest).values(
+                slice_key=key,
+                slice_params=slice_params,
+                requested_by=requested_by[:128],
+                kind="backfill",
+                status="pending",
+                requested_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+            conn.execute(stmt.on_conflict_do_nothing())
+            request_id = conn.scalar(
+                select(RerunRequest.id)
+                .where(RerunRequest.slice_key == key)
+                .order_by(RerunRequest.id.desc())
+                .limit(1)
+            )
+        return self.get_rerun_request(request_id)
+
+    def open_request_for(self: DatabaseService, run_id: int) -> RerunRequestData | None:
+        """The pending or running request of a run, if any."""
+        stmt = select(RerunRequest).where(
+            RerunRequest.run_id == run_id, RerunRequest.status.in_(OPEN_STATUSES)
+        )
+        found = self._select_models(stmt, RerunRequestData)
+        return found[0] if found else None
+
+    def latest_request_for(self: DatabaseService, run_id: int) -> RerunRequestData | None:
+        """The newest request of a run, whatever its state."""
+        stmt = (
+            select(RerunRequest)
+            .where(RerunRequest.run_id == run_id)
+            .order_by(RerunRequest.id.desc())
+            .limit(1)
+        )
+        found = self._select_models(stmt, RerunRequestData)
+        return found[0] if found else None
+
+    def get_rerun_request(self: DatabaseService, request_id: int) -> RerunRequestData:
+        """One request by id."""
+        found = self._select_models(
+            select(RerunRequest).where(RerunRequest.id == request_id), RerunRequestData
+        )
+        if not found:
+            msg = f"no rerun request with id {request_id}"
+            raise LookupError(msg)
+        return found[0]
+
+    def get_rerun_requests(
+        self: DatabaseService, *, status: str | None = None, limit: int = 100
+    ) -> list[RerunRequestData]:
+        """Requests, newest first."""
+        stmt = select(RerunRequest).order_by(RerunRequest.id.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(RerunRequest.status == status)
+        return self._select_models(stmt, RerunRequestData)
+
+    def claim_rerun_request(
+        self: DatabaseService, worker_id: str, *, kinds: tuple[str, ...] = ("rerun",)
+    ) -> RerunRequestData | None:
+        """Take the oldest pending request of the given kinds; None when there is none."""
+        with self.transaction() as conn:
+            stmt = (
+                select(RerunRequest.id)
+                .where(RerunRequest.status == "pending", RerunRequest.kind.in_(kinds))
+                .order_by(RerunRequest.requested_at, RerunRequest.id)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            request_id = conn.scalar(stmt)
+            if request_id is None:
+                return None
+            now = self.db_now(conn)
+            conn.execute(
+                update(RerunRequest)
+                .where(RerunRequest.id == request_id)
+                .values(status="running", claimed_by=worker_id, claimed_at=now, updated_at=now)
+            )
+        return self.get_rerun_request(request_id)
+
+    def finish_rerun_request(
+        self: DatabaseService,
+        request_id: int,
+        *,
+        status: str,
+        result_run_id: int | None,
+        error: str | None = None,
+    ) -> None:
+        """Record a request's outcome."""
+        with self.transaction() as conn:
+            now = self.db_now(conn)
+            conn.execute(
+                update(RerunRequest)
+                .where(RerunRequest.id == request_id)
+                .values(
+                    status=status,
+                    result_run_id=result_run_id,
+                    error_message=error,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+
+    # ------------------------------------------------------------------ stuck work
+
+    def _release_dead_claims(self: DatabaseService, conn: Connection, alive: Any, cutoff: datetime) -> None:
+        """Requests claimed by a dead worker: back to pending, unless the run they started was abandoned.
+
+        A request whose replay had started has a child run (now abandoned); that child gets a request of
+        its own, so this one is closed. One claimed moment before the worker died has no child and is
+        simply served again.
+        """
+        dead = and_(
+            RerunRequest.status == "running",
+            RerunRequest.claimed_at < cutoff,
+            or_(RerunRequest.claimed_by.is_(None), RerunRequest.claimed_by.not_in(alive)),
+        )
+        started = (
+            select(DataIngestionLog.id)
+            .where(
+                DataIngestionLog.parent_run_id == RerunRequest.run_id,
+                DataIngestionLog.started_at >= RerunRequest.claimed_at,
+            )
+            .exists()
+        )
+        now = self.db_now(conn)
+        conn.execute(
+            update(RerunRequest)
+            .where(dead, started)
+            .values(status="failed", error_message=ABANDONED, finished_at=now, updated_at=now)
+        )
+        conn.execute(
+            update(RerunRequest)
+            .where(dead)
+            .values(status="pending", claimed_by=None, claimed_at=None, updated_at=now)
+        )
+
+    def recover_abandoned(self: DatabaseService, *, requeue: bool = True) -> list[int]:
+        """Fail runs and requests left `running` by workers whose heartbeat stopped; requeue their slices.
+
+        A requeued slice runs as a child of the abandoned run, so the log links the two.
+        """
+        with self.transaction() as conn:
+            # Cutoffs on the clock the beats and run starts were written with (see db_now).
+            now = self.db_now(conn)
+            cutoff = now - timedelta(seconds=self.settings.HEARTBEAT_STALE_SECONDS)
+            untracked_cutoff = now - timedelta(hours=self.settings.UNTRACKED_RUN_TIMEOUT_HOURS)
+            beating = select(SchedulerHeartbeat.worker_id)
+            alive = beating.where(
+                SchedulerHeartbeat.last_beat >= cutoff, SchedulerHeartbeat.stopped_at.is_(None)
+            )
+            stuck = and_(
+                DataIngestionLog.status == IngestionStatus.RUNNING,
+                DataIngestionLog.started_at < cutoff,
+                or_(
+                    # A scheduler's run: its worker stopped beating.
+                    and_(DataIngestionLog.worker_id.in_(beating), DataIngestionLog.worker_id.not_in(alive)),
+                    # A run of a process that never beats (a CLI command): only after a long time.
+                    and_(
+                        or_(DataIngestionLog.worker_id.is_(None), DataIngestionLog.worker_id.not_in(beating)),
+                        DataIngestionLog.started_at < untracked_cutoff,
+                    ),
+                ),
+            )
+            # One UPDATE ... RETURNING rather than select-then-update: on PostgreSQL the status test is
+            # re-checked on a row its owner closed meanwhile, so a run that just ended is never flipped.
+            run_ids = sorted(
+                conn.scalars(
+                    update(DataIngestionLog)
+                    .where(stuck)
+                    .values(
+                        status=IngestionStatus.FAILED,
+                        error_class="Abandoned",
+                        error_message=ABANDONED,
+                        finished_at=now,
+                    )
+                    .returning(DataIngestionLog.id)
+                )
+            )
+            self._release_dead_claims(conn, alive, cutoff)
+        if requeue:
+            for run_id in run_ids:
+                self.request_rerun(run_id, "scheduler: abandoned run")
+        return run_ids
+
+    # ------------------------------------------------------------------ claims of every replay path
+    #
+    # The scheduler, `crypto-pipeline rerun` and the dashboard's "Run here" all replay through a claimed
+    # request: a claim turns one `pending` request `running` in a single statement, so exactly one process
+    # wins it, and it is refused while another running request replays the same slice (the slice of a rerun
+    # is its run's params; of a backfill, its planned params). Claims are serialized (BEGIN IMMEDIATE on
+    # SQLite, a transaction-scoped advisory lock on PostgreSQL), so two claims cannot both miss each other.
+
+    def _serialize_claims(self: DatabaseService, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+
+    @staticmethod
+    def _with_slice(stmt: Any) -> Any:
+        """Join a request query to the run a rerun replays, for the slice it covers."""
+        return stmt.outerjoin(DataIngestionLog, DataIngestionLog.id == RerunRequest.run_id)
+
+    def _replaying(self: DatabaseService, conn: Connection, *, besides: int | None) -> dict[str, Any]:
+        """Slice key -> the running request replaying it (other than `besides`)."""
+        stmt = self._with_slice(
+            select(*_SLICE_COLUMNS, RerunRequest.claimed_by, RerunRequest.claimed_at).where(
+                RerunRequest.status == "running"
+            )
+        )
+        if besides is not None:
+            stmt = stmt.where(RerunRequest.id != besides)
+        return {_request_slice_key(row): row for row in conn.execute(stmt)}
+
+    def claim_request(self: DatabaseService, request_id: int, worker_id: str) -> RerunRequestData:
+        """Claim this pending request for `worker_id`; RequestBusy (naming the holder) when another process
+        holds it, has served it, or replays the same slice (then the request stays pending)."""
+        now = self.db_now()  # the database clock: claims are judged against it (see db_now)
+        with self.transaction() as conn:
+            self._serialize_claims(conn)
+            won = conn.scalar(
+                update(RerunRequest)
+                .where(RerunRequest.id == request_id, RerunRequest.status == "pending")
+                .values(status="running", claimed_by=worker_id[:128], claimed_at=now, updated_at=now)
+                .returning(RerunRequest.id)
+            )
+            if won is not None:
+                mine = conn.execute(
+                    self._with_slice(select(*_SLICE_COLUMNS).where(RerunRequest.id == request_id))
+                ).one()
+                holder = self._replaying(conn, besides=request_id).get(_request_slice_key(mine))
+                if holder is not None:  # raising rolls the claim back
+                    msg = (
+                        f"the slice of {_what(mine)} is being replayed by request #{holder.id}"
+                        f" ({holder.claimed_by}); request #{request_id} stays queued"
+                    )
+                    raise RequestBusy(msg)
+        if won is None:  # lost: say who has it (read after the transaction: LookupError if none)
+            raise RequestBusy(_held_by(self.get_rerun_request(request_id)))
+        return self.get_rerun_request(request_id)
+
+    def claim_next_request(
+        self: DatabaseService, worker_id: str, *, kinds: tuple[str, ...] = ("rerun",), scan: int = 50
+    ) -> RerunRequestData | None:
+        """Claim the oldest pending request of these kinds whose slice nobody is replaying; None if none."""
+        now = self.db_now()  # the database clock: claims are judged against it (see db_now)
+        with self.transaction() as conn:
+            self._serialize_claims(conn)
+            busy = self._replaying(conn, besides=None)
+            stmt = self._with_slice(
+                select(*_SLICE_COLUMNS)
+                .where(RerunRequest.status == "pending", RerunRequest.kind.in_(kinds))
+                .order_by(RerunRequest.requested_at, RerunRequest.id)
+                .limit(scan)
+            )
+            if conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True, of=RerunRequest)
+            chosen = next((row.id for row in conn.execute(stmt) if _request_slice_key(row) not in busy), None)
+            if chosen is None:
+                return None
+            conn.execute(
+                update(RerunRequest)
+                .where(RerunRequest.id == chosen)
+                .values(status="running", claimed_by=worker_id[:128], claimed_at=now, updated_at=now)
+            )
+        return self.get_rerun_request(chosen)
+
+    def keep_claim(self: DatabaseService, request_id: int, worker_id: str) -> bool:
+        """Refresh a claim held by a process that does not beat (the CLI, the dashboard), so that recovery
+        does not take it for a dead worker's and hand the slice to another; False if it is no longer ours."""
+        now = self.db_now()  # the database clock: claims are judged against it (see db_now)
+        with self.transaction() as conn:
+            kept = conn.execute(
+                update(RerunRequest)
+                .where(
+                    RerunRequest.id == request_id,
+                    RerunRequest.claimed_by == worker_id[:128],
+                    RerunRequest.status == "running",
+                )
+                .values(claimed_at=now, updated_at=now)
+            )
+            return kept.rowcount == 1
+
+    def release_request(self: DatabaseService, request_id: int, worker_id: str) -> None:
+        """Hand a claimed request back to the queue (nothing was replayed: the database went away before
+        its run could be opened), so that it is served again instead of held by a live worker."""
+        now = self.db_now()
+        with self.transaction() as conn:
+            conn.execute(
+                update(RerunRequest)
+                .where(
+                    RerunRequest.id == request_id,
+                    RerunRequest.claimed_by == worker_id[:128],
+                    RerunRequest.status == "running",
+                )
+                .values(status="pending", claimed_by=None, claimed_at=None, updated_at=now)
+            )
+
+
+# ---------------------------------------------------------------------------------------------- claims
+
+# Any constant: the key of the advisory lock that serializes request claims on PostgreSQL ("REPLAY").
+CLAIM_LOCK = 0x5245504C4159
+_SLICE_COLUMNS = (
+    RerunRequest.id,
+    RerunRequest.run_id,
+    RerunRequest.slice_params,
+    DataIngestionLog.source,
+    DataIngestionLog.data_type,
+    DataIngestionLog.params,
+)
+
+
+class RequestBusy(ValueError):
+    """A request, or the slice it replays, is held by another process; the message names the holder."""
+
+
+def replay_slice_key(source: object, data_type: object, params: object) -> str:
+    """The identity of the slice a replay covers (a backfill's `slice_key`, plus the day of a by-date run)."""
+    p = params if isinstance(params, dict) else {}
+    key = slice_key({"source": source, "data_type": data_type, "params": p})
+    return f"{key}/{p['date']}" if "date" in p else key
+
+
+def _request_slice_key(row: Any) -> str:
+    if row.run_id is not None:
+        return replay_slice_key(row.source, row.data_type, row.params)
+    planned = row.slice_params if isinstance(row.slice_params, dict) else {}
+    return replay_slice_key(planned.get("source"), planned.get("data_type"), planned.get("params"))
+
+
+def _what(row: Any) -> str:
+    return f"run {row.run_id}" if row.run_id is not None else f"backfill request #{row.id}"
+
+
+def _held_by(request: RerunRequestData) -> str:
+    what = f"rerun of run {request.run_id}" if request.run_id is not None else "backfill"
+    who = request.claimed_by or "another process"
+    if request.status == "running":
+        since = f" since {request.claimed_at:%Y-%m-%d %H:%M:%S} UTC" if request.claimed_at else ""
+        return f"request #{request.id} ({what}) is already being served by {who}{since}"
+    return f"request #{request.id} ({what}) was already served by {who}: {request.status}"

@@ -1,0 +1,642 @@
+"""Read models of the dashboard: aggregated, index-friendly queries over `DatabaseService`.
+
+Every function takes the service plus filters and aggregates in the database (counts and sums per day,
+never whole large tables into pandas). Frames feed charts; Pydantic models carry everything else.
+
+Dialect notes: SQLite stores timestamps as integer epoch microseconds and amounts/decimals as text,
+PostgreSQL uses timestamptz and numeric, so the day/hour buckets and numeric sums below are built per
+dialect. Grouping is by output label (`GROUP BY day`) so that PostgreSQL sees one expression even when
+the bucket expression carries bound parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+from sqlalchemy import (
+    Date,
+    Float,
+    Integer,
+    Select,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from pipeline.columns import decimal_to_text
+from pipeline.database import DatabaseService
+from pipeline.models import (
+    Base,
+    BlockchainAddress,
+    BlockchainBlock,
+    BlockchainTransaction,
+    CoinMetadata,
+    DataIngestionLog,
+    MarketPrice,
+    RerunRequest,
+    utcnow,
+)
+
+# Native units per coin, by chain family: satoshi-like (1e-8) or wei (1e-18).
+DECIMALS = {"bitcoin": 8, "ethereum": 18}
+RUN_STATUSES = ("running", "success", "partial", "failed")
+# Tables whose full scans the benchmark flags.
+_US_PER_DAY = 86_400_000_000
+_US_PER_HOUR = 3_600_000_000
+LARGE_TABLES = ("blockchain_transactions", "blockchain_blocks", "market_prices", "data_ingestion_logs")
+IN_BATCH = 500  # values per IN list
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _is_sqlite(db: DatabaseService) -> bool:
+    return db.dialect == "sqlite"
+
+
+def day_of(db: DatabaseService, column: Any) -> ColumnElement[Any]:
+    """The UTC calendar day of a UTCDateTime column (on SQLite: days since the epoch, an integer).
+
+    On SQLite integer division of the stored epoch microseconds is much cheaper per row than `date()`;
+    `_days` turns the day numbers into timestamps.
+    """
+    if _is_sqlite(db):
+        return type_coerce(column, Integer) // _US_PER_DAY
+    return cast(func.timezone(literal_column("'UTC'"), column), Date)
+
+
+def hour_of(db: DatabaseService, column: Any) -> ColumnElement[Any]:
+    """The UTC hour of a UTCDateTime column (on SQLite: hours since the epoch, an integer)."""
+    if _is_sqlite(db):
+        return type_coerce(column, Integer) // _US_PER_HOUR
+    return func.date_trunc(literal_column("'hour'"), func.timezone(literal_column("'UTC'"), column))
+
+
+def as_float(column: Any) -> ColumnElement[Any]:
+    """A decimal or native-amount column as a float (text on SQLite, numeric on PostgreSQL)."""
+    return cast(column, Float)
+
+
+def start_of(day: date) -> datetime:
+    """00:00 UTC of a day."""
+    return datetime.combine(day, time(0), UTC)
+
+
+def _frame(db: DatabaseService, stmt: Select[Any], columns: Sequence[str]) -> pd.DataFrame:
+    with db.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+
+
+def _days(frame: pd.DataFrame, column: str = "day", unit: str = "D") -> pd.DataFrame:
+    """Bucket labels as naive UTC timestamps: dates (PostgreSQL) or day/hour numbers (SQLite)."""
+    if frame.empty:
+        return frame
+    values = frame[column]
+    if pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values):
+        frame[column] = pd.to_datetime(values.astype("int64"), unit=unit)
+    else:
+        frame[column] = pd.to_datetime(values)
+    return frame
+
+
+def _floats(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for column in columns:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+def native_to_coin(amount: int | None, family: str) -> Decimal | None:
+    """Exact conversion of a native amount (satoshi, wei) to coin units."""
+    if amount is None:
+        return None
+    return Decimal(int(amount)).scaleb(-DECIMALS.get(family, 8))
+
+
+def coin_text(amount: int | None, family: str) -> str:
+    """A native amount as exact coin-unit text ('' for unknown)."""
+    value = native_to_coin(amount, family)
+    return "" if value is None else decimal_to_text(value) or "0"
+
+
+def chain_family(db: DatabaseService, coin_symbol: str) -> str:
+    """'bitcoin' or 'ethereum' for a coin symbol (bitcoin when unknown)."""
+    with db.engine.connect() as conn:
+        family = conn.scalar(select(CoinMetadata.chain_family).where(CoinMetadata.symbol == coin_symbol))
+    return family or "bitcoin"
+
+
+# ---------------------------------------------------------------------------------------------- prices
+
+
+def prices_frame(db: DatabaseService, coin_ids: Sequence[str], start: date, end: date) -> pd.DataFrame:
+    """Daily prices of some coins in [start, end], oldest first per coin (prices, volume, cap as floats)."""
+    columns = ["coin_id", "price_date", "price_usd", "volume_usd", "market_cap_usd"]
+    stmt = (
+        select(
+            MarketPrice.coin_id,
+            MarketPrice.price_date,
+            MarketPrice.price_usd,
+            MarketPrice.volume_usd,
+            MarketPrice.market_cap_usd,
+        )
+        .where(MarketPrice.coin_id.in_(list(coin_ids)), MarketPrice.price_date.between(start, end))
+        .order_by(MarketPrice.coin_id, MarketPrice.price_date)
+    )
+    frame = _floats(_frame(db, stmt, columns), columns[2:])
+    return _days(frame, "price_date")
+
+
+def price_coverage(db: DatabaseService, coin_ids: Sequence[str], start: date, end: date) -> pd.DataFrame:
+    """Per coin in [start, end]: first and last stored day, days held, and days missing between them."""
+    stmt = (
+        select(
+            MarketPrice.coin_id,
+            func.min(MarketPrice.price_date),
+            func.max(MarketPrice.price_date),
+            func.count(),
+        )
+        .where(MarketPrice.coin_id.in_(list(coin_ids)), MarketPrice.price_date.between(start, end))
+        .group_by(MarketPrice.coin_id)
+        .order_by(MarketPrice.coin_id)
+    )
+    frame = _frame(db, stmt, ["coin_id", "first_date", "last_date", "days"])
+    return _with_missing(frame)
+
+
+def date_coverage(db: DatabaseService) -> pd.DataFrame:
+    """Per coin over all stored prices: first, last, days held, missing days between first and last."""
+    stmt = (
+        select(
+            MarketPrice.coin_id,
+            func.min(MarketPrice.price_date),
+            func.max(MarketPrice.price_date),
+            func.count(),
+        )
+        .group_by(MarketPrice.coin_id)
+        .order_by(MarketPrice.coin_id)
+    )
+    return _with_missing(_frame(db, stmt, ["coin_id", "first_date", "last_date", "days"]))
+
+
+def _with_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in ("first_date", "last_date"):
+        frame[column] = [
+            v if isinstance(v, date) or v is None else date.fromisoformat(v) for v in frame[column]
+        ]
+    pairs = zip(frame["first_date"], frame["last_date"], strict=True)
+    span = [(b - a).days + 1 if a and b else 0 for a, b in pairs]
+    frame["missing_days"] = pd.Series(span, dtype="int64") - frame["days"].astype("int64")
+    return frame
+
+
+def price_bounds(db: DatabaseService, coin_ids: Sequence[str]) -> tuple[date | None, date | None]:
+    """The first and last stored day over some coins (for the 'all' range)."""
+    stmt = select(func.min(MarketPrice.price_date), func.max(MarketPrice.price_date)).where(
+        MarketPrice.coin_id.in_(list(coin_ids))
+    )
+    with db.engine.connect() as conn:
+        low, high = conn.execute(stmt).one()
+    as_day = lambda v: v if v is None or isinstance(v, date) else date.fromisoformat(v)  # noqa: E731
+    return as_day(low), as_day(high)
+
+
+# ---------------------------------------------------------------------------------------------- chains
+
+
+def blocks_per_day(db: DatabaseService, coin_symbol: str, start: date, end: date) -> pd.DataFrame:
+    """Per UTC day of one chain: blocks, chain transactions (from headers), fees (coin and USD), sizes."""
+    day = day_of(db, BlockchainBlock.time).label("day")
+    stmt = (
+        select(
+            day,
+            func.count().label("blocks"),
+            func.sum(BlockchainBlock.transaction_count).label("transactions"),
+            func.sum(as_float(BlockchainBlock.fee_total)).label("fees_native"),
+            func.sum(as_float(BlockchainBlock.fee_total_usd)).label("fees_usd"),
+            func.avg(BlockchainBlock.size).label("avg_size"),
+            func.max(BlockchainBlock.size).label("max_size"),
+        )
+        .where(
+            BlockchainBlock.coin_symbol == coin_symbol,
+            BlockchainBlock.time >= start_of(start),
+            BlockchainBlock.time < start_of(end + timedelta(days=1)),
+        )
+        .group_by("day")
+        .order_by("day")
+    )
+    columns = ["day", "blocks", "transactions", "fees_native", "fees_usd", "avg_size", "max_size"]
+    frame = _floats(_frame(db, stmt, columns), columns[1:])
+    frame["fees"] = frame["fees_native"] / 10 ** DECIMALS.get(chain_family(db, coin_symbol), 8)
+    return _days(frame)
+
+
+def transactions_per_day(db: DatabaseService, coin_symbol: str, start: date, end: date) -> pd.DataFrame:
+    """Per UTC day of one chain: the chain's transactions (from block headers) and the transactions stored.
+
+    Blocks of the window come from the (coin_symbol, time) index; each block's stored transactions are
+    counted with a correlated lookup on the (coin_symbol, block_id) index, so the cost follows the window,
+    not the size of the transactions table.
+    """
+    stored = (
+        select(func.count())
+        .where(
+            BlockchainTransaction.coin_symbol == BlockchainBlock.coin_symbol,
+            BlockchainTransaction.block_id == BlockchainBlock.block_id,
+        )
+        .scalar_subquery()
+    )
+    stmt = (
+        select(
+            day_of(db, BlockchainBlock.time).label("day"),
+            func.sum(BlockchainBlock.transaction_count).label("transactions"),
+            func.sum(stored).label("stored"),
+        )
+        .where(
+            BlockchainBlock.coin_symbol == coin_symbol,
+            BlockchainBlock.time >= start_of(start),
+            BlockchainBlock.time < start_of(end + timedelta(days=1)),
+        )
+        .group_by("day")
+        .order_by("day")
+    )
+    frame = _floats(_frame(db, stmt, ["day", "transactions", "stored"]), ["transactions", "stored"])
+    return _days(frame)
+
+
+def first_block_day(db: DatabaseService, coin_symbol: str) -> date | None:
+    """The UTC day of a chain's oldest stored block (for the 'all' range), from the (coin, time) index."""
+    stmt = select(func.min(BlockchainBlock.time)).where(BlockchainBlock.coin_symbol == coin_symbol)
+    with db.engine.connect() as conn:
+        first = conn.scalar(stmt)
+    if first is None:
+        return None
+    if isinstance(first, int):  # SQLite returns the stored epoch microseconds for an aggregate
+        first = datetime.fromtimestamp(first / 1_000_000, UTC)
+    return first.astimezone(UTC).date()
+
+
+def latest_blocks(db: DatabaseService, coin_symbol: str, limit: int = 100) -> pd.DataFrame:
+    """The newest blocks of a chain, highest first, with fees in coin units as exact text."""
+    stmt = (
+        select(
+            BlockchainBlock.block_id,
+            BlockchainBlock.time,
+            BlockchainBlock.hash,
+            BlockchainBlock.transaction_count,
+            BlockchainBlock.size,
+            BlockchainBlock.fee_total,
+            BlockchainBlock.fee_total_usd,
+            BlockchainBlock.miner,
+        )
+        .where(BlockchainBlock.coin_symbol == coin_symbol)
+        .order_by(BlockchainBlock.block_id.desc())
+        .limit(limit)
+    )
+    columns = ["block_id", "time", "hash", "transaction_count", "size", "fee_total", "fee_total_usd", "miner"]
+    frame = _frame(db, stmt, columns)
+    family = chain_family(db, coin_symbol)
+    frame["fees"] = [coin_text(v, family) for v in frame["fee_total"]]
+    frame["fee_total_usd"] = pd.to_numeric(frame["fee_total_usd"], errors="coerce").astype("float64")
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame.drop(columns=["fee_total"])
+
+
+def block_days(db: DatabaseService, coin_symbol: str, heights: Sequence[int]) -> dict[int, date]:
+    """Height -> UTC day of the stored blocks among some heights (unknown heights are left out)."""
+    wanted = sorted({int(h) for h in heights})
+    days: dict[int, date] = {}
+    with db.engine.connect() as conn:
+        for i in range(0, len(wanted), IN_BATCH):
+            batch = wanted[i : i + IN_BATCH]
+            stmt = select(BlockchainBlock.block_id, BlockchainBlock.time).where(
+                BlockchainBlock.coin_symbol == coin_symbol, BlockchainBlock.block_id.in_(batch)
+            )
+            days |= {int(height): when.astimezone(UTC).date() for height, when in conn.execute(stmt)}
+    return days
+
+
+def block_transactions(
+    db: DatabaseService, coin_symbol: str, block_id: int, limit: int = 1000
+) -> pd.DataFrame:
+    """The stored transactions of one block, amounts in coin units as exact text."""
+    t = BlockchainTransaction
+    stmt = (
+        select(t.tx_hash, t.time, t.fee, t.output_total, t.value, t.fee_usd, t.output_total_usd,
+               t.input_count, t.output_count, t.size, t.is_coinbase, t.sender, t.recipient, t.failed)
+        .where(t.coin_symbol == coin_symbol, t.block_id == block_id)
+        .order_by(t.source_id, t.tx_hash)
+        .limit(limit)
+    )  # fmt: skip
+    columns = ["tx_hash", "time", "fee", "output_total", "value", "fee_usd", "output_total_usd",
+               "input_count", "output_count", "size", "is_coinbase", "sender", "recipient",
+               "failed"]  # fmt: skip
+    frame = _frame(db, stmt, columns)
+    family = chain_family(db, coin_symbol)
+    for column in ("fee", "output_total", "value"):
+        frame[column] = [coin_text(v, family) for v in frame[column]]
+    frame = _floats(frame, ["fee_usd", "output_total_usd"])
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame
+
+
+class AddressBalance(BaseModel):
+    """A watched address with balances converted exactly to coin units."""
+
+    coin_symbol: str
+    address: str
+    balance_native: int
+    balance: Decimal
+    received: Decimal | None = None
+    spent: Decimal | None = None
+    balance_usd: Decimal | None = None
+    transaction_count: int | None = None
+    last_seen: datetime | None = None
+    updated_at: datetime | None = None
+
+
+def addresses(db: DatabaseService, coin_symbol: str | None = None) -> list[AddressBalance]:
+    """Watched addresses (optionally of one chain) with balances in coin units."""
+    a = BlockchainAddress
+    stmt = (
+        select(a.coin_symbol, a.address, a.balance, a.received, a.spent, a.balance_usd,
+               a.transaction_count, a.last_seen, a.updated_at, CoinMetadata.chain_family)
+        .outerjoin(CoinMetadata, CoinMetadata.symbol == a.coin_symbol)
+        .order_by(a.coin_symbol, a.address)
+    )  # fmt: skip
+    if coin_symbol:
+        stmt = stmt.where(a.coin_symbol == coin_symbol)
+    with db.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [
+        AddressBalance(
+            coin_symbol=r.coin_symbol,
+            address=r.address,
+            balance_native=r.balance,
+            balance=native_to_coin(r.balance, r.chain_family or "bitcoin"),
+            received=native_to_coin(r.received, r.chain_family or "bitcoin"),
+            spent=native_to_coin(r.spent, r.chain_family or "bitcoin"),
+            balance_usd=r.balance_usd,
+            transaction_count=r.transaction_count,
+            last_seen=r.last_seen,
+            updated_at=r.updated_at,
+        )
+        for r in rows
+    ]
+
+
+def height_coverage(db: DatabaseService) -> pd.DataFrame:
+    """Per chain: lowest and highest stored height, blocks held and heights missing between them.
+
+    One index range per known coin (UNION ALL) instead of a GROUP BY over the whole blocks index:
+    min/max are seeks and the count walks only that chain's entries.
+    """
+    b = BlockchainBlock
+    with db.engine.connect() as conn:
+        symbols = list(conn.scalars(select(CoinMetadata.symbol).order_by(CoinMetadata.symbol)))
+        if not symbols:
+            return pd.DataFrame(
+                columns=["coin_symbol", "min_height", "max_height", "blocks", "missing_heights"]
+            )
+        parts = [
+            select(
+                literal(symbol).label("coin_symbol"), func.min(b.block_id), func.max(b.block_id), func.count()
+            ).where(b.coin_symbol == symbol)
+            for symbol in symbols
+        ]
+        rows = conn.execute(union_all(*parts)).all()
+    frame = pd.DataFrame(
+        [tuple(r) for r in rows if r[3]], columns=["coin_symbol", "min_height", "max_height", "blocks"]
+    )
+    frame["missing_heights"] = frame["max_height"] - frame["min_height"] + 1 - frame["blocks"]
+    return frame.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+class RunFacets(BaseModel):
+    """The values the runs filters offer."""
+
+    sources: list[str] = []
+    data_types: list[str] = []
+    coins: list[str] = []
+
+
+def run_facets(db: DatabaseService) -> RunFacets:
+    """Distinct sources, data types and coins of the run log (read from the unit index)."""
+    r = DataIngestionLog
+    stmt = select(r.source, r.data_type, r.coin).distinct()
+    with db.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return RunFacets(
+        sources=sorted({row.source for row in rows}),
+        data_types=sorted({row.data_type for row in rows}),
+        coins=sorted({row.coin for row in rows if row.coin}),
+    )
+
+
+RUN_COLUMNS = [
+    "id", "started_at", "status", "source", "data_type", "coin", "trigger", "records_fetched",
+    "records_inserted", "records_updated", "records_rejected", "requests_made", "retries",
+    "duration_seconds", "error_class", "error_message", "parent_run_id",
+]  # fmt: skip
+
+
+def runs_table(
+    db: DatabaseService,
+    *,
+    sources: Sequence[str] = (),
+    data_types: Sequence[str] = (),
+    coins: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    start: date | None = None,
+    end: date | None = None,
+    limit: int = 500,
+) -> pd.DataFrame:
+    """Runs matching the filters, newest first (at most `limit`)."""
+    r = DataIngestionLog
+    stmt = (
+        select(*(getattr(r, c) for c in RUN_COLUMNS)).order_by(r.started_at.desc(), r.id.desc()).limit(limit)
+    )
+    filters = [(r.source, sources), (r.data_type, data_types), (r.coin, coins), (r.status, statuses)]
+    for column, values in filters:
+        if values:
+            stmt = stmt.where(column.in_(list(values)))
+    if start is not None:
+        stmt = stmt.where(r.started_at >= start_of(start))
+    if end is not None:
+        stmt = stmt.where(r.started_at < start_of(end + timedelta(days=1)))
+    frame = _frame(db, stmt, RUN_COLUMNS)
+    frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+    frame["status"] = [str(getattr(s, "value", s)) for s in frame["status"]]
+    frame["parent_run_id"] = frame["parent_run_id"].astype("Int64")
+    return frame
+
+
+def runs_by_status(db: DatabaseService, since: datetime) -> dict[str, int]:
+    """How many runs started since a time, per status (every status present, zero when none).
+
+    One range scan of the started_at index: conditional sums, not GROUP BY status (which would make
+    SQLite walk the whole (status, started_at) index instead).
+    """
+    status = DataIngestionLog.status
+    stmt = select(*(func.sum(case((status == s, 1), else_=0)) for s in RUN_STATUSES)).where(
+        DataIngestionLog.started_at >= since
+    )
+    with db.engine.connect() as conn:
+        counts = conn.execute(stmt).one()
+    return {s: int(n or 0) for s, n in zip(RUN_STATUSES, counts, strict=True)}
+
+
+def runs_per_hour(db: DatabaseService, since: datetime) -> pd.DataFrame:
+    """Runs started since a time per UTC hour and status: hour, status, runs."""
+    hour = hour_of(db, DataIngestionLog.started_at).label("hour")
+    stmt = (
+        select(hour, DataIngestionLog.status, func.count().label("runs"))
+        .where(DataIngestionLog.started_at >= since)
+        .group_by("hour", DataIngestionLog.status)
+        .order_by("hour")
+    )
+    frame = _frame(db, stmt, ["hour", "status", "runs"])
+    return _days(frame, "hour", unit="h")
+
+
+def latest_failures(db: DatabaseService, limit: int = 10) -> pd.DataFrame:
+    """The newest failed runs with their (stored, redacted) error."""
+    r = DataIngestionLog
+    stmt = (
+        select(r.id, r.started_at, r.source, r.data_type, r.coin, r.error_class, r.error_message)
+        .where(r.status == "failed")
+        .order_by(r.started_at.desc(), r.id.desc())
+        .limit(limit)
+    )
+    frame = _frame(
+        db, stmt, ["id", "started_at", "source", "data_type", "coin", "error_class", "error_message"]
+    )
+    frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+    return frame
+
+
+def run_log_per_day(db: DatabaseService, start: date) -> pd.DataFrame:
+    """Run-log rows since a day per UTC day, status and data type: day, status, data_type, runs, rows.
+
+    One range scan of the started_at index feeds both the log-volume and the growth charts.
+    """
+    r = DataIngestionLog
+    day = day_of(db, r.started_at).label("day")
+    stmt = (
+        select(
+            day, r.status, r.data_type, func.count().label("runs"), func.sum(r.records_inserted).label("rows")
+        )
+        .where(r.started_at >= start_of(start))
+        .group_by("day", r.status, r.data_type)
+        .order_by("day")
+    )
+    frame = _frame(db, stmt, ["day", "status", "data_type", "runs", "rows"])
+    frame["status"] = [str(getattr(s, "value", s)) for s in frame["status"]]
+    return _days(_floats(frame, ["runs", "rows"]))
+
+
+def log_volume_per_day(db: DatabaseService, start: date, per_day: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Ingestion-log rows per UTC day and status since a day: day, status, runs."""
+    frame = run_log_per_day(db, start) if per_day is None else per_day
+    return frame.groupby(["day", "status"], as_index=False)["runs"].sum()
+
+
+def rows_written_per_day(
+    db: DatabaseService, start: date, per_day: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Rows the ingestion runs inserted per UTC day and data type (growth, from the indexed run log)."""
+    frame = run_log_per_day(db, start) if per_day is None else per_day
+    return frame.groupby(["day", "data_type"], as_index=False)["rows"].sum()
+
+
+GROWTH_TABLES = {
+    "blockchain_blocks": BlockchainBlock,
+    "blockchain_transactions": BlockchainTransaction,
+    "blockchain_addresses": BlockchainAddress,
+    "market_prices": MarketPrice,
+    "data_ingestion_logs": DataIngestionLog,
+}
+
+
+def rows_created_per_day(db: DatabaseService, start: date, tables: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows per UTC day of `created_at` and table since a day: day, table, rows.
+
+    `created_at` has no index, so this scans each table; the dashboard runs it only on request.
+    """
+    parts = []
+    for name in tables or GROWTH_TABLES:
+        orm = GROWTH_TABLES[name]
+        day = day_of(db, orm.created_at).label("day")
+        stmt = (
+            select(day, func.count().label("rows"))
+            .where(orm.created_at >= start_of(start))
+            .group_by("day")
+            .order_by("day")
+        )
+        frame = _frame(db, stmt, ["day", "rows"])
+        frame.insert(1, "table", name)
+        parts.append(frame)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["day", "table", "rows"])
+    return _days(frame)
+
+
+def table_row_counts(db: DatabaseService) -> dict[str, int]:
+    """Rows per table of the schema."""
+    counts = {}
+    with db.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            counts[table.name] = conn.scalar(select(func.count()).select_from(table)) or 0
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------- reruns
+
+
+def claim_request(db: DatabaseService, request_id: int, worker: str) -> bool:
+    """Claim one pending rerun request for this process; False when someone else took it first."""
+    now = utcnow()
+    stmt = (
+        update(RerunRequest)
+        .where(and_(RerunRequest.id == request_id, RerunRequest.status == "pending"))
+        .values(status="running", claimed_by=worker[:128], claimed_at=now, updated_at=now)
+    )
+    with db.transaction() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def open_requests(db: DatabaseService, run_ids: Sequence[int]) -> dict[int, str]:
+    """Run id -> status of its open (pending or running) request, for some runs."""
+    if not run_ids:
+        return {}
+    stmt = select(RerunRequest.run_id, RerunRequest.status).where(
+        RerunRequest.run_id.in_(list(run_ids)), RerunRequest.status.in_(("pending", "running"))
+    )
+    with db.engine.connect() as conn:
+        return {row.run_id: row.status for row in conn.execute(stmt)}
+
+
+def backfill_queue(db: DatabaseService) -> dict[str, int]:
+    """Backfill requests (queued gap fills) per status: pending, running, done, failed."""
+    stmt = (
+        select(RerunRequest.status, func.count())
+        .where(RerunRequest.kind == "backfill")
+        .group_by(RerunRequest.status)
+    )
+    with db.engine.connect() as conn:
+        return {status: int(n) for status, n in conn.execute(stmt)}
