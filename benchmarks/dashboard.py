@@ -166,8 +166,8 @@ def build_database(path: Path, scale: float) -> dict[str, int]:
     with db.transaction() as conn:
         for symbol in CHAINS:
             top = db.max_block_height(symbol)
-            db.update_coin_marks(conn, symbol, last_block_height=top, chain_tip_height=top)
-            db.update_coin_marks(conn, symbol, last_price_date=today - timedelta(days=1))
+            db.set_bookmarks(conn, symbol, block_bookmark=top, chain_tip_height=top)
+            db.set_bookmarks(conn, symbol, price_bookmark=today - timedelta(days=1))
     db.beat("benchmark:1", started_at=now, current_job=None)
     counts = queries.table_row_counts(db)
     db.dispose()

@@ -232,7 +232,7 @@ def sigterm(sim: Simulator, workdir: Path) -> None:
         elapsed = time.monotonic() - started
         blocks = proc.runs("blocks")
         running = [r for r in proc.runs() if r.status.value == "running"]
-        queued = proc.db.get_rerun_requests(status="pending")
+        queued = proc.db.get_replay_requests(status="pending")
     verdict = "ok" if elapsed < EXIT_TARGET_SECONDS and code == 0 else "MISSED"
     print(
         f"sigterm  exited in {elapsed:.2f} s with code {code}; blocks unit {_outcome(blocks)}, "

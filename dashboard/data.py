@@ -26,7 +26,7 @@ from pipeline.schemas import (
     CoinMetadataData,
     DataIngestionLogData,
     HealthStatus,
-    RerunRequestData,
+    ReplayRequestData,
     SchedulerHeartbeatData,
     WorkerState,
 )
@@ -194,7 +194,7 @@ def child_runs(run_id: int) -> list[DataIngestionLogData]:
 
 
 @st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
-def rerun_request(run_id: int) -> RerunRequestData | None:
+def rerun_request(run_id: int) -> ReplayRequestData | None:
     """The newest rerun request of a run (open or finished), if any."""
     return service().latest_request_for(run_id)
 
@@ -440,7 +440,7 @@ def _runs_changed() -> None:
         cached.clear()
 
 
-def request_rerun(run_id: int) -> RerunRequestData:
+def request_rerun(run_id: int) -> ReplayRequestData:
     """Queue a rerun of one run for the scheduler (a second request while one is open returns it)."""
     _require_writes()
     request = service().request_rerun(run_id, requested_by="dashboard")
@@ -448,7 +448,7 @@ def request_rerun(run_id: int) -> RerunRequestData:
     return request
 
 
-def request_reruns(run_ids: list[int]) -> list[RerunRequestData]:
+def request_reruns(run_ids: list[int]) -> list[ReplayRequestData]:
     """Queue reruns of several runs; runs that vanished or are running are skipped."""
     _require_writes()
     requests = []
@@ -461,7 +461,7 @@ def request_reruns(run_ids: list[int]) -> list[RerunRequestData]:
     return requests
 
 
-def run_here(run_id: int) -> RerunRequestData:
+def run_here(run_id: int) -> ReplayRequestData:
     """Replay a run's slice in this process (no scheduler alive) and return its request, finished.
 
     The same path as the scheduler and `crypto-pipeline rerun` (pipeline.ingestion.requests.serve_here): the

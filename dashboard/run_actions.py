@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard import data, outage
-from pipeline.schemas import DataIngestionLogData, RerunRequestData
+from pipeline.schemas import DataIngestionLogData, ReplayRequestData
 
 OPEN = ("pending", "running")
 RERUNNABLE = ("failed", "partial")
@@ -122,7 +122,7 @@ def render_actions(run: DataIngestionLogData, *, alive: bool) -> None:
     render_progress(run.id, request)
 
 
-def _run_here(run_id: int) -> RerunRequestData | None:
+def _run_here(run_id: int) -> ReplayRequestData | None:
     """Replay the run here; a refusal (still running, held by another process, over budget) or a failure
     is shown as one line, never a traceback. Returns the run's request, or None when none was made."""
     try:
@@ -134,7 +134,7 @@ def _run_here(run_id: int) -> RerunRequestData | None:
     return data.rerun_request(run_id)  # a refused request carries the reason too
 
 
-def render_progress(run_id: int, request: RerunRequestData | None) -> None:
+def render_progress(run_id: int, request: ReplayRequestData | None) -> None:
     """The newest request of the run; while it is open, poll it until it ends."""
     if request is None:
         return
@@ -155,7 +155,7 @@ def _live_progress(run_id: int) -> None:
         st.rerun()  # refresh the whole page: the table now holds the rerun's own run
 
 
-def _show_request(request: RerunRequestData) -> None:
+def _show_request(request: ReplayRequestData) -> None:
     with st.container(border=True, key=f"request_{request.id}"):
         ui.status_badge(request.status, label=f"Rerun request #{request.id}: {request.status}")
         who = f"requested by {ui.literal(request.requested_by)} at {request.requested_at:%H:%M:%S} UTC"

@@ -76,7 +76,7 @@ from pipeline.schemas import (
     UpsertResult,
     describe_validation_error,
 )
-from pipeline.store.bookmarks import CursorMixin
+from pipeline.store.bookmarks import BookmarkMixin
 from pipeline.store.coordination import CoordinationMixin
 from pipeline.store.runs import RunLogMixin
 from pipeline.store.upsert import UpsertSpec, upsert
@@ -287,7 +287,7 @@ def validate_records(model: type[RecordT], records: Iterable[Any]) -> Iterator[R
             raise RecordValidationError(describe_validation_error(exc), record=record, field=field) from None
 
 
-class DatabaseService(RunLogMixin, CursorMixin, CoordinationMixin):
+class DatabaseService(RunLogMixin, BookmarkMixin, CoordinationMixin):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL."""
 
     def __init__(

@@ -197,12 +197,12 @@ class CoinMetadata(AuditMixin, Base):
     listed_since: Mapped[date | None] = mapped_column(Date)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
     ingestion_enabled: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
-    last_block_height: Mapped[int | None] = mapped_column(BigInteger)
-    last_block_ingested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    block_bookmark: Mapped[int | None] = mapped_column(BigInteger)
+    block_bookmark_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     chain_tip_height: Mapped[int | None] = mapped_column(BigInteger)
     chain_tip_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_price_date: Mapped[date | None] = mapped_column(Date)
-    last_price_ingested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    price_bookmark: Mapped[date | None] = mapped_column(Date)
+    price_bookmark_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # The coins a new database starts with.
@@ -248,16 +248,16 @@ class SchedulerHeartbeat(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class RerunRequest(AuditMixin, Base):
+class ReplayRequest(AuditMixin, Base):
     """A request to replay a recorded run's slice, served by a scheduler (or the dashboard process)."""
 
-    __tablename__ = "rerun_requests"
+    __tablename__ = "replay_requests"
     __table_args__ = (
-        Index("ix_rerun_requests_status_requested", "status", "requested_at"),
-        Index("ix_rerun_requests_run", "run_id"),
+        Index("ix_replay_requests_status_requested", "status", "requested_at"),
+        Index("ix_replay_requests_run", "run_id"),
         # At most one open request per run: a flood of clicks queues one request.
         Index(
-            "uq_rerun_requests_open_run",
+            "uq_replay_requests_open_run",
             "run_id",
             unique=True,
             sqlite_where=text("status IN ('pending', 'running')"),
@@ -265,7 +265,7 @@ class RerunRequest(AuditMixin, Base):
         ),
         # The same for planned backfill slices (fill-gaps), which have no run yet.
         Index(
-            "uq_rerun_requests_open_slice",
+            "uq_replay_requests_open_slice",
             "slice_key",
             unique=True,
             sqlite_where=text("status IN ('pending', 'running')"),

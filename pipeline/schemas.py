@@ -258,14 +258,14 @@ class CoinMetadataData(Record):
     listed_since: date | None = None
     is_active: bool = True
     ingestion_enabled: bool = True
-    last_block_height: int | None = None
-    last_block_ingested_at: datetime | None = None
+    block_bookmark: int | None = None
+    block_bookmark_at: datetime | None = None
     chain_tip_height: int | None = None
     chain_tip_seen_at: datetime | None = None
-    last_price_date: date | None = None
-    last_price_ingested_at: datetime | None = None
+    price_bookmark: date | None = None
+    price_bookmark_at: datetime | None = None
 
-    @field_validator("last_block_ingested_at", "chain_tip_seen_at", "last_price_ingested_at")
+    @field_validator("block_bookmark_at", "chain_tip_seen_at", "price_bookmark_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _as_utc(value)
@@ -438,7 +438,7 @@ class SchedulerHeartbeatData(Record):
     state: WorkerState = WorkerState.DOWN
 
 
-class RerunRequestData(Record):
+class ReplayRequestData(Record):
     """A queued replay of a recorded run."""
 
     id: int

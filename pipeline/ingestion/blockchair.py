@@ -161,12 +161,12 @@ class BlockchairIngestor(Ingestor):
             tally.written += written.counts()
             tally.add_rejects(written.rejects)
             marks: dict[str, Any] = {
-                "last_block_ingested_at": now,
-                "last_block_height": _max_height(coin.symbol),
+                "block_bookmark_at": now,
+                "block_bookmark": _max_height(coin.symbol),
             }
             if page.tip is not None:
                 marks |= {"chain_tip_height": page.tip, "chain_tip_seen_at": now}
-            self.db.update_coin_marks(conn, coin.symbol, **marks)
+            self.db.set_bookmarks(conn, coin.symbol, **marks)
         return reorganised
 
     def _replace_reorganised(

@@ -124,11 +124,11 @@ class CoinGeckoIngestor(Ingestor):
             # The newest stored day, evaluated in SQL: never moved backwards by an older backfill or a
             # stale copy of the coin, even with several workers.
             newest = select(func.max(MarketPrice.price_date)).where(MarketPrice.coin_id == _coin_id(coin))
-            self.db.update_coin_marks(
+            self.db.set_bookmarks(
                 conn,
                 coin.symbol,
-                last_price_date=newest.scalar_subquery(),
-                last_price_ingested_at=self.clock(),
+                price_bookmark=newest.scalar_subquery(),
+                price_bookmark_at=self.clock(),
             )
 
     def ingest_latest(self, coin: CoinMetadataData, **kwargs: Any) -> IngestionResult:

@@ -29,7 +29,7 @@ from pipeline.errors import DatabaseUnavailable
 from pipeline.http.client import scrub_query_secrets
 from pipeline.ingestion.replay import Replayer
 from pipeline.outage import PROCESS_OUTAGE
-from pipeline.schemas import IngestionStatus, RerunRequestData
+from pipeline.schemas import IngestionStatus, ReplayRequestData
 from pipeline.store.runs import IngestionResult
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _unreadable(run_id: int, exc: ValidationError) -> RequestRefused:
     return RequestRefused(f"run {run_id} cannot be replayed: its log row is invalid ({problems})")
 
 
-def _slice_of(db: DatabaseService, request: RerunRequestData) -> tuple[str, str, Any, int | None, str]:
+def _slice_of(db: DatabaseService, request: ReplayRequestData) -> tuple[str, str, Any, int | None, str]:
     """(source, data_type, params, parent run, trigger) of the slice a request replays."""
     if request.run_id is not None:
         try:
@@ -76,7 +76,7 @@ def _slice_of(db: DatabaseService, request: RerunRequestData) -> tuple[str, str,
     )
 
 
-def _label(request: RerunRequestData) -> str:
+def _label(request: ReplayRequestData) -> str:
     if request.run_id is not None:
         return f"rerun of run {request.run_id}"
     return f"backfill request #{request.id}"
@@ -121,7 +121,7 @@ class _ClaimKeeper(AbstractContextManager["_ClaimKeeper"]):
 def serve_request(
     db: DatabaseService,
     replayer: Replayer,
-    request: RerunRequestData,
+    request: ReplayRequestData,
     worker_id: str,
     *,
     keep_claim: bool = False,
@@ -142,7 +142,7 @@ def serve_request(
 
 
 def _serve(
-    db: DatabaseService, replayer: Replayer, request: RerunRequestData, worker_id: str
+    db: DatabaseService, replayer: Replayer, request: ReplayRequestData, worker_id: str
 ) -> IngestionResult | None:
     settings, label = db.settings, _label(request)
     stop = replayer.should_stop
@@ -151,7 +151,7 @@ def _serve(
         # The outcome is recorded even if the database is away for a while: a request left `running`
         # under a live worker would never be served again.
         PROCESS_OUTAGE.call(
-            lambda: db.finish_rerun_request(
+            lambda: db.finish_replay_request(
                 request.id, status=status, result_run_id=result_run_id, error=error
             ),
             should_stop=stop,
@@ -183,7 +183,7 @@ def _serve(
 
 def serve_here(
     db: DatabaseService, replayer: Replayer, run_id: int, *, requested_by: str, worker_id: str
-) -> tuple[RerunRequestData, IngestionResult | None]:
+) -> tuple[ReplayRequestData, IngestionResult | None]:
     """Queue a rerun of `run_id` (or join its open request), claim that request and serve it here.
 
     Raises ValueError with one line: the run is still running (`request_rerun`), another process holds the
@@ -195,4 +195,4 @@ def serve_here(
         raise _unreadable(run_id, exc) from None
     claimed = db.claim_request(request.id, worker_id)
     result = serve_request(db, replayer, claimed, worker_id, keep_claim=True)
-    return db.get_rerun_request(request.id), result
+    return db.get_replay_request(request.id), result

@@ -34,7 +34,7 @@ from pipeline.ingestion.replay import Replayer
 from pipeline.ingestion.requests import RequestRefused, serve_request
 from pipeline.outage import PROCESS_OUTAGE
 from pipeline.ranges import utcnow
-from pipeline.schemas import CoinMetadataData, RerunRequestData
+from pipeline.schemas import CoinMetadataData, ReplayRequestData
 from pipeline.store.runs import WORKER_ID, IngestionResult
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Scheduler:
             served += 1
         return served
 
-    def _serve(self, request: RerunRequestData) -> IngestionResult | None:
+    def _serve(self, request: ReplayRequestData) -> IngestionResult | None:
         return serve_request(self.db, self.replayer, request, self.worker_id)
 
     # ------------------------------------------------------------------ loop

@@ -49,10 +49,10 @@ def _level(value: float | None, warn: float, fail: float) -> Level:
 def block_freshness(coin: CoinMetadataData, settings: Settings) -> Freshness:
     """Lag of stored blocks behind the last tip the source reported."""
     lag = None
-    if coin.chain_tip_height is not None and coin.last_block_height is not None:
-        lag = max(coin.chain_tip_height - coin.last_block_height, 0)
+    if coin.chain_tip_height is not None and coin.block_bookmark is not None:
+        lag = max(coin.chain_tip_height - coin.block_bookmark, 0)
     detail = (
-        f"newest {coin.last_block_height}, tip {coin.chain_tip_height}"
+        f"newest {coin.block_bookmark}, tip {coin.chain_tip_height}"
         if lag is not None
         else "no blocks ingested yet"
     )
@@ -71,8 +71,8 @@ def price_freshness(coin: CoinMetadataData, settings: Settings, now: datetime | 
     """Age of the newest stored daily price."""
     now = now or utcnow()
     age = None
-    if coin.last_price_date is not None:
-        newest = datetime.combine(coin.last_price_date, time(0), UTC)
+    if coin.price_bookmark is not None:
+        newest = datetime.combine(coin.price_bookmark, time(0), UTC)
         age = round((now - newest).total_seconds() / 3600, 1)
     return Freshness(
         source="coingecko",
@@ -81,7 +81,7 @@ def price_freshness(coin: CoinMetadataData, settings: Settings, now: datetime | 
         value=age,
         unit="hours",
         level=_level(age, settings.PRICE_AGE_WARN_HOURS, settings.PRICE_AGE_FAIL_HOURS),
-        detail=f"newest day {coin.last_price_date}" if coin.last_price_date else "no prices ingested yet",
+        detail=f"newest day {coin.price_bookmark}" if coin.price_bookmark else "no prices ingested yet",
     )
 
 

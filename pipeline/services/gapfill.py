@@ -25,7 +25,7 @@ from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.models import BlockchainBlock, DataIngestionLog
 from pipeline.ranges import contiguous_ranges, day_windows, utcnow
-from pipeline.schemas import CoinMetadataData, RerunRequestData
+from pipeline.schemas import CoinMetadataData, ReplayRequestData
 from pipeline.services.coverage import HeightRange, block_coverage, held_height_ranges, price_coverage
 
 PAGE_SIZE = 100
@@ -161,7 +161,7 @@ def plan_fill(db: DatabaseService, settings: Settings, coins: list[CoinMetadataD
     )
 
 
-def queue_plan(db: DatabaseService, plan: FillPlan, requested_by: str) -> list[RerunRequestData]:
+def queue_plan(db: DatabaseService, plan: FillPlan, requested_by: str) -> list[ReplayRequestData]:
     """Queue each planned slice as a backfill request (a slice already queued is not queued twice)."""
     return [db.request_backfill(planned.as_request(), requested_by) for planned in plan.slices]
 

@@ -1,7 +1,7 @@
 """Where each ingestor stands, read from the data itself: heights held, transactions stored, days present.
 
-The stored rows are the cursor: a batch and the marks derived from it commit in one transaction, so the
-next run resumes exactly where the last committed batch ended.
+The stored rows are the bookmark: a batch and the coin's bookmark columns derived from it commit in one
+transaction, so the next run resumes exactly where the last committed batch ended.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pipeline.database import DatabaseService
 
 
-class CursorMixin:
+class BookmarkMixin:
     """Cursor queries of `DatabaseService`, used by the ingestors."""
 
     def max_block_height(self: DatabaseService, coin_symbol: str) -> int | None:
@@ -91,7 +91,7 @@ class CursorMixin:
         with self.engine.connect() as conn:
             return {_as_date(value) for value in conn.scalars(stmt)}
 
-    def update_coin_marks(self: DatabaseService, conn: Connection, symbol: str, **marks: Any) -> None:
+    def set_bookmarks(self: DatabaseService, conn: Connection, symbol: str, **marks: Any) -> None:
         """Set last-ingested marks of a coin in the caller's transaction."""
         conn.execute(update(CoinMetadata).where(CoinMetadata.symbol == symbol).values(**marks))
 

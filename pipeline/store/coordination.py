@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pipeline.models import DataIngestionLog, JobLease, RerunRequest, SchedulerHeartbeat
+from pipeline.models import DataIngestionLog, JobLease, ReplayRequest, SchedulerHeartbeat
 from pipeline.ranges import utcnow
-from pipeline.schemas import IngestionStatus, RerunRequestData, SchedulerHeartbeatData, WorkerState
+from pipeline.schemas import IngestionStatus, ReplayRequestData, SchedulerHeartbeatData, WorkerState
 
 if TYPE_CHECKING:
     from pipeline.database import DatabaseService
@@ -154,7 +154,7 @@ class CoordinationMixin:
 
     def request_rerun(
         self: DatabaseService, run_id: int, requested_by: str, *, kind: str = "rerun"
-    ) -> RerunRequestData:
+    ) -> ReplayRequestData:
         """Queue a replay of a recorded run; a second request while one is open returns the open one."""
         run = self.get_run(run_id)  # refuses unknown ids
         if run.status == IngestionStatus.RUNNING:
@@ -162,7 +162,7 @@ class CoordinationMixin:
             raise ValueError(msg)
         with self.transaction() as conn:
             now = self.db_now(conn)
-            stmt = _insert(conn, RerunRequest).values(
+            stmt = _insert(conn, ReplayRequest).values(
                 run_id=run_id,
                 requested_by=requested_by[:128],
                 kind=kind,
@@ -177,12 +177,12 @@ class CoordinationMixin:
 
     def request_backfill(
         self: DatabaseService, slice_params: dict[str, Any], requested_by: str
-    ) -> RerunRequestData:
+    ) -> ReplayRequestData:
         """Queue a planned slice (source, data_type, params) to run after the regular jobs; de-duplicated."""
         key = slice_key(slice_params)
         with self.transaction() as conn:
             now = self.db_now(conn)
-            stmt = _insert(conn, RerunRequest).values(
+            stmt = _insert(conn, ReplayRequest).values(
                 slice_key=key,
                 slice_params=slice_params,
                 requested_by=requested_by[:128],
@@ -194,60 +194,60 @@ class CoordinationMixin:
             )
             conn.execute(stmt.on_conflict_do_nothing())
             request_id = conn.scalar(
-                select(RerunRequest.id)
-                .where(RerunRequest.slice_key == key)
-                .order_by(RerunRequest.id.desc())
+                select(ReplayRequest.id)
+                .where(ReplayRequest.slice_key == key)
+                .order_by(ReplayRequest.id.desc())
                 .limit(1)
             )
-        return self.get_rerun_request(request_id)
+        return self.get_replay_request(request_id)
 
-    def open_request_for(self: DatabaseService, run_id: int) -> RerunRequestData | None:
+    def open_request_for(self: DatabaseService, run_id: int) -> ReplayRequestData | None:
         """The pending or running request of a run, if any."""
-        stmt = select(RerunRequest).where(
-            RerunRequest.run_id == run_id, RerunRequest.status.in_(OPEN_STATUSES)
+        stmt = select(ReplayRequest).where(
+            ReplayRequest.run_id == run_id, ReplayRequest.status.in_(OPEN_STATUSES)
         )
-        found = self._select_models(stmt, RerunRequestData)
+        found = self._select_models(stmt, ReplayRequestData)
         return found[0] if found else None
 
-    def latest_request_for(self: DatabaseService, run_id: int) -> RerunRequestData | None:
+    def latest_request_for(self: DatabaseService, run_id: int) -> ReplayRequestData | None:
         """The newest request of a run, whatever its state."""
         stmt = (
-            select(RerunRequest)
-            .where(RerunRequest.run_id == run_id)
-            .order_by(RerunRequest.id.desc())
+            select(ReplayRequest)
+            .where(ReplayRequest.run_id == run_id)
+            .order_by(ReplayRequest.id.desc())
             .limit(1)
         )
-        found = self._select_models(stmt, RerunRequestData)
+        found = self._select_models(stmt, ReplayRequestData)
         return found[0] if found else None
 
-    def get_rerun_request(self: DatabaseService, request_id: int) -> RerunRequestData:
+    def get_replay_request(self: DatabaseService, request_id: int) -> ReplayRequestData:
         """One request by id."""
         found = self._select_models(
-            select(RerunRequest).where(RerunRequest.id == request_id), RerunRequestData
+            select(ReplayRequest).where(ReplayRequest.id == request_id), ReplayRequestData
         )
         if not found:
             msg = f"no rerun request with id {request_id}"
             raise LookupError(msg)
         return found[0]
 
-    def get_rerun_requests(
+    def get_replay_requests(
         self: DatabaseService, *, status: str | None = None, limit: int = 100
-    ) -> list[RerunRequestData]:
+    ) -> list[ReplayRequestData]:
         """Requests, newest first."""
-        stmt = select(RerunRequest).order_by(RerunRequest.id.desc()).limit(limit)
+        stmt = select(ReplayRequest).order_by(ReplayRequest.id.desc()).limit(limit)
         if status:
-            stmt = stmt.where(RerunRequest.status == status)
-        return self._select_models(stmt, RerunRequestData)
+            stmt = stmt.where(ReplayRequest.status == status)
+        return self._select_models(stmt, ReplayRequestData)
 
     def claim_rerun_request(
         self: DatabaseService, worker_id: str, *, kinds: tuple[str, ...] = ("rerun",)
-    ) -> RerunRequestData | None:
+    ) -> ReplayRequestData | None:
         """Take the oldest pending request of the given kinds; None when there is none."""
         with self.transaction() as conn:
             stmt = (
-                select(RerunRequest.id)
-                .where(RerunRequest.status == "pending", RerunRequest.kind.in_(kinds))
-                .order_by(RerunRequest.requested_at, RerunRequest.id)
+                select(ReplayRequest.id)
+                .where(ReplayRequest.status == "pending", ReplayRequest.kind.in_(kinds))
+                .order_by(ReplayRequest.requested_at, ReplayRequest.id)
                 .limit(1)
             )
             if conn.dialect.name == "postgresql":
@@ -257,13 +257,13 @@ class CoordinationMixin:
                 return None
             now = self.db_now(conn)
             conn.execute(
-                update(RerunRequest)
-                .where(RerunRequest.id == request_id)
+                update(ReplayRequest)
+                .where(ReplayRequest.id == request_id)
                 .values(status="running", claimed_by=worker_id, claimed_at=now, updated_at=now)
             )
-        return self.get_rerun_request(request_id)
+        return self.get_replay_request(request_id)
 
-    def finish_rerun_request(
+    def finish_replay_request(
         self: DatabaseService,
         request_id: int,
         *,
@@ -275,8 +275,8 @@ class CoordinationMixin:
         with self.transaction() as conn:
             now = self.db_now(conn)
             conn.execute(
-                update(RerunRequest)
-                .where(RerunRequest.id == request_id)
+                update(ReplayRequest)
+                .where(ReplayRequest.id == request_id)
                 .values(
                     status=status,
                     result_run_id=result_run_id,
@@ -296,26 +296,26 @@ class CoordinationMixin:
         simply served again.
         """
         dead = and_(
-            RerunRequest.status == "running",
-            RerunRequest.claimed_at < cutoff,
-            or_(RerunRequest.claimed_by.is_(None), RerunRequest.claimed_by.not_in(alive)),
+            ReplayRequest.status == "running",
+            ReplayRequest.claimed_at < cutoff,
+            or_(ReplayRequest.claimed_by.is_(None), ReplayRequest.claimed_by.not_in(alive)),
         )
         started = (
             select(DataIngestionLog.id)
             .where(
-                DataIngestionLog.parent_run_id == RerunRequest.run_id,
-                DataIngestionLog.started_at >= RerunRequest.claimed_at,
+                DataIngestionLog.parent_run_id == ReplayRequest.run_id,
+                DataIngestionLog.started_at >= ReplayRequest.claimed_at,
             )
             .exists()
         )
         now = self.db_now(conn)
         conn.execute(
-            update(RerunRequest)
+            update(ReplayRequest)
             .where(dead, started)
             .values(status="failed", error_message=ABANDONED, finished_at=now, updated_at=now)
         )
         conn.execute(
-            update(RerunRequest)
+            update(ReplayRequest)
             .where(dead)
             .values(status="pending", claimed_by=None, claimed_at=None, updated_at=now)
         )
@@ -383,34 +383,34 @@ class CoordinationMixin:
     @staticmethod
     def _with_slice(stmt: Any) -> Any:
         """Join a request query to the run a rerun replays, for the slice it covers."""
-        return stmt.outerjoin(DataIngestionLog, DataIngestionLog.id == RerunRequest.run_id)
+        return stmt.outerjoin(DataIngestionLog, DataIngestionLog.id == ReplayRequest.run_id)
 
     def _replaying(self: DatabaseService, conn: Connection, *, besides: int | None) -> dict[str, Any]:
         """Slice key -> the running request replaying it (other than `besides`)."""
         stmt = self._with_slice(
-            select(*_SLICE_COLUMNS, RerunRequest.claimed_by, RerunRequest.claimed_at).where(
-                RerunRequest.status == "running"
+            select(*_SLICE_COLUMNS, ReplayRequest.claimed_by, ReplayRequest.claimed_at).where(
+                ReplayRequest.status == "running"
             )
         )
         if besides is not None:
-            stmt = stmt.where(RerunRequest.id != besides)
+            stmt = stmt.where(ReplayRequest.id != besides)
         return {_request_slice_key(row): row for row in conn.execute(stmt)}
 
-    def claim_request(self: DatabaseService, request_id: int, worker_id: str) -> RerunRequestData:
+    def claim_request(self: DatabaseService, request_id: int, worker_id: str) -> ReplayRequestData:
         """Claim this pending request for `worker_id`; RequestBusy (naming the holder) when another process
         holds it, has served it, or replays the same slice (then the request stays pending)."""
         now = self.db_now()  # the database clock: claims are judged against it (see db_now)
         with self.transaction() as conn:
             self._serialize_claims(conn)
             won = conn.scalar(
-                update(RerunRequest)
-                .where(RerunRequest.id == request_id, RerunRequest.status == "pending")
+                update(ReplayRequest)
+                .where(ReplayRequest.id == request_id, ReplayRequest.status == "pending")
                 .values(status="running", claimed_by=worker_id[:128], claimed_at=now, updated_at=now)
-                .returning(RerunRequest.id)
+                .returning(ReplayRequest.id)
             )
             if won is not None:
                 mine = conn.execute(
-                    self._with_slice(select(*_SLICE_COLUMNS).where(RerunRequest.id == request_id))
+                    self._with_slice(select(*_SLICE_COLUMNS).where(ReplayRequest.id == request_id))
                 ).one()
                 holder = self._replaying(conn, besides=request_id).get(_request_slice_key(mine))
                 if holder is not None:  # raising rolls the claim back
@@ -420,12 +420,12 @@ class CoordinationMixin:
                     )
                     raise RequestBusy(msg)
         if won is None:  # lost: say who has it (read after the transaction: LookupError if none)
-            raise RequestBusy(_held_by(self.get_rerun_request(request_id)))
-        return self.get_rerun_request(request_id)
+            raise RequestBusy(_held_by(self.get_replay_request(request_id)))
+        return self.get_replay_request(request_id)
 
     def claim_next_request(
         self: DatabaseService, worker_id: str, *, kinds: tuple[str, ...] = ("rerun",), scan: int = 50
-    ) -> RerunRequestData | None:
+    ) -> ReplayRequestData | None:
         """Claim the oldest pending request of these kinds whose slice nobody is replaying; None if none."""
         now = self.db_now()  # the database clock: claims are judged against it (see db_now)
         with self.transaction() as conn:
@@ -433,21 +433,21 @@ class CoordinationMixin:
             busy = self._replaying(conn, besides=None)
             stmt = self._with_slice(
                 select(*_SLICE_COLUMNS)
-                .where(RerunRequest.status == "pending", RerunRequest.kind.in_(kinds))
-                .order_by(RerunRequest.requested_at, RerunRequest.id)
+                .where(ReplayRequest.status == "pending", ReplayRequest.kind.in_(kinds))
+                .order_by(ReplayRequest.requested_at, ReplayRequest.id)
                 .limit(scan)
             )
             if conn.dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True, of=RerunRequest)
+                stmt = stmt.with_for_update(skip_locked=True, of=ReplayRequest)
             chosen = next((row.id for row in conn.execute(stmt) if _request_slice_key(row) not in busy), None)
             if chosen is None:
                 return None
             conn.execute(
-                update(RerunRequest)
-                .where(RerunRequest.id == chosen)
+                update(ReplayRequest)
+                .where(ReplayRequest.id == chosen)
                 .values(status="running", claimed_by=worker_id[:128], claimed_at=now, updated_at=now)
             )
-        return self.get_rerun_request(chosen)
+        return self.get_replay_request(chosen)
 
     def keep_claim(self: DatabaseService, request_id: int, worker_id: str) -> bool:
         """Refresh a claim held by a process that does not beat (the CLI, the dashboard), so that recovery
@@ -455,11 +455,11 @@ class CoordinationMixin:
         now = self.db_now()  # the database clock: claims are judged against it (see db_now)
         with self.transaction() as conn:
             kept = conn.execute(
-                update(RerunRequest)
+                update(ReplayRequest)
                 .where(
-                    RerunRequest.id == request_id,
-                    RerunRequest.claimed_by == worker_id[:128],
-                    RerunRequest.status == "running",
+                    ReplayRequest.id == request_id,
+                    ReplayRequest.claimed_by == worker_id[:128],
+                    ReplayRequest.status == "running",
                 )
                 .values(claimed_at=now, updated_at=now)
             )
@@ -471,11 +471,11 @@ class CoordinationMixin:
         now = self.db_now()
         with self.transaction() as conn:
             conn.execute(
-                update(RerunRequest)
+                update(ReplayRequest)
                 .where(
-                    RerunRequest.id == request_id,
-                    RerunRequest.claimed_by == worker_id[:128],
-                    RerunRequest.status == "running",
+                    ReplayRequest.id == request_id,
+                    ReplayRequest.claimed_by == worker_id[:128],
+                    ReplayRequest.status == "running",
                 )
                 .values(status="pending", claimed_by=None, claimed_at=None, updated_at=now)
             )
@@ -486,9 +486,9 @@ class CoordinationMixin:
 # Any constant: the key of the advisory lock that serializes request claims on PostgreSQL ("REPLAY").
 CLAIM_LOCK = 0x5245504C4159
 _SLICE_COLUMNS = (
-    RerunRequest.id,
-    RerunRequest.run_id,
-    RerunRequest.slice_params,
+    ReplayRequest.id,
+    ReplayRequest.run_id,
+    ReplayRequest.slice_params,
     DataIngestionLog.source,
     DataIngestionLog.data_type,
     DataIngestionLog.params,
@@ -517,7 +517,7 @@ def _what(row: Any) -> str:
     return f"run {row.run_id}" if row.run_id is not None else f"backfill request #{row.id}"
 
 
-def _held_by(request: RerunRequestData) -> str:
+def _held_by(request: ReplayRequestData) -> str:
     what = f"rerun of run {request.run_id}" if request.run_id is not None else "backfill"
     who = request.claimed_by or "another process"
     if request.status == "running":

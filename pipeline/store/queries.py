@@ -46,7 +46,7 @@ from pipeline.models import (
     CoinMetadata,
     DataIngestionLog,
     MarketPrice,
-    RerunRequest,
+    ReplayRequest,
     utcnow,
 )
 
@@ -612,8 +612,8 @@ def claim_request(db: DatabaseService, request_id: int, worker: str) -> bool:
     """Claim one pending rerun request for this process; False when someone else took it first."""
     now = utcnow()
     stmt = (
-        update(RerunRequest)
-        .where(and_(RerunRequest.id == request_id, RerunRequest.status == "pending"))
+        update(ReplayRequest)
+        .where(and_(ReplayRequest.id == request_id, ReplayRequest.status == "pending"))
         .values(status="running", claimed_by=worker[:128], claimed_at=now, updated_at=now)
     )
     with db.transaction() as conn:
@@ -624,8 +624,8 @@ def open_requests(db: DatabaseService, run_ids: Sequence[int]) -> dict[int, str]
     """Run id -> status of its open (pending or running) request, for some runs."""
     if not run_ids:
         return {}
-    stmt = select(RerunRequest.run_id, RerunRequest.status).where(
-        RerunRequest.run_id.in_(list(run_ids)), RerunRequest.status.in_(("pending", "running"))
+    stmt = select(ReplayRequest.run_id, ReplayRequest.status).where(
+        ReplayRequest.run_id.in_(list(run_ids)), ReplayRequest.status.in_(("pending", "running"))
     )
     with db.engine.connect() as conn:
         return {row.run_id: row.status for row in conn.execute(stmt)}
@@ -634,9 +634,9 @@ def open_requests(db: DatabaseService, run_ids: Sequence[int]) -> dict[int, str]
 def backfill_queue(db: DatabaseService) -> dict[str, int]:
     """Backfill requests (queued gap fills) per status: pending, running, done, failed."""
     stmt = (
-        select(RerunRequest.status, func.count())
-        .where(RerunRequest.kind == "backfill")
-        .group_by(RerunRequest.status)
+        select(ReplayRequest.status, func.count())
+        .where(ReplayRequest.kind == "backfill")
+        .group_by(ReplayRequest.status)
     )
     with db.engine.connect() as conn:
         return {status: int(n) for status, n in conn.execute(stmt)}

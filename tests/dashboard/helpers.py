@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from pipeline.config import get_settings
 from pipeline.database import DatabaseService
-from pipeline.models import RerunRequest
+from pipeline.models import ReplayRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"
@@ -55,8 +55,8 @@ def plotly_charts(at: AppTest) -> list:
 
 def request_count(db: DatabaseService, run_id: int | None = None) -> int:
     """Rerun requests stored (for one run)."""
-    stmt = select(func.count()).select_from(RerunRequest)
+    stmt = select(func.count()).select_from(ReplayRequest)
     if run_id is not None:
-        stmt = stmt.where(RerunRequest.run_id == run_id)
+        stmt = stmt.where(ReplayRequest.run_id == run_id)
     with db.engine.connect() as conn:
         return conn.scalar(stmt) or 0

@@ -64,7 +64,7 @@ def seed_prices(db: DatabaseService, today: date) -> None:
     db.insert_market_prices(rows)
     with db.transaction() as conn:
         for symbol in ("BTC", "ETH", "DOGE"):
-            db.update_coin_marks(conn, symbol, last_price_date=today - timedelta(days=1))
+            db.set_bookmarks(conn, symbol, price_bookmark=today - timedelta(days=1))
 
 
 def seed_blocks(db: DatabaseService, now: datetime, seeded: Seeded) -> None:
@@ -140,8 +140,8 @@ def seed_blocks(db: DatabaseService, now: datetime, seeded: Seeded) -> None:
     db.insert_blocks(btc + eth)
     db.insert_transactions(txs)
     with db.transaction() as conn:
-        db.update_coin_marks(conn, "BTC", last_block_height=BTC_TIP, chain_tip_height=BTC_TIP + 3)
-        db.update_coin_marks(conn, "ETH", last_block_height=ETH_TIP, chain_tip_height=ETH_TIP + 80)
+        db.set_bookmarks(conn, "BTC", block_bookmark=BTC_TIP, chain_tip_height=BTC_TIP + 3)
+        db.set_bookmarks(conn, "ETH", block_bookmark=ETH_TIP, chain_tip_height=ETH_TIP + 80)
 
 
 def seed_addresses(db: DatabaseService, now: datetime) -> None:

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import charts
 from pipeline.config import get_settings
 from pipeline.database import DatabaseService
-from pipeline.models import RerunRequest
+from pipeline.models import ReplayRequest
 from pipeline.services.gapfill import plan_fill
 from tests.dashboard.helpers import open_page, plotly_charts
 from tests.dashboard.seed import (
@@ -50,7 +50,7 @@ def click(at: AppTest, label_start: str) -> None:
 
 
 def backfills(db: DatabaseService) -> list[tuple[str, str, dict]]:
-    stmt = select(RerunRequest.kind, RerunRequest.requested_by, RerunRequest.slice_params)
+    stmt = select(ReplayRequest.kind, ReplayRequest.requested_by, ReplayRequest.slice_params)
     with db.engine.connect() as conn:
         return [tuple(row) for row in conn.execute(stmt)]
 

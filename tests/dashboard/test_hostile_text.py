@@ -138,7 +138,7 @@ def seed_hostile(db: DatabaseService, port: int) -> Seeded:
     db.beat(short(port, "BEAT"), current_job=hostile(port, "job")[:128])
     request = db.request_rerun(run_id, requested_by=short(port, "BY"))
     db.claim_rerun_request(short(port, "CLAIM"))
-    db.finish_rerun_request(request.id, status="failed", result_run_id=None, error=texts["request"])
+    db.finish_replay_request(request.id, status="failed", result_run_id=None, error=texts["request"])
     day = now.date() - timedelta(days=3)
     record_findings(
         db,

@@ -180,7 +180,7 @@ def test_claim_request_lets_exactly_one_process_run_it(db, seeded):
     }
     assert queries.claim_request(db, request.id, "dashboard:1") is True
     assert queries.claim_request(db, request.id, "scheduler:2") is False
-    assert db.get_rerun_request(request.id).claimed_by == "dashboard:1"
+    assert db.get_replay_request(request.id).claimed_by == "dashboard:1"
     assert queries.open_requests(db, []) == {}
 
 
@@ -210,5 +210,5 @@ def test_backfill_queue_counts_backfill_requests_by_status(db, seeded):
     db.request_backfill(slice_b, "test")
     db.request_rerun(seeded.runs["failed"], "test")  # a rerun is not a backfill
     assert queries.backfill_queue(db) == {"pending": 2}
-    db.finish_rerun_request(first.id, status="done", result_run_id=None)
+    db.finish_replay_request(first.id, status="done", result_run_id=None)
     assert queries.backfill_queue(db) == {"pending": 1, "done": 1}

@@ -81,7 +81,7 @@ def test_first_block_run_fills_the_initial_depth_exactly(sim, blockchair):
         expected["fee_total"],
     )
     coin = blockchair.coin("bitcoin")
-    assert (coin.last_block_height, coin.chain_tip_height) == (tip, tip)
+    assert (coin.block_bookmark, coin.chain_tip_height) == (tip, tip)
 
 
 def test_second_run_is_incremental_and_cheap(sim, blockchair):

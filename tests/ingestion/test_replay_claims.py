@@ -26,7 +26,7 @@ from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.ingestion.requests import RequestRefused, serve_here
-from pipeline.models import BlockchainBlock, DataIngestionLog, RerunRequest
+from pipeline.models import BlockchainBlock, DataIngestionLog, ReplayRequest
 from pipeline.ranges import utcnow
 from pipeline.runtime.scheduler import Scheduler
 from pipeline.services.gapfill import plan_fill
@@ -127,9 +127,9 @@ def children(db: DatabaseService, run_id: int) -> list[int]:
     return [c.id for c in db.get_child_runs(run_id)]
 
 
-def requests_of(db: DatabaseService, run_id: int) -> list[RerunRequest]:
+def requests_of(db: DatabaseService, run_id: int) -> list[ReplayRequest]:
     with db.engine.connect() as conn:
-        return list(conn.execute(select(RerunRequest).where(RerunRequest.run_id == run_id)))
+        return list(conn.execute(select(ReplayRequest).where(ReplayRequest.run_id == run_id)))
 
 
 # ---------------------------------------------------------------------------------------------- one at a time
@@ -171,9 +171,9 @@ def test_a_slice_is_replayed_by_one_request_at_a_time(env):
     # The other run covers the same slice: neither the CLI/dashboard claim nor the scheduler takes it.
     with pytest.raises(ValueError, match=rf"is being replayed by request #{held.id} \(worker-a\)"):
         serve_here(db, Replayer(settings, db), second, requested_by="cli", worker_id="cli:1")
-    assert db.get_rerun_request(queued.id).status == "pending"  # it stays queued
+    assert db.get_replay_request(queued.id).status == "pending"  # it stays queued
     assert db.claim_next_request("worker-b") is None
-    db.finish_rerun_request(held.id, status="done", result_run_id=None)
+    db.finish_replay_request(held.id, status="done", result_run_id=None)
     assert db.claim_next_request("worker-b").id == queued.id
 
 
@@ -373,8 +373,8 @@ def test_invalid_parameters_are_refused_with_one_clear_line_before_any_request(
     with db.transaction() as conn:
         conn.execute(update(DataIngestionLog).where(DataIngestionLog.id == broken_run).values(params=["x"]))
         conn.execute(
-            update(RerunRequest)
-            .where(RerunRequest.id == backfill.id)
+            update(ReplayRequest)
+            .where(ReplayRequest.id == backfill.id)
             .values(slice_params={"source": "coingecko", "data_type": "prices", "params": "bitcoin"})
         )
 
@@ -396,7 +396,7 @@ def test_invalid_parameters_are_refused_with_one_clear_line_before_any_request(
     assert unreadable in requests_of(db, broken_run)[0].error_message
     assert (code, out) == (2, "")
     assert one_line(message).startswith(f"crypto-pipeline: error: {unreadable}")
-    assert db.get_rerun_request(backfill.id).error_message == (
+    assert db.get_replay_request(backfill.id).error_message == (
         f"backfill request #{backfill.id} refused: replay parameters must be an object, not str"
     )
 
@@ -483,4 +483,4 @@ def test_dashboard_run_here_refuses_a_running_run_in_one_line(sim, database_url,
         ):
             data.run_here(run_id)
         with db.engine.connect() as conn:
-            assert conn.scalar(select(func.count()).select_from(RerunRequest)) == 0
+            assert conn.scalar(select(func.count()).select_from(ReplayRequest)) == 0

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from pipeline.database import DatabaseService
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
-from pipeline.models import BlockchainBlock, RerunRequest
+from pipeline.models import BlockchainBlock, ReplayRequest
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
 from tests.conftest import make_settings
 from tests.processes import start_scheduler, stop, wait_for
@@ -228,7 +228,7 @@ def run_scenario(
     runs = all_runs(db)
     report.runs_left_running = sum(r.status.value == "running" for r in runs)
     report.open_requests = count(
-        db, select(func.count()).where(RerunRequest.status.in_(("pending", "running")))
+        db, select(func.count()).where(ReplayRequest.status.in_(("pending", "running")))
     )
     by_outage = [r for r in runs if r.error_class == "DatabaseUnavailable"]
     report.failed_by_outage = len(by_outage)

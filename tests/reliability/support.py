@@ -12,7 +12,7 @@ from sqlalchemy import func, inspect, select, text
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
-from pipeline.models import BlockchainBlock, DataIngestionLog, MarketPrice, RerunRequest
+from pipeline.models import BlockchainBlock, DataIngestionLog, MarketPrice, ReplayRequest
 from pipeline.schemas import DataIngestionLogData
 from pipeline.simulator import Simulator
 from tests.conftest import make_settings
@@ -130,7 +130,7 @@ def backfill_complete(db: DatabaseService, depth: int, days: int) -> bool:
         if count(db, select(func.count()).where(MarketPrice.coin_id == coin)) < days:
             return False
     running = select(func.count()).where(DataIngestionLog.status == "running")
-    open_requests = select(func.count()).where(RerunRequest.status.in_(("pending", "running")))
+    open_requests = select(func.count()).where(ReplayRequest.status.in_(("pending", "running")))
     return count(db, running) == 0 and count(db, open_requests) == 0
 
 

@@ -258,7 +258,7 @@ def test_a_claim_by_a_process_whose_clock_lags_is_not_taken_for_a_dead_workers(p
         assert claimed is not None
         assert claimed.id == request.id
     db.recover_abandoned()  # an honest worker's pass: the claim is seconds old, not minutes
-    state = db.get_rerun_request(request.id)
+    state = db.get_replay_request(request.id)
     assert (state.status, state.claimed_by) == ("running", "dashboard:7:bbbbbb")
     assert abs(state.claimed_at - db.db_now()) < SAME_MOMENT
     assert abs(state.requested_at - db.db_now()) < SAME_MOMENT

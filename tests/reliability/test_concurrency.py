@@ -183,7 +183,7 @@ def test_postgres_three_schedulers_serve_fifty_reruns_once_without_deadlock(post
         started = time.monotonic()
         try:
             wait_for(
-                lambda: all(db.get_rerun_request(r.id).status in ("done", "failed") for r in requests),
+                lambda: all(db.get_replay_request(r.id).status in ("done", "failed") for r in requests),
                 120,
                 what="50 reruns",
             )
@@ -197,7 +197,7 @@ def test_postgres_three_schedulers_serve_fifty_reruns_once_without_deadlock(post
     assert codes == [0, 0, 0], {k: v[-2000:] for k, v in logs.items()}
 
     # Each request served exactly once, by one of the workers, into one child run.
-    served = [db.get_rerun_request(r.id) for r in requests]
+    served = [db.get_replay_request(r.id) for r in requests]
     assert {r.status for r in served} == {"done"}, Counter(r.status for r in served)
     assert len({r.result_run_id for r in served}) == 50
     for run in failed:

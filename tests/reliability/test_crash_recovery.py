@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from pipeline.database import DatabaseService
-from pipeline.models import DataIngestionLog, RerunRequest
+from pipeline.models import DataIngestionLog, ReplayRequest
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
 from tests.conftest import make_settings
 from tests.processes import start_scheduler, stop, wait_for
@@ -170,7 +170,7 @@ def test_twenty_sigkills_mid_backfill_lose_nothing(sim, tmp_path):
     assert {r.error_class for r in runs.values() if r.status.value == "failed"} <= {"Abandoned"}
     # Each abandoned run was queued once, and no request is left open.
     with db.engine.connect() as conn:
-        requests = list(conn.execute(select(RerunRequest.run_id, RerunRequest.status)))
+        requests = list(conn.execute(select(ReplayRequest.run_id, ReplayRequest.status)))
     assert sorted(r.run_id for r in requests) == sorted(killed_mid_run)
     assert {r.status for r in requests} <= {"done", "failed"}
 

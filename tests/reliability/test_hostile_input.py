@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.database import DatabaseService
-from pipeline.models import RerunRequest
+from pipeline.models import ReplayRequest
 from pipeline.ranges import utcnow
 from pipeline.simulator import Simulator, SimulatorConfig
 from pipeline.store.runs import RunSlice
@@ -229,7 +229,7 @@ def rerun_db(database_url):
 
 def _open_requests(db: DatabaseService, run_id: int) -> int:
     stmt = select(func.count()).where(
-        RerunRequest.run_id == run_id, RerunRequest.status.in_(("pending", "running"))
+        ReplayRequest.run_id == run_id, ReplayRequest.status.in_(("pending", "running"))
     )
     with db.engine.connect() as conn:
         return conn.scalar(stmt)
@@ -246,7 +246,7 @@ def test_rerun_of_an_unknown_run_is_refused(rerun_db):
         with pytest.raises(LookupError):
             rerun_db.request_rerun(run_id, "dashboard")
     with rerun_db.engine.connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(RerunRequest)) == 0
+        assert conn.scalar(select(func.count()).select_from(ReplayRequest)) == 0
 
 
 def test_rerun_of_a_running_run_is_refused(rerun_db):
@@ -289,4 +289,4 @@ def test_concurrent_clicks_queue_one_request(rerun_db):
     assert len(ids) == 1
     assert _open_requests(rerun_db, run_id) == 1
     with rerun_db.engine.connect() as conn:
-        assert conn.scalar(select(func.count()).where(RerunRequest.run_id == run_id)) == 1
+        assert conn.scalar(select(func.count()).where(ReplayRequest.run_id == run_id)) == 1

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.database import DatabaseService
-from pipeline.models import BlockchainBlock, DataIngestionLog, RerunRequest
+from pipeline.models import BlockchainBlock, DataIngestionLog, ReplayRequest
 from pipeline.ranges import utcnow
 from pipeline.runtime.scheduler import Scheduler
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
@@ -99,7 +99,7 @@ def test_a_scheduler_does_not_rerun_its_own_long_run(tmp_path):
         runs = list(
             conn.execute(select(DataIngestionLog.id, DataIngestionLog.status, DataIngestionLog.error_class))
         )
-        requests = conn.scalar(select(func.count()).select_from(RerunRequest))
+        requests = conn.scalar(select(func.count()).select_from(ReplayRequest))
     abandoned = [r for r in runs if r.error_class == "Abandoned"]
     if abandoned or requests:
         raise KnownBugError(f"{RERUN_LOOP}: nothing was killed, yet {len(abandoned)} of {len(runs)} runs "
@@ -154,7 +154,7 @@ def test_a_request_claimed_by_a_worker_that_died_before_starting_is_served_again
     db.recover_abandoned()
     assert db.get_child_runs(run_id) == []
     if db.open_request_for(run_id) is None:
-        state = db.get_rerun_request(request.id)
+        state = db.get_replay_request(request.id)
         raise KnownBugError(
             f"{CLAIMED_NOT_STARTED}: request {state.id} is {state.status} ({state.error_message})"
         )
@@ -199,4 +199,4 @@ def _running(db: DatabaseService) -> int:
 
 
 def _open_requests(db: DatabaseService) -> int:
-    return _scalar(db, select(func.count()).where(RerunRequest.status.in_(("pending", "running"))))
+    return _scalar(db, select(func.count()).where(ReplayRequest.status.in_(("pending", "running"))))

@@ -143,7 +143,7 @@ def test_sigterm_during_a_trickling_request_exits_within_5_s_and_closes_the_unit
     assert [(r.status, r.error_class) for r in blocks] == [("failed", "Interrupted")]
     assert not [r for r in runs(db) if r.status == "running"]
     # The interrupted slice is queued, so the next start finishes it.
-    assert [q.run_id for q in db.get_rerun_requests(status="pending")] == [blocks[0].id]
+    assert [q.run_id for q in db.get_replay_requests(status="pending")] == [blocks[0].id]
     note(f"slow replies: SIGTERM during a trickling request -> exit 0 in {elapsed:.2f} s, unit Interrupted")
 
 

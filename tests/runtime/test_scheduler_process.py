@@ -107,7 +107,7 @@ def test_running_scheduler_serves_a_rerun_request(db, database_url, sim, tmp_pat
     )
     try:
         done = wait_for(
-            lambda: (r := db.get_rerun_request(request.id)).status in ("done", "failed") and r,
+            lambda: (r := db.get_replay_request(request.id)).status in ("done", "failed") and r,
             60,
             what="rerun",
         )
@@ -139,7 +139,7 @@ def test_kill_9_mid_backfill_then_restart_recovers_and_matches_an_uninterrupted_
     second = start_scheduler(tmp_path / "second.log", **settings)
     try:
         wait_for(
-            lambda: running_runs(db) == 0 and not db.get_rerun_requests(status="pending"),
+            lambda: running_runs(db) == 0 and not db.get_replay_requests(status="pending"),
             120,
             what="recovery",
         )
@@ -197,14 +197,14 @@ def test_three_schedulers_serve_each_request_once_and_never_share_a_slot(postgre
     ]
     try:
         wait_for(
-            lambda: all(db.get_rerun_request(r.id).status == "done" for r in requests),
+            lambda: all(db.get_replay_request(r.id).status == "done" for r in requests),
             120,
             what="30 reruns done",
         )
     finally:
         codes = [stop(p) for p in procs]
     assert codes == [0, 0, 0]
-    served = [db.get_rerun_request(r.id) for r in requests]
+    served = [db.get_replay_request(r.id) for r in requests]
     assert len({r.result_run_id for r in served}) == 30
     for run in failed:
         assert len(db.get_child_runs(run.id)) == 1

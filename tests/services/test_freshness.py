@@ -72,21 +72,21 @@ def levels(report) -> dict[tuple[str, str], Level]:
     ],
 )
 def test_block_lag_level_follows_the_thresholds(tip, lag, level):
-    measure = block_freshness(btc(last_block_height=1000, chain_tip_height=tip), pure_settings())
+    measure = block_freshness(btc(block_bookmark=1000, chain_tip_height=tip), pure_settings())
     assert (measure.value, measure.level, measure.unit) == (lag, level, "blocks")
     assert (measure.source, measure.data_type, measure.coin) == ("blockchair", "blocks", "bitcoin")
     assert measure.detail == f"newest 1000, tip {tip}"
 
 
 def test_block_lag_is_unknown_before_any_block_or_tip():
-    for coin in (btc(), btc(last_block_height=5), btc(chain_tip_height=5)):
+    for coin in (btc(), btc(block_bookmark=5), btc(chain_tip_height=5)):
         measure = block_freshness(coin, pure_settings())
         assert (measure.value, measure.level) == (None, Level.UNKNOWN)
     assert block_freshness(btc(), pure_settings()).detail == "no blocks ingested yet"
 
 
 def test_block_lag_thresholds_come_from_settings():
-    coin = btc(last_block_height=1000, chain_tip_height=1040)
+    coin = btc(block_bookmark=1000, chain_tip_height=1040)
     assert block_freshness(coin, make_settings("sqlite:///:memory:")).level == Level.WARN  # 30 / 300
     assert block_freshness(coin, pure_settings(BLOCK_LAG_FAIL_BLOCKS=40)).level == Level.FAIL
 
@@ -98,7 +98,7 @@ def test_block_lag_thresholds_come_from_settings():
 def test_price_age_level_follows_the_thresholds(hours, level):
     newest = date(2024, 5, 1)
     now = datetime.combine(newest, time(0), UTC) + timedelta(hours=hours)
-    measure = price_freshness(btc(last_price_date=newest), pure_settings(), now)
+    measure = price_freshness(btc(price_bookmark=newest), pure_settings(), now)
     assert (measure.value, measure.level, measure.unit) == (hours, level, "hours")
     assert (measure.source, measure.data_type, measure.coin) == ("coingecko", "prices", "bitcoin")
     assert measure.detail == "newest day 2024-05-01"
@@ -273,5 +273,5 @@ def test_filling_an_older_range_never_moves_the_price_mark_backwards(env):
     assert coingecko.ingest_price_range(coin, ago(2), today()).status == IngestionStatus.SUCCESS
     assert coingecko.ingest_price_range(coin, ago(30), ago(20)).status == IngestionStatus.SUCCESS
     fresh = coingecko.coin("bitcoin")
-    assert fresh.last_price_date == today()
+    assert fresh.price_bookmark == today()
     assert price_freshness(fresh, settings).level == Level.OK

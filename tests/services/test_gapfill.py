@@ -235,7 +235,7 @@ def test_dry_run_prints_the_requests_and_budget_share_and_queues_nothing(holey, 
     assert "coingecko: 3 requests, ~0.1 min at the rate limit, 1.0% of the daily budget" in lines
     assert "blockchair: 7 requests, ~0.1 min at the rate limit, 0.7% of the daily budget" in lines
     assert lines[-1] == "dry run: nothing queued"
-    assert db.get_rerun_requests() == []
+    assert db.get_replay_requests() == []
 
 
 def test_transaction_gaps_are_planned_per_range_of_incomplete_blocks(database_url):
@@ -307,7 +307,7 @@ def test_queuing_the_same_plan_twice_queues_each_slice_once(holey):
     first = queue_plan(db, plan, "test")
     second = queue_plan(db, plan_fill(db, settings, coins(db, "bitcoin", "ethereum")), "test again")
     assert [r.id for r in second] == [r.id for r in first]
-    pending = db.get_rerun_requests(status="pending")
+    pending = db.get_replay_requests(status="pending")
     assert len(pending) == len(plan.slices) == 7
     assert {r.kind for r in pending} == {"backfill"}
     assert {r.requested_by for r in pending} == {"test"}
@@ -324,7 +324,7 @@ def test_fill_gaps_command_queues_once_however_often_it_runs(holey, cli, databas
         code, out = cli(env, "fill-gaps", "--coins", "bitcoin,ethereum")
         assert code == 0
         assert out.splitlines()[-1].startswith("queued 7 backfill requests")
-    assert len(db.get_rerun_requests(status="pending")) == 7
+    assert len(db.get_replay_requests(status="pending")) == 7
 
 
 # ---------------------------------------------------------------------- the fill, against the simulator
@@ -387,11 +387,11 @@ def test_fill_gaps_closes_every_hole_with_the_sources_truth(sim, env, cli, datab
     for _ in range(2):
         code, out = cli(cli_env, "fill-gaps", "--coins", "bitcoin")
         assert code == 0
-    assert len(db.get_rerun_requests(status="pending")) == 4
+    assert len(db.get_replay_requests(status="pending")) == 4
 
     sim.reset_counts()
     assert Scheduler(settings, db).serve_reruns(kinds=("backfill",), limit=100) == 4
-    requests = db.get_rerun_requests()
+    requests = db.get_replay_requests()
     assert [r.status for r in requests] == ["done"] * 4
     assert {db.get_run(r.result_run_id).status for r in requests} == {IngestionStatus.SUCCESS}
     served = sim.request_counts()
@@ -434,7 +434,7 @@ def test_a_fill_of_nothing_left_to_do_queues_nothing(sim, env, cli, database_url
     ingest_bitcoin(settings, db)
     code, out = cli({"DATABASE_URL": database_url, **FILL_ENV}, "fill-gaps", "--coins", "bitcoin")
     assert (code, out.splitlines()[-1]) == (0, "nothing to fill")
-    assert db.get_rerun_requests() == []
+    assert db.get_replay_requests() == []
 
 
 def test_fill_gaps_refetches_a_transaction_rejected_in_the_middle_of_a_block(sim, env):
