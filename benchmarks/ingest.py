@@ -64,8 +64,7 @@ from pipeline.models import BlockchainTransaction
 from pipeline.ranges import utcnow
 from pipeline.schemas import BlockchainTransactionData, CoinMetadataData
 from pipeline.simulator import Simulator, SimulatorConfig
-from pipeline.sources.blockchair import parse_transactions
-from pipeline.sources.clients import blockchair_client
+from pipeline.sources.blockchair import blockchair_client, parse_transactions
 from pipeline.store.upsert import UpsertSpec
 
 CHAIN = "bitcoin"

@@ -10,14 +10,14 @@ retries, rejected records, the rows the slice holds at the source (expected), th
 faulted run, the rows still missing after a rerun (lost, must be 0) and duplicated rows (must be 0); then
 the run statuses and error classes over all cells, and every violated expectation (a known bug is named).
 
-With `--outages N` it also runs the database-outage scenario of `tests/reliability/outages.py` on both
+With `--outages N` it also runs the database-outage scenario of `benchmarks/harness/outages.py` on both
 dialects: N outages during a multi-batch backfill with reruns queued (PostgreSQL: connections refused and
 sessions terminated for 1-30 s; SQLite: another process holding the write lock for 1-60 s), and prints
 whether the scheduler ever exited, rows lost or duplicated against an uninterrupted run, runs left
 `running`, and the log lines written.
 
 The cells are the ones `tests/reliability/test_fault_matrix.py` asserts on: both import
-`tests/reliability/matrix.py`, so the report and the tests cannot drift. The crash-recovery and
+`benchmarks/harness/matrix.py`, so the report and the tests cannot drift. The crash-recovery and
 concurrency results are reported by `pytest tests/reliability -m slow` (a summary at the end of the run).
 """
 
@@ -35,10 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the matrix lives with the tests
+sys.path.insert(0, str(ROOT))  # `benchmarks.harness` and `pipeline` from a checkout
 
-from tests.conftest import PG_URL, postgres_unavailable  # noqa: E402
-from tests.reliability.matrix import (  # noqa: E402
+from benchmarks.harness.matrix import (  # noqa: E402
     FAULTS,
     HTTP_MAX_ATTEMPTS,
     HTTP_TIMEOUT_SECONDS,
@@ -48,13 +47,13 @@ from tests.reliability.matrix import (  # noqa: E402
     UNITS,
     Cell,
     format_matrix,
-    postgres_schema,
     run_matrix,
     simulator,
     summary,
     verdict,
 )
-from tests.reliability.outages import outage_simulator, run_scenario  # noqa: E402
+from benchmarks.harness.outages import outage_simulator, run_scenario  # noqa: E402
+from benchmarks.harness.postgres import PG_URL, postgres_schema, postgres_unavailable  # noqa: E402
 
 
 def main() -> int:
@@ -90,7 +89,7 @@ def _outages(args: argparse.Namespace) -> int:
                 if postgres_unavailable():
                     print(f"PostgreSQL skipped: {postgres_unavailable()}", file=sys.stderr)
                     continue
-                url_context = postgres_schema(args.postgres_url)
+                url_context = postgres_schema(args.postgres_url, prefix="r")
             with url_context as url:
                 report = run_scenario(
                     database_url=url,
@@ -141,7 +140,7 @@ def _matrix(args: argparse.Namespace) -> int:
                 wanted = PG_SUBSET if args.postgres == "subset" else None
                 cells += run_matrix(
                     sim,
-                    lambda: postgres_schema(args.postgres_url),
+                    lambda: postgres_schema(args.postgres_url, prefix="r"),
                     "postgresql",
                     cells=wanted,
                     progress=_dot,

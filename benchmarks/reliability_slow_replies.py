@@ -20,27 +20,28 @@ Peak RSS is the kernel's high-water mark of the process (VmHWM in /proc/PID/stat
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness.processes import scheduler_settings, start_scheduler, stop, wait_for  # noqa: E402
 from pipeline.config import load_settings  # noqa: E402
 from pipeline.database import DatabaseService  # noqa: E402
 from pipeline.schemas import DataIngestionLogData  # noqa: E402
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig  # noqa: E402
 
 MIB = 1024 * 1024
+T = TypeVar("T")
 RSS_TARGET_MB = 150
 EXIT_TARGET_SECONDS = 5
 
@@ -71,68 +72,32 @@ def _proc_status_kb(pid: int, field: str) -> int:
     raise RuntimeError(msg)
 
 
-def _wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    msg = f"timed out after {timeout:.0f} s waiting for {what}"
-    raise TimeoutError(msg)
-
-
-def _environment(settings: dict[str, object]) -> dict[str, str]:
-    """This environment without any source or database settings, plus `settings`."""
-    prefixes = ("DATABASE_URL", "BLOCKCHAIR_", "COINGECKO_", "HTTP_", "UNIT_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    env.update({key: str(value) for key, value in settings.items()})
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+def _wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
+    return wait_for(condition, timeout, interval=0.1, what=what)
 
 
 @contextmanager
 def scheduler(sim: Simulator, workdir: Path, name: str, **overrides: object) -> Iterator[Scheduler]:
     """`python run_ingestor.py` on a fresh SQLite database against `sim`; SIGTERM on the way out."""
     url = f"sqlite:///{workdir}/{name}.db"
-    settings: dict[str, object] = {
-        "DATABASE_URL": url,
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
+    schedule: dict[str, object] = {
         "BLOCKS_INITIAL_DEPTH": 120,
         "COINS": "bitcoin",
         "BLOCKS_INTERVAL_MINUTES": 30,
         "TRANSACTIONS_INTERVAL_MINUTES": 30,
         "LATEST_PRICE_INTERVAL_MINUTES": 30,
         "HEARTBEAT_SECONDS": 1,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
-        "HTTP_TIMEOUT_SECONDS": 5,
-        **overrides,
     }
+    settings = scheduler_settings(url, sim, **{**schedule, **overrides})
     db = DatabaseService(settings=load_settings(_env_file=None, DATABASE_URL=url))
     db.create_tables()
     log = workdir / f"{name}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_ingestor.py"), "--log-level", "INFO"],
-            cwd=workdir,
-            env=_environment(settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_scheduler(log, **settings)
     try:
         yield Scheduler(process, db, log)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        with suppress(subprocess.TimeoutExpired):  # killed instead
+            stop(process)
         db.dispose()
 
 

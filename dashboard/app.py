@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard import data, gate, outage
+from pipeline.config import Settings
 from pipeline.errors import ConfigError, DatabaseUnavailable
 
 st.set_page_config(page_title="crypto-pipeline", page_icon=":material/currency_bitcoin:", layout="wide")
@@ -41,6 +42,7 @@ PAGES = {
     ],
 }
 
+settings: Settings | None
 try:
     settings = data.settings()
 except ConfigError:

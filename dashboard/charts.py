@@ -16,6 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboard.coverage_frames import MarkKey, block_range_rows
+
 STATUS_COLORS = {"success": "#21c354", "partial": "#ffa421", "failed": "#ff4b4b", "running": "#1c83e1"}
 MISSING_COLOR = "#ff4b4b"
 PROVISIONAL_COLOR = "#ffa421"
@@ -140,9 +142,9 @@ def _mark_x(key: date | int) -> pd.Timestamp | int:
 
 def mark_findings(
     fig: go.Figure,
-    marks: Mapping[date | int, list[str]],
+    marks: Mapping[MarkKey, list[str]],
     *,
-    severities: Mapping[date | int, str] | None = None,
+    severities: Mapping[MarkKey, str] | None = None,
 ) -> go.Figure:
     """A dotted line and a triangle (top of the overlay axis) per day or height named in findings.
 
@@ -468,7 +470,7 @@ def height_buckets(ranges: pd.DataFrame, max_buckets: int = MAX_HEIGHT_BUCKETS) 
     Returns chain, start, end, missing (heights in holes) and state: held / partly missing / missing.
     """
     columns = ["chain", "start", "end", "missing", "state"]
-    rows: list[tuple] = []
+    rows: list[tuple[str, int, int, int, str]] = []
     blocks = ranges[ranges["kind"].isin(["held", "hole"])] if not ranges.empty else ranges
     for chain, spans_ in blocks.groupby("chain", sort=True):
         low, high = int(spans_["start"].min()), int(spans_["end"].max())
@@ -476,7 +478,7 @@ def height_buckets(ranges: pd.DataFrame, max_buckets: int = MAX_HEIGHT_BUCKETS) 
         size = math.ceil(span / min(span, max_buckets))
         count = math.ceil(span / size)
         missing = [0] * count
-        for hole in spans_[spans_["kind"] == "hole"].itertuples(index=False):
+        for hole in block_range_rows(spans_[spans_["kind"] == "hole"]):
             start, end = int(hole.start), int(hole.end)
             for i in range((start - low) // size, (end - low) // size + 1):
                 first, last = low + i * size, min(low + (i + 1) * size - 1, high)

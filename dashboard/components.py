@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -14,14 +14,17 @@ import streamlit as st
 from dashboard import data, gate, urlstate
 from dashboard.urlstate import CUSTOM, EARLIEST_DAY, PRESETS
 
-LEVEL_COLORS = {"ok": "green", "warn": "orange", "fail": "red", "unknown": "gray"}
+# The colours used here, of those st.badge and the :color[...] markdown accept.
+BadgeColor = Literal["green", "orange", "red", "blue", "gray"]
+
+LEVEL_COLORS: dict[str, BadgeColor] = {"ok": "green", "warn": "orange", "fail": "red", "unknown": "gray"}
 LEVEL_ICONS = {
     "ok": ":material/check_circle:",
     "warn": ":material/warning:",
     "fail": ":material/error:",
     "unknown": ":material/help:",
 }
-STATUS_STYLE = {
+STATUS_STYLE: dict[str, tuple[BadgeColor, str]] = {
     "success": ("green", ":material/check_circle:"),
     "done": ("green", ":material/check_circle:"),
     "partial": ("orange", ":material/warning:"),
@@ -172,7 +175,7 @@ def empty_state(title: str, body: str, commands: Iterable[str] = ()) -> None:
 def status_badge(status: str, *, label: str | None = None) -> None:
     """A coloured badge for a run, request or worker status."""
     color, icon = STATUS_STYLE.get(status, ("gray", ":material/help:"))
-    st.badge(label or status, icon=icon, color=color)  # type: ignore[arg-type]
+    st.badge(label or status, icon=icon, color=color)
 
 
 STATUS_TEXT_COLORS = {"green": "#21c354", "orange": "#ffa421", "red": "#ff4b4b", "blue": "#1c83e1"}
@@ -183,7 +186,8 @@ def status_cells(frame: pd.DataFrame, column: str = "status") -> tuple[pd.DataFr
     on hundreds of rows); returns the frame to show and its column_config entry."""
     options = list(STATUS_STYLE)
     colors = [STATUS_TEXT_COLORS.get(STATUS_STYLE[o][0], "#808495") for o in options]
-    shown = frame.assign(**{column: [[str(v)] for v in frame[column]]})
+    tags = pd.Series([[str(v)] for v in frame[column]], index=frame.index, dtype=object)
+    shown = frame.assign(**{column: tags})
     return shown, {column: st.column_config.MultiselectColumn(column, options=options, color=colors)}
 
 
@@ -192,7 +196,7 @@ def table_height(rows: int, most: int = 360) -> int:
     return min(most, 38 + 35 * max(rows, 1))
 
 
-def freshness_color(level: str) -> str:
+def freshness_color(level: str) -> BadgeColor:
     """Streamlit colour name of a freshness level (green / orange / red / gray)."""
     return LEVEL_COLORS.get(level, "gray")
 
@@ -204,7 +208,7 @@ def freshness_card(coin: str, what: str, value: str, level: str, detail: str) ->
     with st.container(border=True):
         st.markdown(f"**{literal(coin)}** · {what}")
         st.markdown(f"#### :{color}[{literal(value)}]")
-        st.badge(level, icon=LEVEL_ICONS.get(level), color=color)  # type: ignore[arg-type]
+        st.badge(level, icon=LEVEL_ICONS.get(level), color=color)
         st.caption(literal(detail))
 
 
@@ -295,7 +299,7 @@ def date_range_picker(key: str, *, earliest: date | None, default: str = "90d") 
         st.session_state[range_key] = preset_range(preset if preset != CUSTOM else default, earliest, today)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     left.segmented_control(
-        "Period", [*PRESETS, CUSTOM], key=preset_key, required=True, format_func=PRESET_LABELS.get
+        "Period", [*PRESETS, CUSTOM], key=preset_key, required=True, format_func=PRESET_LABELS.__getitem__
     )
     right.date_input(
         "Dates (UTC)",
@@ -317,7 +321,8 @@ def chain_picker(key: str) -> str | None:
     if not chains:
         return None
     if key not in st.session_state:
-        by_name = {c.blockchair_chain: s for s, c in chains.items()} | {s.lower(): s for s in chains}
+        by_name = {c.blockchair_chain: s for s, c in chains.items() if c.blockchair_chain}
+        by_name |= {s.lower(): s for s in chains}
         params = {k: st.query_params.get_all(k) for k in st.query_params}
         warnings: list[str] = []
         chosen = urlstate.parse_choice(params, "chain", by_name, warnings)

@@ -7,9 +7,9 @@ stored quality findings (one row per finding, `samples` a list of dicts).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
-from typing import Any
+from typing import Any, Literal, Protocol, SupportsInt, TypeVar, cast, overload
 
 import pandas as pd
 
@@ -21,6 +21,56 @@ FINDING_COLUMNS = [
 ]  # fmt: skip
 SEVERITY_ORDER = {"error": 0, "warn": 1}
 
+# The rows of the input frames as `itertuples(index=False)` yields them. pandas-stubs types every field of
+# such a row as "any scalar"; these name the columns read here and what they hold (counts come back as
+# numpy integers, hence SupportsInt).
+
+
+class PriceRangeRow(Protocol):
+    """A row of the price coverage ranges: one coin's run of days in one state."""
+
+    coin_id: str
+    start: date
+    end: date
+    state: str
+    days: SupportsInt
+
+
+class BlockRangeRow(Protocol):
+    """A row of the block coverage ranges: one chain's run of heights held, missing or incomplete."""
+
+    chain: str
+    kind: str
+    start: SupportsInt
+    end: SupportsInt
+    size: SupportsInt
+    missing: float  # transactions missing from an incomplete run; NaN when unknown
+
+
+class FindingRow(Protocol):
+    """A row of `findings_frame`: one stored quality finding with its sample rows."""
+
+    id: SupportsInt
+    check_name: str
+    severity: str
+    subject: str
+    samples: list[dict[str, Any]] | None
+
+
+def price_range_rows(frame: pd.DataFrame) -> Iterator[PriceRangeRow]:
+    """Iterate a price coverage frame with its columns typed (see PriceRangeRow)."""
+    return cast(Iterator[PriceRangeRow], frame.itertuples(index=False))
+
+
+def block_range_rows(frame: pd.DataFrame) -> Iterator[BlockRangeRow]:
+    """Iterate a block coverage frame with its columns typed (see BlockRangeRow)."""
+    return cast(Iterator[BlockRangeRow], frame.itertuples(index=False))
+
+
+def finding_rows(frame: pd.DataFrame) -> Iterator[FindingRow]:
+    """Iterate a findings frame with its columns typed (see FindingRow)."""
+    return cast(Iterator[FindingRow], frame.itertuples(index=False))
+
 
 # ---------------------------------------------------------------------------------------------- gaps
 
@@ -30,14 +80,14 @@ def gap_rows(prices: pd.DataFrame, blocks: pd.DataFrame) -> pd.DataFrame:
     whose transactions are incomplete."""
     rows: list[tuple[Any, ...]] = []
     if not prices.empty:
-        for r in prices[prices["state"].isin(GAP_STATES)].itertuples(index=False):
+        for r in price_range_rows(prices[prices["state"].isin(GAP_STATES)]):
             rows.append(("prices", r.coin_id, f"{r.start}..{r.end}", int(r.days), "days", r.state))
     if not blocks.empty:
-        for r in blocks[blocks["kind"] == "hole"].itertuples(index=False):
-            rows.append(("blocks", r.chain, f"{r.start}..{r.end}", int(r.size), "heights", "missing"))
-        for r in blocks[blocks["kind"] == "incomplete"].itertuples(index=False):
-            state = "incomplete" if pd.isna(r.missing) else f"incomplete ({int(r.missing):,} tx missing)"
-            rows.append(("transactions", r.chain, f"{r.start}..{r.end}", int(r.size), "blocks", state))
+        for b in block_range_rows(blocks[blocks["kind"] == "hole"]):
+            rows.append(("blocks", b.chain, f"{b.start}..{b.end}", int(b.size), "heights", "missing"))
+        for b in block_range_rows(blocks[blocks["kind"] == "incomplete"]):
+            state = "incomplete" if pd.isna(b.missing) else f"incomplete ({int(b.missing):,} tx missing)"
+            rows.append(("transactions", b.chain, f"{b.start}..{b.end}", int(b.size), "blocks", state))
     return pd.DataFrame(rows, columns=GAP_COLUMNS)
 
 
@@ -91,7 +141,7 @@ def sample_rows(findings: pd.DataFrame) -> pd.DataFrame:
     rows = [
         {"finding": int(f.id), "check_name": f.check_name, "subject": f.subject}
         | {str(k): _value_text(v) for k, v in sample.items()}
-        for f in findings.itertuples(index=False)
+        for f in finding_rows(findings)
         for sample in (f.samples or [])
     ]
     return pd.DataFrame(rows, columns=None if rows else ["finding", "check_name", "subject"])
@@ -101,27 +151,62 @@ def _worst(a: str | None, b: str) -> str:
     return b if a is None or SEVERITY_ORDER.get(b, 9) < SEVERITY_ORDER.get(a, 9) else a
 
 
-def _as_key(value: Any, key: str) -> date | int | None:
+MarkKey = TypeVar("MarkKey", date, int)  # where a finding mark sits: a day, or a block height
+
+
+def _as_day(value: Any) -> date | None:
     try:
-        return date.fromisoformat(str(value)[:10]) if key == "day" else int(value)
+        return date.fromisoformat(str(value)[:10])
     except (TypeError, ValueError):
         return None
 
 
+def _as_height(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@overload
+def finding_marks(
+    findings: pd.DataFrame, key: Literal["day"], *, low: date | None = None, high: date | None = None
+) -> tuple[dict[date, list[str]], dict[date, str]]: ...
+
+
+@overload
+def finding_marks(
+    findings: pd.DataFrame, key: Literal["height"], *, low: int | None = None, high: int | None = None
+) -> tuple[dict[int, list[str]], dict[int, str]]: ...
+
+
 def finding_marks(
     findings: pd.DataFrame,
-    key: str,
+    key: Literal["day", "height"],
     *,
     low: date | int | None = None,
     high: date | int | None = None,
-) -> tuple[dict[Any, list[str]], dict[Any, str]]:
+) -> tuple[dict[date, list[str]], dict[date, str]] | tuple[dict[int, list[str]], dict[int, str]]:
     """The days (`key="day"`) or heights (`key="height"`) named in the findings' samples, within
     [low, high]: value -> hover labels ('bitcoin: price_move (warn)'), and value -> worst severity."""
-    marks: dict[Any, list[str]] = {}
-    severities: dict[Any, str] = {}
-    for f in findings.itertuples(index=False):
+    # The overloads pair the key with the type of its bounds.
+    if key == "day":
+        return _marks(findings, key, _as_day, cast("date | None", low), cast("date | None", high))
+    return _marks(findings, key, _as_height, cast("int | None", low), cast("int | None", high))
+
+
+def _marks(
+    findings: pd.DataFrame,
+    key: str,
+    parse: Callable[[Any], MarkKey | None],
+    low: MarkKey | None,
+    high: MarkKey | None,
+) -> tuple[dict[MarkKey, list[str]], dict[MarkKey, str]]:
+    marks: dict[MarkKey, list[str]] = {}
+    severities: dict[MarkKey, str] = {}
+    for f in finding_rows(findings):
         for sample in f.samples or []:
-            value = _as_key(sample.get(key), key) if key in sample else None
+            value = parse(sample.get(key)) if key in sample else None
             if value is None or (low is not None and value < low) or (high is not None and value > high):
                 continue
             label = f"{f.subject}: {f.check_name} ({f.severity})"

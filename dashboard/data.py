@@ -350,7 +350,9 @@ def price_finding_marks(
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
-def _block_finding_marks(coin_symbol: str) -> tuple[dict, dict, dict, dict]:
+def _block_finding_marks(
+    coin_symbol: str,
+) -> tuple[dict[int, list[str]], dict[int, str], dict[date, list[str]], dict[date, str]]:
     """(height -> labels, height -> severity, day -> labels, day -> severity) of a chain's findings."""
     coin = next((c for c in coins() if c.symbol == coin_symbol), None)
     subjects = coin_subjects(coin) if coin else (coin_symbol,)

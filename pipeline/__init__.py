@@ -1,0 +1,1 @@
+"""Self-hosted crypto data pipeline: ingest Blockchair blocks and CoinGecko prices into one database."""

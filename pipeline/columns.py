@@ -63,17 +63,20 @@ class ExactDecimal(TypeDecorator[Decimal]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Store as text on SQLite (its NUMERIC is a float) and as arbitrary-precision NUMERIC elsewhere."""
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String())
         return dialect.type_descriptor(Numeric(asdecimal=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Turn a number into a Decimal via its text (never via a float), canonical text on SQLite."""
         if value is None:
             return None
         value = value if isinstance(value, Decimal) else Decimal(str(value))
         return decimal_to_text(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        """Read the stored text or NUMERIC back as the exact Decimal that was written."""
         if value is None:
             return None
         return value if isinstance(value, Decimal) else Decimal(str(value))
@@ -86,16 +89,19 @@ class NativeAmount(TypeDecorator[int]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Store as text on SQLite (so amounts beyond int64 fit) and as NUMERIC(78, 0) elsewhere."""
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String())
         return dialect.type_descriptor(Numeric(78, 0, asdecimal=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Write a whole number; on SQLite as an integer while it fits int64, as its digits beyond."""
         if value is None:
             return None
         return int_to_sqlite(int(value)) if dialect.name == "sqlite" else int(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        """Read the stored digits, integer or NUMERIC back as a Python int of any size."""
         return None if value is None else int(value)
 
 
@@ -111,18 +117,21 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Store as a BIGINT of epoch microseconds on SQLite and as TIMESTAMPTZ elsewhere."""
         if dialect.name == "sqlite":
             return dialect.type_descriptor(BigInteger())
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Write a timestamp as UTC (a naive one is taken to be UTC already), as microseconds on SQLite."""
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return datetime_to_epoch_us(value) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | int | None, dialect: Dialect) -> datetime | None:
+        """Read a stored timestamp back as a timezone-aware UTC datetime, whatever the driver returned."""
         if value is None:
             return None
         if isinstance(value, int):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -26,3 +26,12 @@ class LazyProxy(Generic[T]):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._get(), name)
+
+
+def lazy(factory: Callable[[], T]) -> T:
+    """A `LazyProxy` of `factory`, typed as the instance it stands for.
+
+    The proxy forwards every attribute, so callers use it as they would the instance and type checkers
+    should see that type; only `isinstance` and the proxy's own `reset` tell the two apart.
+    """
+    return cast(T, LazyProxy(factory))

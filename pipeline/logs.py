@@ -7,6 +7,8 @@ import sys
 from collections.abc import Iterable
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Names the root handler configure_logging adds, so that a second call finds and reuses it.
+_HANDLER_NAME = "crypto-pipeline"
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -24,6 +26,7 @@ class RedactSecrets(logging.Filter):
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with secrets masked; never drops a record."""
         if not self.secrets:
             return True
         text = record.getMessage()
@@ -36,10 +39,10 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
     """Send logs to stderr in one-line format; idempotent."""
     root = logging.getLogger()
     root.setLevel(level.upper())
-    handler = next((h for h in root.handlers if getattr(h, "_pipeline", False)), None)
+    handler = next((h for h in root.handlers if h.get_name() == _HANDLER_NAME), None)
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler._pipeline = True  # type: ignore[attr-defined]
+        handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter(FORMAT, datefmt="%Y-%m-%dT%H:%M:%S"))
         root.addHandler(handler)
     handler.filters = [RedactSecrets(secrets)]

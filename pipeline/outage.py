@@ -49,7 +49,7 @@ class Outage:
                 self.outages += 1
                 logger.warning("%s; waiting for it to return (logged once per outage)", error)
             self._attempts += 1
-            wait = min(self.ceiling, self.floor * 2 ** (self._attempts - 1))
+            wait = min(self.ceiling, self.floor * 2.0 ** (self._attempts - 1))
         return wait * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not cryptography
 
     def recovered(self) -> None:

@@ -49,3 +49,10 @@ def earliest_servable(coin: CoinMetadataData, settings: Settings, today: date) -
     if settings.coingecko_history_days is not None:
         earliest = max(earliest, today - timedelta(days=settings.coingecko_history_days - 1))
     return earliest
+
+
+def servable_range(
+    coin: CoinMetadataData, settings: Settings, start: date, end: date, today: date
+) -> tuple[date, date]:
+    """Clamp [start, end] to what the price plan serves and the coin's listing; empty when start > end."""
+    return max(start, earliest_servable(coin, settings, today)), min(end, today)

@@ -21,6 +21,7 @@ from pipeline.columns import (
     epoch_us_to_datetime,
     int_to_sqlite,
 )
+from tests.support.properties import examples
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -88,7 +89,7 @@ def test_decimal_to_text_keeps_none():
     assert decimal_to_text(None) is None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(realistic_decimals)
 def test_decimal_to_text_round_trips_hypothesis_decimals(value):
     assume(not (value.is_zero() and value.is_signed()))  # negative zero: see the xfail test below
@@ -97,7 +98,7 @@ def test_decimal_to_text_round_trips_hypothesis_decimals(value):
     assert decimal_to_text(Decimal(text)) == text
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(realistic_decimals, st.integers(min_value=0, max_value=12))
 def test_decimal_to_text_is_the_same_for_equal_decimals(value, extra_zeros):
     assume(not value.is_zero())
@@ -251,7 +252,7 @@ def sqlite_table():
     engine.dispose()
 
 
-@settings(max_examples=75, deadline=None)
+@settings(max_examples=examples(75), deadline=None)
 @given(
     realistic_decimals,
     st.integers(min_value=0, max_value=10**77),

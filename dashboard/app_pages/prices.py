@@ -50,7 +50,9 @@ def render_metrics(frame: pd.DataFrame, names: dict[str, str]) -> None:
         cols[i % len(cols)].metric(label, ui.usd(last), change, border=True)
 
 
-def render_charts(frame: pd.DataFrame, log: bool, findings: tuple[dict, dict]) -> None:
+def render_charts(
+    frame: pd.DataFrame, log: bool, findings: tuple[dict[date, list[str]], dict[date, str]]
+) -> None:
     """Price, normalised, volume and market-cap charts; missing days shaded and marked with x, days named
     in data-quality findings marked with a dotted line and a triangle."""
     missing = charts.missing_price_days(frame)

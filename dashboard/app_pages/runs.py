@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import TypedDict
+
 import pandas as pd
 import streamlit as st
 
@@ -11,6 +14,17 @@ from dashboard import data, gate, run_actions, urlstate
 STATUSES = ["failed", "partial", "success", "running"]
 RUNS_LIMIT = 500
 FILTERS = {"runs_status": "status", "runs_source": "source", "runs_type": "data_type", "runs_coin": "coin"}
+
+
+class RunFilters(TypedDict):
+    """The filter keywords of `data.runs`, as the filter widgets set them (empty = no filter)."""
+
+    statuses: tuple[str, ...]
+    sources: tuple[str, ...]
+    data_types: tuple[str, ...]
+    coins: tuple[str, ...]
+    start: date
+    end: date
 
 
 def read_link(options: dict[str, list[str]]) -> None:
@@ -32,7 +46,7 @@ def read_link(options: dict[str, list[str]]) -> None:
         st.warning(f"Some link parameters were ignored: {ignored}", icon=":material/link_off:")
 
 
-def render_filters(options: dict[str, list[str]]) -> dict:
+def render_filters(options: dict[str, list[str]]) -> RunFilters:
     """Status, source, data type, coin and start-date filters."""
     with st.container(border=True):
         cols = st.columns(4)
@@ -48,7 +62,10 @@ def render_filters(options: dict[str, list[str]]) -> dict:
                 st.multiselect(labels[key], options[key], key=key, placeholder="All")
             ui.save(key)
         start, end, _ = ui.date_range_picker("runs", earliest=urlstate.EARLIEST_DAY, default="30d")
-    pick = lambda key: tuple(st.session_state.get(key) or ())  # noqa: E731
+
+    def pick(key: str) -> tuple[str, ...]:
+        return tuple(st.session_state.get(key) or ())
+
     return {
         "statuses": pick("runs_status"),
         "sources": pick("runs_source"),

@@ -10,10 +10,11 @@ from functools import cached_property
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
 from pipeline.errors import ConfigError, Interrupted
-from pipeline.http.client import ApiClient, current_unit, unit_limits
+from pipeline.http.client import ApiClient
+from pipeline.http.limits import current_unit, unit_limits
+from pipeline.ingestion.units import WORKER_ID, RunSlice, RunTally, record_run
 from pipeline.ranges import utcnow
 from pipeline.schemas import CoinMetadataData
-from pipeline.store.runs import WORKER_ID, RunSlice, RunTally, record_run
 
 
 class Ingestor:

@@ -9,31 +9,40 @@ the orphaned blocks' transactions so that the transaction job fetches the new on
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeAlias, TypeVar
 
-from sqlalchemy import func, select
+from pydantic import BaseModel
 
 from pipeline.errors import ResponseFormatError
 from pipeline.http.client import ApiClient
 from pipeline.ingestion.base import Ingestor
-from pipeline.lazy import LazyProxy
-from pipeline.models import BlockchainBlock
+from pipeline.ingestion.units import IngestionResult, RunSlice, RunTally
+from pipeline.lazy import lazy
 from pipeline.ranges import contiguous_ranges
 from pipeline.schemas import BlockchainBlockData, BlockchainTransactionData, CoinMetadataData
 from pipeline.services.quality import apply_findings, block_findings, check_transactions
-from pipeline.sources.blockchair import parse_address_dashboard, parse_blocks, parse_transactions
-from pipeline.sources.clients import blockchair_client
+from pipeline.sources.blockchair import (
+    PAGE_SIZE,
+    address_requests,
+    blockchair_client,
+    parse_address_dashboard,
+    parse_blocks,
+    parse_transactions,
+    row_ids,
+)
 from pipeline.sources.common import ParseResult
-from pipeline.store.runs import IngestionResult, RunSlice, RunTally
+from pipeline.sources.pagination import keyset_pages
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "blockchair"
-PAGE_SIZE = 100
-ADDRESS_BATCH = 100
-MAX_PAGES = 10_000  # a hard stop for a pager that stops advancing on a misbehaving source
+# A hard stop on any listing, past the guard against a cursor that does not advance.
+MAX_PAGES = 10_000
 
+_R = TypeVar("_R", bound=BaseModel)
+# One page of a listing: its parse, and the source ids of its rows (valid or not) that paging moves on.
+_Listing: TypeAlias = tuple[ParseResult[_R], list[int]]
 
 
 class BlockchairIngestor(Ingestor):
@@ -67,7 +76,7 @@ class BlockchairIngestor(Ingestor):
 
     def ingest(self, coin: CoinMetadataData, data_type: str, **kwargs: Any) -> IngestionResult | None:
         """One unit of `data_type` ("blocks", "transactions" or "addresses") for a chain."""
-        handlers = {
+        handlers: dict[str, Callable[..., IngestionResult | None]] = {
             "blocks": self.ingest_blocks,
             "transactions": self.ingest_transactions,
             "addresses": self.ingest_addresses,
@@ -120,21 +129,32 @@ class BlockchairIngestor(Ingestor):
 
     def _page_blocks(self, coin: CoinMetadataData, start: int, end: int | None, tally: RunTally) -> None:
         chain = _chain(coin)
-        cursor, seen, reorganised = start, set(), []
-        for _ in range(MAX_PAGES):
+        endpoint = f"/{chain}/blocks"
+        seen: set[int] = set()
+        reorganised: list[int] = []
+
+        def fetch(cursor: int | None) -> _Listing[BlockchainBlockData]:
             self.check_stop()
-            params = {"q": f"id({cursor}..{'' if end is None else end})", "s": "id(asc)", "limit": PAGE_SIZE}
-            payload = self.client.get_json(f"/{chain}/blocks", params, endpoint=f"/{chain}/blocks")
+            low = start if cursor is None else cursor
+            params = {"q": f"id({low}..{'' if end is None else end})", "s": "id(asc)", "limit": PAGE_SIZE}
+            payload = self.client.get_json(endpoint, params, endpoint=endpoint)
             page = parse_blocks(payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock())
+            return page, row_ids(payload)
+
+        def next_height(listing: _Listing[BlockchainBlockData]) -> int | None:
+            # Reads `end` as pinned by the loop below, after the page was handled.
+            last = _last_id(*listing)
+            return None if last is None or (end is not None and last >= end) else last + 1
+
+        pages = keyset_pages(
+            fetch, next_height, first=start, max_pages=MAX_PAGES, source=SOURCE, endpoint=endpoint
+        )
+        for page, ids in pages:
             end = page.tip if end is None else end  # pin the range so that new blocks cannot shift pages
-            ids = _raw_ids(payload)
             seen.update(ids)
             tally.fetched += page.rows_seen
             tally.add_rejects(page.rejects)
             reorganised += self._store_blocks(coin, page, tally)
-            if page.rows_seen < PAGE_SIZE or not ids or (end is not None and max(ids) >= end):
-                break
-            cursor = max(ids) + 1
         replay = {"chain": chain, "start_height": start, "end_height": end}
         if reorganised:
             replay["reorganised_heights"] = reorganised
@@ -152,7 +172,7 @@ class BlockchairIngestor(Ingestor):
     def _store_blocks(
         self, coin: CoinMetadataData, page: ParseResult[BlockchainBlockData], tally: RunTally
     ) -> list[int]:
-        """Load one page and move the coin's marks, in one transaction; returns reorganised heights."""
+        """Load one page and move the coin's bookmark, in one transaction; returns reorganised heights."""
         now = self.clock()
         with self.db.transaction() as conn:
             reorganised = self._replace_reorganised(conn, coin, page.records)
@@ -160,13 +180,7 @@ class BlockchairIngestor(Ingestor):
             # Blocks the database refused (a hash held by another height) are rejects like the parser's.
             tally.written += written.counts()
             tally.add_rejects(written.rejects)
-            marks: dict[str, Any] = {
-                "block_bookmark_at": now,
-                "block_bookmark": _max_height(coin.symbol),
-            }
-            if page.tip is not None:
-                marks |= {"chain_tip_height": page.tip, "chain_tip_seen_at": now}
-            self.db.set_bookmarks(conn, coin.symbol, **marks)
+            self.db.advance_block_bookmark(conn, coin.symbol, at=now, tip=page.tip)
         return reorganised
 
     def _replace_reorganised(
@@ -231,30 +245,32 @@ class BlockchairIngestor(Ingestor):
         # [low, high] holds only incomplete blocks, so it is read from its start: a transaction missing
         # from the middle of a block (rejected earlier) is fetched again, and stored ones upsert unchanged.
         chain = _chain(coin)
-        after: int | None = None
+        endpoint = f"/{chain}/transactions"
+
+        def fetch(after: int | None) -> _Listing[BlockchainTransactionData]:
+            # The first page has no id filter; each next one asks for the ids after the last one seen.
+            self.check_stop()
+            q = f"block_id({low}..{high})" + (f",id({after + 1}..)" if after is not None else "")
+            params = {"q": q, "s": "id(asc)", "limit": PAGE_SIZE}
+            payload = self.client.get_json(endpoint, params, endpoint=endpoint)
+            page = parse_transactions(
+                payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock()
+            )
+            return page, row_ids(payload)
+
         # Whole pages are buffered and committed DB_BATCH_SIZE rows at a time (a commit per 100-row page
         # cost about a fifth of the throughput); on any exit the complete pages fetched so far are kept.
         buffer: list[BlockchainTransactionData] = []
+        pages = keyset_pages(
+            fetch, lambda listing: _last_id(*listing), max_pages=MAX_PAGES, source=SOURCE, endpoint=endpoint
+        )
         try:
-            for _ in range(MAX_PAGES):
-                self.check_stop()
-                q = f"block_id({low}..{high})" + (f",id({after + 1}..)" if after is not None else "")
-                params = {"q": q, "s": "id(asc)", "limit": PAGE_SIZE}
-                payload = self.client.get_json(
-                    f"/{chain}/transactions", params, endpoint=f"/{chain}/transactions"
-                )
-                page = parse_transactions(
-                    payload, coin_symbol=coin.symbol, family=coin.chain_family, now=self.clock()
-                )
+            for page, _ids in pages:
                 tally.fetched += page.rows_seen
                 tally.add_rejects(page.rejects)
                 buffer += page.records
                 if len(buffer) >= self.settings.DB_BATCH_SIZE:
                     buffer = self._flush_transactions(buffer, tally)
-                ids = _raw_ids(payload)
-                if page.rows_seen < PAGE_SIZE or not ids:
-                    return
-                after = max(ids)
         finally:
             self._flush_transactions(buffer, tally)
 
@@ -285,7 +301,7 @@ class BlockchairIngestor(Ingestor):
             return None
         run = RunSlice(SOURCE, "addresses", chain, {"chain": chain, "addresses": list(watched)})
         with self.recorded(run, trigger=trigger, parent_run_id=parent_run_id) as tally:
-            for path, batch in self._address_requests(chain, coin.chain_family, watched):
+            for path, batch in address_requests(chain, coin.chain_family, watched):
                 self.check_stop()
                 payload = self.client.get_json(path, endpoint=f"/{chain}/dashboards/address")
                 page = parse_address_dashboard(
@@ -305,17 +321,6 @@ class BlockchairIngestor(Ingestor):
         assert tally.result is not None
         return tally.result
 
-    @staticmethod
-    def _address_requests(chain: str, family: str, addresses: list[str]) -> Iterator[tuple[str, list[str]]]:
-        """Bitcoin-like chains take 100 addresses per request; Ethereum has no multi-address dashboard."""
-        if family == "ethereum":
-            for address in addresses:
-                yield f"/{chain}/dashboards/address/{address}", [address]
-            return
-        for i in range(0, len(addresses), ADDRESS_BATCH):
-            batch = addresses[i : i + ADDRESS_BATCH]
-            yield f"/{chain}/dashboards/addresses/{','.join(batch)}", batch
-
 
 def _chain(coin: CoinMetadataData) -> str:
     if not coin.blockchair_chain:
@@ -324,25 +329,10 @@ def _chain(coin: CoinMetadataData) -> str:
     return coin.blockchair_chain
 
 
-def _raw_ids(payload: Any) -> list[int]:
-    """Source ids of the rows of a listing (valid or not), for paging."""
-    data = payload.get("data") if isinstance(payload, dict) else None
-    rows = data if isinstance(data, list) else []
-    return [
-        r["id"]
-        for r in rows
-        if isinstance(r, dict) and isinstance(r.get("id"), int) and not isinstance(r.get("id"), bool)
-    ]
-
-
-def _max_height(coin_symbol: str) -> Any:
-    """The stored maximum height, evaluated inside the UPDATE (so it sees this transaction's rows)."""
-    return (
-        select(func.max(BlockchainBlock.block_id))
-        .where(BlockchainBlock.coin_symbol == coin_symbol)
-        .scalar_subquery()
-    )
+def _last_id(page: ParseResult[Any], ids: list[int]) -> int | None:
+    """The highest row id of a full page; None when the page is the listing's last (short or empty)."""
+    return None if page.rows_seen < PAGE_SIZE or not ids else max(ids)
 
 
 # The seed's entry point: `blockchair_ingestor.run_daily_ingestion(["bitcoin", "ethereum", "dogecoin"])`.
-blockchair_ingestor: BlockchairIngestor = LazyProxy(BlockchairIngestor)  # type: ignore[assignment]
+blockchair_ingestor: BlockchairIngestor = lazy(BlockchairIngestor)

@@ -12,18 +12,15 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from pipeline.http.client import ApiClient
 from pipeline.ingestion.base import Ingestor
-from pipeline.lazy import LazyProxy
-from pipeline.models import MarketPrice
-from pipeline.ranges import day_windows, earliest_servable
+from pipeline.ingestion.units import IngestionResult, RunSlice, RunTally
+from pipeline.lazy import lazy
+from pipeline.ranges import day_windows, servable_range
 from pipeline.schemas import CoinMetadataData, MarketPriceData
+from pipeline.services.coverage import missing_price_days
 from pipeline.services.quality import apply_findings, price_findings
-from pipeline.sources.clients import coingecko_client
-from pipeline.sources.coingecko import parse_history, parse_market_chart
-from pipeline.store.runs import IngestionResult, RunSlice, RunTally
+from pipeline.sources.coingecko import coingecko_client, parse_history, parse_market_chart
 
 SOURCE = "coingecko"
 DEFAULT_COINS = {"BTC": "bitcoin", "ETH": "ethereum", "DOGE": "dogecoin"}
@@ -45,8 +42,7 @@ class CoinGeckoIngestor(Ingestor):
 
     def servable_range(self, coin: CoinMetadataData, start: date, end: date) -> tuple[date, date]:
         """Clamp a range to what the plan serves and the coin's listing; empty when start > end."""
-        today = self.clock().date()
-        return max(start, earliest_servable(coin, self.settings, today)), min(end, today)
+        return servable_range(coin, self.settings, start, end, self.clock().date())
 
     # ------------------------------------------------------------------ ranges
 
@@ -72,18 +68,9 @@ class CoinGeckoIngestor(Ingestor):
         assert tally.result is not None
         return tally.result
 
-    def missing_days(self, coin_id: str, low: date, high: date) -> list[date]:
-        """Days in [low, high] with no stored price."""
-        held = self.db.price_dates(coin_id, low, high)
-        return [
-            low + timedelta(days=i)
-            for i in range((high - low).days + 1)
-            if low + timedelta(days=i) not in held
-        ]
-
     def _fetch_missing(self, coin: CoinMetadataData, low: date, high: date, tally: RunTally) -> None:
         coin_id = _coin_id(coin)
-        for first, last in day_windows(self.missing_days(coin_id, low, high)):
+        for first, last in day_windows(missing_price_days(self.db, coin_id, low, high)):
             self.check_stop()
             params = {
                 "vs_currency": "usd",
@@ -99,7 +86,7 @@ class CoinGeckoIngestor(Ingestor):
             records = [r for r in page.records if first <= r.price_date <= last]
             self._store(coin, records, page.rows_seen, page.rejects, tally)
         apply_findings(self.db, tally, price_findings(self.db, self.settings, coin_id, low, high))
-        still_missing = self.missing_days(coin_id, low, high)
+        still_missing = missing_price_days(self.db, coin_id, low, high)
         if still_missing:
             spans = ", ".join(f"{a}..{b}" for a, b in day_windows(still_missing, max_days=10**6))
             tally.shortfall(f"{len(still_missing)} days without a price: {spans}")
@@ -121,15 +108,9 @@ class CoinGeckoIngestor(Ingestor):
             # Prices the database refused are rejects of the run, like the parser's.
             tally.written += written.counts()
             tally.add_rejects(written.rejects)
-            # The newest stored day, evaluated in SQL: never moved backwards by an older backfill or a
+            # To the newest stored day, evaluated in SQL: never moved backwards by an older backfill or a
             # stale copy of the coin, even with several workers.
-            newest = select(func.max(MarketPrice.price_date)).where(MarketPrice.coin_id == _coin_id(coin))
-            self.db.set_bookmarks(
-                conn,
-                coin.symbol,
-                price_bookmark=newest.scalar_subquery(),
-                price_bookmark_at=self.clock(),
-            )
+            self.db.advance_price_bookmark(conn, coin.symbol, _coin_id(coin), at=self.clock())
 
     def ingest_latest(self, coin: CoinMetadataData, **kwargs: Any) -> IngestionResult:
         """Today's point (and any gap since the last stored day, within PRICE_BACKFILL_DAYS)."""
@@ -195,4 +176,4 @@ def _coin_id(coin: CoinMetadataData) -> str:
 
 
 # The seed's entry point: `coingecko_ingestor.ingest_coingecko_data_for_date({"BTC": "bitcoin", ...})`.
-coingecko_ingestor: CoinGeckoIngestor = LazyProxy(CoinGeckoIngestor)  # type: ignore[assignment]
+coingecko_ingestor: CoinGeckoIngestor = lazy(CoinGeckoIngestor)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypedDict
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
@@ -20,6 +20,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingestion.base import Ingestor
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
+from pipeline.ingestion.units import IngestionResult
 from pipeline.schemas import CoinMetadataData, DataIngestionLogData
 from pipeline.services.gapfill import (
     SliceCost,
@@ -30,7 +31,6 @@ from pipeline.services.gapfill import (
     price_range_cost,
     transaction_range_cost,
 )
-from pipeline.store.runs import IngestionResult
 
 DATA_TYPES = {
     "blockchair": ("blocks", "transactions", "addresses"),
@@ -38,6 +38,13 @@ DATA_TYPES = {
 }
 MAX_HEIGHT = 2**63 - 1  # the BIGINT columns heights are stored in
 MAX_ADDRESS_CHARS = 128
+
+
+class _RunLink(TypedDict):
+    """The keywords every ingest method takes to record why a run happened and which run it repeats."""
+
+    trigger: str
+    parent_run_id: int | None
 
 
 class InvalidSlice(ValueError):
@@ -78,11 +85,13 @@ def _height(params: dict[str, Any], name: str) -> int | None:
 
 def _date(params: dict[str, Any], name: str) -> date:
     value = params.get(name)
-    try:
-        return date.fromisoformat(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        msg = f"{name} must be a date (YYYY-MM-DD), not {value!r}"
-        raise InvalidSlice(msg) from None
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    msg = f"{name} must be a date (YYYY-MM-DD), not {value!r}"
+    raise InvalidSlice(msg)
 
 
 def _addresses(params: dict[str, Any]) -> tuple[str, ...]:
@@ -168,9 +177,13 @@ class Replayer:
         """The requests replaying the slice will send, by the gap-fill cost rules (services.gapfill)."""
         coin = checked.coin
         if checked.data_type == "prices":
-            return price_range_cost(self.coingecko, coin, *checked.days())
+            # Priced by the ingestor that will replay it: its settings, database and clock (its today).
+            gecko = self.coingecko
+            today = gecko.clock().date()
+            return price_range_cost(gecko.db, gecko.settings, coin, *checked.days(), today=today)
         if checked.data_type == "price_by_date":
-            return price_day_cost(self.coingecko, coin, checked.days()[0])
+            gecko = self.coingecko
+            return price_day_cost(gecko.settings, coin, checked.days()[0], today=gecko.clock().date())
         if checked.data_type == "addresses":
             return address_cost(coin, checked.addresses)
         cost = block_range_cost if checked.data_type == "blocks" else transaction_range_cost
@@ -199,7 +212,7 @@ class Replayer:
     ) -> IngestionResult | None:
         """Run a slice described the way runs record it (`params` of a run, or a planned backfill)."""
         checked = self.check(source, data_type, params)
-        kwargs = {"trigger": trigger, "parent_run_id": parent_run_id}
+        kwargs: _RunLink = {"trigger": trigger, "parent_run_id": parent_run_id}
         coin = checked.coin
         if data_type == "addresses":
             return self.blockchair.ingest_addresses(coin, addresses=list(checked.addresses), **kwargs)

@@ -26,11 +26,11 @@ from pydantic import ValidationError
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseUnavailable
-from pipeline.http.client import scrub_query_secrets
+from pipeline.http.redact import scrub_query_secrets
 from pipeline.ingestion.replay import Replayer
+from pipeline.ingestion.units import IngestionResult
 from pipeline.outage import PROCESS_OUTAGE
 from pipeline.schemas import IngestionStatus, ReplayRequestData
-from pipeline.store.runs import IngestionResult
 
 logger = logging.getLogger(__name__)
 

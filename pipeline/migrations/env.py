@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from pipeline.models import Base
 
@@ -11,7 +11,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _run(connection) -> None:  # noqa: ANN001 - alembic passes a Connection
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -30,7 +30,7 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     from pipeline.config import get_settings
-    from pipeline.database import prepare_url
+    from pipeline.store.engine import prepare_url
 
     engine = create_engine(prepare_url(get_settings().DATABASE_URL))
     with engine.connect() as conn:

@@ -8,11 +8,15 @@ schedule comes from BLOCKS_INTERVAL_MINUTES. Install with `pip install 'crypto-p
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 import pendulum
 from airflow.sdk import dag, task
 
 from pipeline.config import get_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
 
 # Task id -> the scheduler job it runs (one per source and data type).
 TASKS = {
@@ -24,7 +28,15 @@ TASKS = {
 }
 
 
-def run_job(job_name: str) -> list[dict]:
+class RunSummary(TypedDict):
+    """One unit's outcome as the task returns it (Airflow keeps it as the task's XCom value)."""
+
+    run_id: int
+    coin: str | None
+    status: str
+
+
+def run_job(job_name: str) -> list[RunSummary]:
     """Run one scheduler job for every active coin; raise if any unit failed, so Airflow retries."""
     # Imported here so that parsing the DAG file stays cheap (no database, no HTTP client).
     from pipeline.database import DatabaseService
@@ -41,7 +53,7 @@ def run_job(job_name: str) -> list[dict]:
     return [{"run_id": r.id, "coin": r.coin, "status": r.status.value} for r in results]
 
 
-def _build_dag():  # noqa: ANN202 - Airflow's DAG type
+def _build_dag() -> DAG:
     settings = get_settings()
 
     @dag(

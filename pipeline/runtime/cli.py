@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
+from typing import NoReturn
 
 from pipeline.config import Settings, load_settings
 from pipeline.database import DatabaseService
@@ -21,12 +22,13 @@ from pipeline.errors import DatabaseError, PipelineError
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
+from pipeline.ingestion.units import IngestionResult
 from pipeline.logs import configure_logging
 from pipeline.ranges import MAX_WINDOW_DAYS, day_windows
 from pipeline.runtime.scheduler import Scheduler
 from pipeline.schemas import CoinMetadataData
+from pipeline.services.coverage import missing_price_days
 from pipeline.services.freshness import Level, freshness_report
-from pipeline.store.runs import IngestionResult
 
 BLOCKCHAIR_TYPES = ("blocks", "transactions", "addresses")
 
@@ -34,7 +36,7 @@ BLOCKCHAIR_TYPES = ("blocks", "transactions", "addresses")
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -244,7 +246,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     plan = []
     for coin in coins:
         low, high = ingestor.servable_range(coin, args.start, args.end)
-        missing = ingestor.missing_days(coin.coingecko_id or "", low, high) if low <= high else []
+        missing = missing_price_days(ingestor.db, coin.coingecko_id or "", low, high) if low <= high else []
         plan.append((coin, len(missing), len(day_windows(missing, MAX_WINDOW_DAYS)), low))
     requests = sum(n for _, _, n, _ in plan)
     for coin, days, n, low in plan:

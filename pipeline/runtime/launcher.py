@@ -49,15 +49,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A free TCP port on the host."""
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     """Poll an URL until it answers 200, failing early if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            msg = f"{process.args[1:3]} exited with code {process.returncode} before {url} answered"
+            # The launcher always starts children from an argument list: name them by its module part.
+            what = process.args[1:3] if isinstance(process.args, list) else process.args
+            msg = f"{what!r} exited with code {process.returncode} before {url} answered"
             raise RuntimeError(msg)
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
@@ -105,7 +108,7 @@ class Child:
     name: str
     args: list[str]
     env: dict[str, str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     started: float = 0.0  # time.monotonic() of the last start
     restarts: int = 0
     failures_in_a_row: int = 0
@@ -133,9 +136,10 @@ def read_launcher_state(path: str | None) -> dict[str, Any] | None:
     if not path:
         return None
     try:
-        return json.loads(Path(path).read_text())
+        state: dict[str, Any] = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+    return state
 
 
 class Launcher:
@@ -157,11 +161,11 @@ class Launcher:
         self.state_path = self._state_dir / "state.json"
 
     @property
-    def processes(self) -> list[subprocess.Popen]:
+    def processes(self) -> list[subprocess.Popen[bytes]]:
         """The children's current processes."""
         return [c.process for c in self.children if c.process is not None]
 
-    def _start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    def _start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         child = Child(name, [sys.executable, *args], {**env, STATE_ENV: str(self.state_path)})
         self.children.append(child)
         self._spawn(child)

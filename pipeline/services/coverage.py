@@ -14,13 +14,12 @@ from datetime import date, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from pipeline.models import BlockchainBlock, DataIngestionLog
 from pipeline.ranges import contiguous_ranges, earliest_servable, utcnow
 from pipeline.schemas import CoinMetadataData, IngestionStatus
+from pipeline.store.coverage import height_islands, price_run_outcomes
 
 PRICE_DATA_TYPES = ("prices", "price_by_date")
 
@@ -109,28 +108,22 @@ def _compress(days: list[tuple[date, CellState]]) -> list[DayRange]:
     return ranges
 
 
-
 def _failed_days(db: DatabaseService, coin_id: str, missing: list[date]) -> set[date]:
     """Missing days whose most recent covering run failed."""
     if not missing:
         return set()
-    stmt = (
-        select(DataIngestionLog.start_date, DataIngestionLog.end_date, DataIngestionLog.status)
-        .where(
-            DataIngestionLog.source == "coingecko",
-            DataIngestionLog.coin == coin_id,
-            DataIngestionLog.data_type.in_(PRICE_DATA_TYPES),
-            DataIngestionLog.start_date <= missing[-1],
-            DataIngestionLog.end_date >= missing[0],
-        )
-        .order_by(DataIngestionLog.started_at, DataIngestionLog.id)
-    )
     last_status: dict[date, str] = {}
-    with db.engine.connect() as conn:
-        for start, end, status in conn.execute(stmt):
-            for day in missing[bisect_left(missing, start) : bisect_right(missing, end)]:
-                last_status[day] = status
+    for start, end, status in price_run_outcomes(db, coin_id, missing[0], missing[-1], PRICE_DATA_TYPES):
+        for day in missing[bisect_left(missing, start) : bisect_right(missing, end)]:
+            last_status[day] = status
     return {day for day, status in last_status.items() if status == IngestionStatus.FAILED}
+
+
+def missing_price_days(db: DatabaseService, coin_id: str, low: date, high: date) -> list[date]:
+    """Days in [low, high] with no stored price, oldest first."""
+    held = db.price_dates(coin_id, low, high)
+    days = (low + timedelta(days=i) for i in range((high - low).days + 1))
+    return [day for day in days if day not in held]
 
 
 def price_coverage(
@@ -157,19 +150,7 @@ def price_coverage(
 
 def held_height_ranges(db: DatabaseService, coin_symbol: str) -> list[HeightRange]:
     """Islands of consecutive stored heights, found in SQL (height - row_number is constant per island)."""
-    island = BlockchainBlock.block_id - func.row_number().over(order_by=BlockchainBlock.block_id)
-    inner = (
-        select(BlockchainBlock.block_id.label("height"), island.label("island"))
-        .where(BlockchainBlock.coin_symbol == coin_symbol)
-        .subquery()
-    )
-    stmt = (
-        select(func.min(inner.c.height), func.max(inner.c.height))
-        .group_by(inner.c.island)
-        .order_by(func.min(inner.c.height))
-    )
-    with db.engine.connect() as conn:
-        return [HeightRange(start=low, end=high) for low, high in conn.execute(stmt)]
+    return [HeightRange(start=low, end=high) for low, high in height_islands(db, coin_symbol)]
 
 
 def holes_between(held: list[HeightRange]) -> list[HeightRange]:

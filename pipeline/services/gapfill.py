@@ -17,16 +17,21 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from pipeline.ingestion.blockchair import BlockchairIngestor
-from pipeline.ingestion.coingecko import CoinGeckoIngestor
-from pipeline.models import BlockchainBlock, DataIngestionLog
-from pipeline.ranges import contiguous_ranges, day_windows, utcnow
+from pipeline.ranges import contiguous_ranges, day_windows, servable_range, utcnow
 from pipeline.schemas import CoinMetadataData, ReplayRequestData
-from pipeline.services.coverage import HeightRange, block_coverage, held_height_ranges, price_coverage
+from pipeline.services.coverage import (
+    HeightRange,
+    block_coverage,
+    held_height_ranges,
+    missing_price_days,
+    price_coverage,
+)
+from pipeline.sources.blockchair import address_requests
+from pipeline.store.coverage import average_transaction_count
+from pipeline.store.runs import requests_sent_since
 
 PAGE_SIZE = 100
 BUDGET_WINDOW = timedelta(hours=24)
@@ -186,16 +191,25 @@ class BudgetExceeded(ValueError):
 
 
 def price_range_cost(
-    coingecko: CoinGeckoIngestor, coin: CoinMetadataData, start: date, end: date
+    db: DatabaseService,
+    settings: Settings,
+    coin: CoinMetadataData,
+    start: date,
+    end: date,
+    *,
+    today: date | None = None,
 ) -> SliceCost:
-    """Prices of [start, end], clamped to what the plan serves: one request per window of missing days."""
+    """Prices of [start, end], clamped to what the plan serves: one request per window of missing days.
+
+    `today` is the ingestor's today (its clock), so that the price and the replay agree on the last day.
+    """
     coin_id = coin.coingecko_id or coin.symbol.lower()
-    low, high = coingecko.servable_range(coin, start, end)
+    low, high = servable_range(coin, settings, start, end, today or utcnow().date())
     if low > high:
         return SliceCost(
             source="coingecko", requests=0, detail=f"prices {coin_id} {start}..{end} (no day the plan serves)"
         )
-    missing = coingecko.missing_days(coin_id, low, high)
+    missing = missing_price_days(db, coin_id, low, high)
     clamped = "" if (low, high) == (start, end) else f", clamped to the plan's {low}..{high}"
     return SliceCost(
         source="coingecko",
@@ -204,9 +218,11 @@ def price_range_cost(
     )
 
 
-def price_day_cost(coingecko: CoinGeckoIngestor, coin: CoinMetadataData, day: date) -> SliceCost:
+def price_day_cost(
+    settings: Settings, coin: CoinMetadataData, day: date, *, today: date | None = None
+) -> SliceCost:
     """One coin-day through `/history`: one request, none when the plan cannot serve the day."""
-    low, high = coingecko.servable_range(coin, day, day)
+    low, high = servable_range(coin, settings, day, day, today or utcnow().date())
     coin_id = coin.coingecko_id or coin.symbol.lower()
     return SliceCost(source="coingecko", requests=int(low <= high), detail=f"price of {coin_id} on {day}")
 
@@ -238,12 +254,8 @@ def block_range_cost(
 
 def _average_transactions(db: DatabaseService, coin_symbol: str) -> int:
     """Transactions per stored block of the chain (every block has one at least: its coinbase)."""
-    stmt = select(func.avg(BlockchainBlock.transaction_count)).where(
-        BlockchainBlock.coin_symbol == coin_symbol
-    )
-    with db.engine.connect() as conn:
-        average = conn.scalar(stmt)
-    return max(1, math.ceil(float(average))) if average is not None else 1
+    average = average_transaction_count(db, coin_symbol)
+    return max(1, math.ceil(average)) if average is not None else 1
 
 
 def _missing_heights(held: list[HeightRange], low: int, high: int) -> list[tuple[int, int]]:
@@ -295,18 +307,13 @@ def transaction_range_cost(
 def address_cost(coin: CoinMetadataData, addresses: Sequence[str]) -> SliceCost:
     """Watched-address balances: the ingestor's own batching (100 per request, one each on Ethereum)."""
     chain = coin.blockchair_chain or coin.symbol
-    count = sum(1 for _ in BlockchairIngestor._address_requests(chain, coin.chain_family, list(addresses)))
+    count = sum(1 for _ in address_requests(chain, coin.chain_family, list(addresses)))
     return SliceCost(source="blockchair", requests=count, detail=f"{len(addresses):,} addresses on {chain}")
 
 
 def requests_spent(db: DatabaseService, source: str, now: datetime | None = None) -> int:
     """Requests the run log says were sent to a source in the last 24 hours."""
-    since = (now or utcnow()) - BUDGET_WINDOW
-    stmt = select(func.coalesce(func.sum(DataIngestionLog.requests_made), 0)).where(
-        DataIngestionLog.source == source, DataIngestionLog.started_at >= since
-    )
-    with db.engine.connect() as conn:
-        return int(conn.scalar(stmt) or 0)
+    return requests_sent_since(db, source, (now or utcnow()) - BUDGET_WINDOW)
 
 
 def check_budget(db: DatabaseService, settings: Settings, cost: SliceCost) -> None:

@@ -12,17 +12,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import func, insert, select
+from typing import Any, Protocol
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from pipeline.models import BlockchainBlock, BlockchainTransaction, DataQualityCheck
 from pipeline.ranges import utcnow
 from pipeline.schemas import FUTURE_TOLERANCE, BlockchainBlockData, MarketPriceData
-from pipeline.store.bookmarks import stored_transaction_counts
-from pipeline.store.runs import RunTally
+from pipeline.store.quality import (
+    hashes_at_several_heights,
+    insert_findings,
+    select_findings,
+    stored_transactions_per_block,
+)
 
 WARN, ERROR = "warn", "error"
 MAX_SAMPLES = 5
@@ -48,7 +49,7 @@ def _sample(**values: Any) -> dict[str, Any]:
 
 
 def _finding(
-    name: str, severity: str, subject: str, slice_: str, bad: list[dict], threshold: str | None
+    name: str, severity: str, subject: str, slice_: str, bad: list[dict[str, Any]], threshold: str | None
 ) -> Finding:
     return Finding(name, severity, subject, slice_, f"{len(bad)} rows", threshold, bad[:MAX_SAMPLES])
 
@@ -143,17 +144,7 @@ def check_blocks(
 def check_chain_integrity(db: DatabaseService, coin_symbol: str, low: int, high: int) -> list[Finding]:
     """The same hash at two heights, or one height under two hashes: neither may ever be stored."""
     slice_ = f"{low}..{high}"
-    in_slice = select(BlockchainBlock.hash).where(
-        BlockchainBlock.coin_symbol == coin_symbol, BlockchainBlock.block_id.between(low, high)
-    )
-    twice = (
-        select(BlockchainBlock.hash, func.count())
-        .where(BlockchainBlock.coin_symbol == coin_symbol, BlockchainBlock.hash.in_(in_slice))
-        .group_by(BlockchainBlock.hash)
-        .having(func.count() > 1)
-    )
-    with db.engine.connect() as conn:
-        bad = [_sample(hash=h, heights=n) for h, n in conn.execute(twice)]
+    bad = [_sample(hash=h, heights=n) for h, n in hashes_at_several_heights(db, coin_symbol, low, high)]
     return (
         [_finding("hash_at_two_heights", ERROR, coin_symbol, slice_, bad, "1 height per hash")] if bad else []
     )
@@ -162,36 +153,17 @@ def check_chain_integrity(db: DatabaseService, coin_symbol: str, low: int, high:
 def check_transactions(db: DatabaseService, coin_symbol: str, low: int, high: int) -> list[Finding]:
     """Stored transactions per block against transaction_count, and fee totals where all are stored."""
     slice_ = f"{low}..{high}"
-    stored = stored_transaction_counts(coin_symbol, low, high)
-    stmt = (
-        select(
-            BlockchainBlock.block_id, BlockchainBlock.transaction_count, stored.c.n, BlockchainBlock.fee_total
-        )
-        .join(stored, stored.c.block_id == BlockchainBlock.block_id)
-        .where(BlockchainBlock.coin_symbol == coin_symbol)
-    )
-    too_many, complete = [], {}
-    with db.session() as session:
-        for height, expected, have, fee_total in session.execute(stmt):
-            if have > expected:
-                too_many.append(_sample(height=height, transaction_count=expected, stored=have))
-            elif have == expected and fee_total is not None:
-                complete[height] = int(fee_total)
-        fees: dict[int, int] = {}
-        if complete:
-            # Exact integer sums in Python: SQLite would add the TEXT amounts as floats.
-            rows = session.execute(
-                select(BlockchainTransaction.block_id, BlockchainTransaction.fee).where(
-                    BlockchainTransaction.coin_symbol == coin_symbol,
-                    BlockchainTransaction.block_id.in_(list(complete)),
-                )
-            )
-            for height, fee in rows:
-                fees[height] = fees.get(height, 0) + int(fee or 0)
+    blocks = stored_transactions_per_block(db, coin_symbol, low, high)
+    too_many = [
+        _sample(height=b.height, transaction_count=b.transaction_count, stored=b.stored)
+        for b in blocks
+        if b.stored > b.transaction_count
+    ]
+    # Only a block whose transactions are all stored can be held to its fee total.
     mismatched = [
-        _sample(height=h, fee_total=total, sum_of_fees=fees.get(h, 0))
-        for h, total in complete.items()
-        if fees.get(h, 0) != total
+        _sample(height=b.height, fee_total=b.fee_total, sum_of_fees=b.stored_fees)
+        for b in blocks
+        if b.stored_fees is not None and b.stored_fees != b.fee_total
     ]
     findings = []
     if too_many:
@@ -210,24 +182,14 @@ def check_transactions(db: DatabaseService, coin_symbol: str, low: int, high: in
 
 def record_findings(db: DatabaseService, run_id: int | None, findings: Iterable[Finding]) -> None:
     """Store findings of one run."""
-    rows = [{"run_id": run_id, "created_at": utcnow(), **f.__dict__} for f in findings]
-    if rows:
-        with db.transaction() as conn:
-            conn.execute(insert(DataQualityCheck), rows)
+    insert_findings(db, [{"run_id": run_id, "created_at": utcnow(), **f.__dict__} for f in findings])
 
 
 def get_findings(
     db: DatabaseService, *, subject: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """Stored findings, newest first."""
-    stmt = select(DataQualityCheck).order_by(DataQualityCheck.id.desc()).limit(limit)
-    if subject:
-        stmt = stmt.where(DataQualityCheck.subject == subject)
-    with db.session() as session:
-        return [
-            {c.name: getattr(row, c.name) for c in DataQualityCheck.__table__.columns}
-            for row in session.scalars(stmt)
-        ]
+    return select_findings(db, subject=subject, limit=limit)
 
 
 def price_findings(
@@ -249,7 +211,17 @@ def block_findings(
     )
 
 
-def apply_findings(db: DatabaseService, tally: RunTally, findings: list[Finding]) -> None:
+class Tally(Protocol):
+    """What the checks need of a unit's run tally (`pipeline.ingestion.units.RunTally`): its run, and a
+    way to say the unit got less than it should (a protocol, so this layer does not import ingestion)."""
+
+    run_id: int | None
+
+    def shortfall(self, reason: str) -> None:
+        """Note that the unit cannot end as `success`."""
+
+
+def apply_findings(db: DatabaseService, tally: Tally, findings: list[Finding]) -> None:
     """Store a unit's findings; an error finding makes the unit `partial` (it never stops ingestion)."""
     record_findings(db, tally.run_id, findings)
     errors = [f for f in findings if f.severity == ERROR]

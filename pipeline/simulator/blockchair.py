@@ -123,7 +123,14 @@ class BlockchairApi:
         return self._page(rows, total, query, started, chain, tip, 2)
 
     def _page(
-        self, rows: list[dict], total: int, query: RowQuery, started: float, chain: str, tip: int, base: float
+        self,
+        rows: list[dict[str, Any]],
+        total: int,
+        query: RowQuery,
+        started: float,
+        chain: str,
+        tip: int,
+        base: float,
     ) -> Reply:
         return self._ok(
             rows,
@@ -150,7 +157,8 @@ class BlockchairApi:
         b_lo = max(b_lo, 0, id_lo // TX_ID_FACTOR)
         b_hi = min(b_hi, tip, id_hi // TX_ID_FACTOR)
         heights = range(b_hi, b_lo - 1, -1) if query.descending else range(b_lo, b_hi + 1)
-        skip, rows = query.offset, []
+        skip = query.offset
+        rows: list[dict[str, Any]] = []
         for scanned, height in enumerate(heights):
             if len(rows) >= query.limit or scanned >= MAX_SCAN:
                 break

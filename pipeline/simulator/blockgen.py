@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.simulator.detrand import fmt_date, fmt_time, hex_bits, rng_for
 
@@ -42,6 +43,11 @@ class BlockContext:
 
 _COINBASE_WEIGHT = 892
 
+# One non-coinbase transaction's numeric columns, in a plain tuple because building millions of them is the
+# simulator's hot loop: (size, fee, value, input_count, output_count, cdd, version, has_witness, weight,
+# is_instant_lock).
+BitcoinTxNumbers = tuple[int, int, int, int, int, float, int, bool, int, bool]
+
 
 def _usd(amount: int, unit: int, price: float) -> float:
     return round(amount / unit * price, 4)
@@ -57,11 +63,11 @@ def _generation(chain: str, height: int) -> int:
     return 230_000_000  # dash: roughly the current miner share
 
 
-def bitcoin_numbers(ctx: BlockContext) -> tuple[tuple, ...]:
+def bitcoin_numbers(ctx: BlockContext) -> tuple[BitcoinTxNumbers, ...]:
     """Return the numeric columns of the non-coinbase transactions (cheap; no strings, no dicts)."""
     rnd = rng_for(ctx.seed, ctx.chain, "numbers", ctx.height, ctx.epoch).random
     scale = VALUE_SCALE[ctx.chain]
-    out = []
+    out: list[BitcoinTxNumbers] = []
     # int(rnd() * n) is several times faster than randint in this hot loop.
     for _ in range(1, ctx.tx_count):
         size = 190 + int(rnd() * 711)
@@ -88,7 +94,9 @@ def bitcoin_numbers(ctx: BlockContext) -> tuple[tuple, ...]:
     return tuple(out)
 
 
-def bitcoin_transactions(ctx: BlockContext, numbers: tuple[tuple, ...]) -> tuple[dict, ...]:
+def bitcoin_transactions(
+    ctx: BlockContext, numbers: tuple[BitcoinTxNumbers, ...]
+) -> tuple[dict[str, Any], ...]:
     """Return the /transactions rows of a Bitcoin-like block, coinbase first."""
     rng = rng_for(ctx.seed, ctx.chain, "tx-strings", ctx.height, ctx.epoch)
     day, when, usd = fmt_date(ctx.ts), fmt_time(ctx.ts), ctx.price / SAT
@@ -123,7 +131,7 @@ def bitcoin_transactions(ctx: BlockContext, numbers: tuple[tuple, ...]) -> tuple
         coinbase.update(is_instant_lock=False, is_special=True, special_json=None)
     # One hex pool per block, sliced per transaction: much faster than one random draw per hash.
     pool = rng.randbytes(32 * len(numbers)).hex()
-    rows = [coinbase]
+    rows: list[dict[str, Any]] = [coinbase]
     for index, (size, fee, value, n_in, n_out, cdd, version, witness, weight, instant) in enumerate(
         numbers, start=1
     ):
@@ -161,7 +169,7 @@ def bitcoin_transactions(ctx: BlockContext, numbers: tuple[tuple, ...]) -> tuple
     return tuple(rows)
 
 
-def bitcoin_block(ctx: BlockContext, numbers: tuple[tuple, ...]) -> dict:
+def bitcoin_block(ctx: BlockContext, numbers: tuple[BitcoinTxNumbers, ...]) -> dict[str, Any]:
     """Return the /blocks row of a Bitcoin-like block; totals are exact sums over its transactions."""
     rng = rng_for(ctx.seed, ctx.chain, "header", ctx.height, ctx.epoch)
     price = ctx.price

@@ -6,13 +6,28 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, cast
 
-from pipeline.simulator.blockgen import BlockContext, bitcoin_block, bitcoin_numbers, bitcoin_transactions
+from pipeline.simulator.blockgen import (
+    BitcoinTxNumbers,
+    BlockContext,
+    bitcoin_block,
+    bitcoin_numbers,
+    bitcoin_transactions,
+)
 from pipeline.simulator.detrand import digest_int
-from pipeline.simulator.ethgen import ethereum_block, ethereum_numbers, ethereum_transactions
+from pipeline.simulator.ethgen import (
+    EthereumTxNumbers,
+    ethereum_block,
+    ethereum_numbers,
+    ethereum_transactions,
+)
 from pipeline.simulator.market import Market, ts_day
 
 TX_ID_FACTOR = 1_000_000
+
+# A block's per-transaction numbers; which of the two shapes depends on the chain's family.
+TxNumbers = tuple[BitcoinTxNumbers, ...] | tuple[EthereumTxNumbers, ...]
 COUNT_CHUNK = 1024
 TX_ROW_BUDGET = 40_000  # cached transaction rows (about 1.6 kB each)
 
@@ -192,28 +207,29 @@ class ChainBook:
             id_factor=TX_ID_FACTOR,
         )
 
-    def _build_numbers(self, chain: str, height: int, epoch: int) -> tuple[BlockContext, tuple[tuple, ...]]:
+    def _build_numbers(self, chain: str, height: int, epoch: int) -> tuple[BlockContext, TxNumbers]:
         ctx = self._context(chain, height, epoch)
         if CHAINS[chain].family == "ethereum":
             return ctx, ethereum_numbers(ctx)
         return ctx, bitcoin_numbers(ctx)
 
-    def _build_block(self, chain: str, height: int, epoch: int) -> dict:
+    # The family decides the shape of the cached numbers (see _build_numbers), hence the casts below.
+    def _build_block(self, chain: str, height: int, epoch: int) -> dict[str, Any]:
         ctx, numbers = self._numbers(chain, height, epoch)
         if CHAINS[chain].family == "ethereum":
-            return ethereum_block(ctx, numbers)
-        return bitcoin_block(ctx, numbers)
+            return ethereum_block(ctx, cast(tuple[EthereumTxNumbers, ...], numbers))
+        return bitcoin_block(ctx, cast(tuple[BitcoinTxNumbers, ...], numbers))
 
-    def _build_txs(self, chain: str, height: int, epoch: int) -> tuple[dict, ...]:
+    def _build_txs(self, chain: str, height: int, epoch: int) -> tuple[dict[str, Any], ...]:
         ctx, numbers = self._numbers(chain, height, epoch)
         if CHAINS[chain].family == "ethereum":
-            return ethereum_transactions(ctx, numbers)
-        return bitcoin_transactions(ctx, numbers)
+            return ethereum_transactions(ctx, cast(tuple[EthereumTxNumbers, ...], numbers))
+        return bitcoin_transactions(ctx, cast(tuple[BitcoinTxNumbers, ...], numbers))
 
-    def block(self, chain: str, height: int) -> dict:
+    def block(self, chain: str, height: int) -> dict[str, Any]:
         """Return the /blocks row for ``height`` (shared; callers must not mutate it)."""
         return self._blocks(chain, height, self.epoch(chain, height))
 
-    def transactions(self, chain: str, height: int) -> tuple[dict, ...]:
+    def transactions(self, chain: str, height: int) -> tuple[dict[str, Any], ...]:
         """Return the /transactions rows of block ``height`` in index order (shared, read-only)."""
         return self._txs(chain, height, self.epoch(chain, height))

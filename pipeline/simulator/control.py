@@ -29,7 +29,8 @@ class SimulatorControl:
 
     def stats(self) -> dict[str, Any]:
         """Return request counts, tips, faults and reorgs."""
-        return self._call("GET", "stats")
+        stats: dict[str, Any] = self._call("GET", "stats")
+        return stats
 
     def add_fault(self, rule: FaultRule | dict[str, Any] | list[FaultRule | dict[str, Any]]) -> None:
         """Append one rule or a list of rules."""

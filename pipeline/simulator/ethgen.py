@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.simulator.blockgen import WEI, BlockContext
 from pipeline.simulator.detrand import fmt_date, fmt_time, hex_bits, rng_for
 
@@ -10,6 +12,9 @@ _V_VALUES = ("25", "26", "0", "1")
 _MERGE_HEIGHT = 15_537_394
 _GENERATION = 2 * WEI
 _HEX_BYTES_PER_TX = 168  # hash 32 + sender 20 + recipient 20 + input 32 + r 32 + s 32
+
+# One transaction's numeric columns: (gas_limit, gas_used, gas_price, value, failed).
+EthereumTxNumbers = tuple[int, int, int, int, bool]
 
 
 def _value(choice: float, bits: int) -> int:
@@ -20,11 +25,11 @@ def _value(choice: float, bits: int) -> int:
     return 10**12 + bits % (15 * WEI)
 
 
-def ethereum_numbers(ctx: BlockContext) -> tuple[tuple, ...]:
+def ethereum_numbers(ctx: BlockContext) -> tuple[EthereumTxNumbers, ...]:
     """Return (gas_limit, gas_used, gas_price, value, failed) per transaction."""
     rng = rng_for(ctx.seed, ctx.chain, "numbers", ctx.height, ctx.epoch)
     rnd = rng.random
-    out = []
+    out: list[EthereumTxNumbers] = []
     for _ in range(ctx.tx_count):
         gas_limit = _GAS_LIMITS[int(rnd() * len(_GAS_LIMITS))]
         gas_used = gas_limit if gas_limit == 21_000 else 21_000 + int(rnd() * (gas_limit - 21_000))
@@ -33,7 +38,9 @@ def ethereum_numbers(ctx: BlockContext) -> tuple[tuple, ...]:
     return tuple(out)
 
 
-def ethereum_transactions(ctx: BlockContext, numbers: tuple[tuple, ...]) -> tuple[dict, ...]:
+def ethereum_transactions(
+    ctx: BlockContext, numbers: tuple[EthereumTxNumbers, ...]
+) -> tuple[dict[str, Any], ...]:
     """Return the /transactions rows of an Ethereum block (wei amounts as decimal strings)."""
     rng = rng_for(ctx.seed, ctx.chain, "tx-strings", ctx.height, ctx.epoch)
     rnd = rng.random
@@ -41,7 +48,7 @@ def ethereum_transactions(ctx: BlockContext, numbers: tuple[tuple, ...]) -> tupl
     base_id = ctx.height * ctx.id_factor
     # One hex pool per block, sliced per field: much faster than one random draw per field.
     pool = rng.randbytes(_HEX_BYTES_PER_TX * len(numbers)).hex()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for index, (gas_limit, gas_used, gas_price, value, failed) in enumerate(numbers):
         fee = gas_used * gas_price
         value_usd = round(value * usd, 4)
@@ -82,7 +89,7 @@ def _usd(wei: int, price: float) -> float:
     return round(wei / WEI * price, 4)
 
 
-def ethereum_block(ctx: BlockContext, numbers: tuple[tuple, ...]) -> dict:
+def ethereum_block(ctx: BlockContext, numbers: tuple[EthereumTxNumbers, ...]) -> dict[str, Any]:
     """Return the /blocks row of an Ethereum block; totals are exact sums over its transactions."""
     rng = rng_for(ctx.seed, ctx.chain, "header", ctx.height, ctx.epoch)
     price = ctx.price

@@ -261,16 +261,19 @@ class Market:
         values = self.value_at(coin_id, day_ts(day))
         return values[0] if values else 0.0
 
-    def chart(self, coin_id: str, start: int, end: int, now: float, daily: bool) -> dict[str, list[list]]:
+    def chart(
+        self, coin_id: str, start: int, end: int, now: float, daily: bool
+    ) -> dict[str, list[list[float | None]]]:
         """Build the market_chart/range body for [start, end] seconds, as seen at time ``now``."""
         coin = COINS[coin_id]
         step = DAY if daily else HOUR
         first = max(-(-start // step) * step, day_ts(coin.start))
         last = min(end, int(now))
         grid = list(range(first, last + 1, step))
-        prices: list[list] = []
-        caps: list[list] = []
-        volumes: list[list] = []
+        # Points are [ms, value] pairs as the real API sends them; a market cap may be null.
+        prices: list[list[float | None]] = []
+        caps: list[list[float | None]] = []
+        volumes: list[list[float | None]] = []
         for ts in grid:
             values = self.value_at(coin_id, ts)
             if values is None:

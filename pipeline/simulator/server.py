@@ -141,7 +141,8 @@ class Simulator:
         # Binding now makes base_url usable before start().
         self._server = _Server((host, port), self._service)
         self._thread: threading.Thread | None = None
-        bound_host, bound_port = self._server.server_address[:2]
+        # The socket's own (host, port): server_address is typed to also allow AF_UNIX paths.
+        bound_host, bound_port = self._server.socket.getsockname()[:2]
         self.base_url = f"http://{bound_host}:{bound_port}"
         self.blockchair_url = self.base_url
         self.coingecko_url = self.base_url + "/api/v3"
@@ -224,11 +225,11 @@ class Simulator:
         """Return what GET /_sim/stats returns."""
         return self._service.stats()
 
-    def expected_block(self, chain: str, height: int) -> dict:
+    def expected_block(self, chain: str, height: int) -> dict[str, Any]:
         """Return the /blocks row for ``height`` as it would be served now."""
         return dict(self._service.book.block(chain, height))
 
-    def expected_transactions(self, chain: str, height: int) -> list[dict]:
+    def expected_transactions(self, chain: str, height: int) -> list[dict[str, Any]]:
         """Return the /transactions rows of block ``height`` in index order."""
         return [dict(tx) for tx in self._service.book.transactions(chain, height)]
 

@@ -297,7 +297,7 @@ def _sized_body(size: int) -> Iterator[bytes]:
 
 
 def _chain(payload: dict[str, Any]) -> str:
-    chain = payload["chain"]
+    chain: str = payload["chain"]
     if chain not in CHAINS:
         raise ValueError(f"unknown chain {chain!r}")
     return chain

@@ -1,21 +1,112 @@
-"""Parse Blockchair responses into validated records.
+"""Blockchair: the requests we send, the meaning of its error codes, its client, and its parsers.
 
 Quirks handled here (apis.md 1.2-1.5): `data` is a list for row queries, a dict keyed by the identifier
 as sent for dashboards, and an empty list `[]` when nothing matched; `context.limit` may be an int, a
 string ("100,100") or null and is never relied on; `context.state` is the chain tip. Bitcoin-like rows
-carry satoshi integers, Ethereum rows carry wei as decimal strings, both kept exact.
+carry satoshi integers, Ethereum rows carry wei as decimal strings, both kept exact. Errors come as
+`{"data": null, "context": {"code": N, "error": "..."}}` (apis.md 1.4, 1.7); a reply whose `context.code`
+is an error code is an error even if its HTTP status says 200.
+
+Everything here except :func:`blockchair_client` is a pure function of its arguments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
+from pipeline.errors import AuthError, RetriableSourceError, SourceError
+from pipeline.http.auth import NO_AUTH, Auth
+from pipeline.http.classify import SourceRules, as_int, as_text, plain_api_error, says_invalid_key
+from pipeline.http.client import ApiClient
+from pipeline.http.limits import never
 from pipeline.schemas import BlockchainAddressData, BlockchainBlockData, BlockchainTransactionData
 from pipeline.sources.common import ParseResult, Reject, format_error, validate_into, validation_context
 
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
 SOURCE = "blockchair"
+# Rows per listing request (`limit=100`, the most a request may ask for at the base price).
+PAGE_SIZE: Final = 100
+# Addresses per `dashboards/addresses` request on Bitcoin-like chains.
+ADDRESS_BATCH: Final = 100
+
+# ---------------------------------------------------------------- requests
+
+
+def address_requests(chain: str, family: str, addresses: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """(path, the addresses it asks for) per request for `addresses` on `chain`.
+
+    Bitcoin-like chains take ADDRESS_BATCH addresses per `dashboards/addresses` request; Ethereum has no
+    multi-address dashboard, so each address is one `dashboards/address` request.
+    """
+    if family == "ethereum":
+        for address in addresses:
+            yield f"/{chain}/dashboards/address/{address}", [address]
+        return
+    for i in range(0, len(addresses), ADDRESS_BATCH):
+        batch = addresses[i : i + ADDRESS_BATCH]
+        yield f"/{chain}/dashboards/addresses/{','.join(batch)}", batch
+
+
+def row_ids(payload: Any) -> list[int]:
+    """Source ids of the rows of a listing (valid or not): what keyset paging moves on."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    rows = data if isinstance(data, list) else []
+    return [
+        r["id"]
+        for r in rows
+        if isinstance(r, dict) and isinstance(r.get("id"), int) and not isinstance(r.get("id"), bool)
+    ]
+
+
+# ---------------------------------------------------------------- errors (apis.md 1.4, 1.7)
+
+# "A limit on number or complexity was exceeded; the IP is released after a while": back off and retry.
+# 430 and 434 (the IP is blacklisted) stay with the shared rule for other 4xx: permanent.
+BACKOFF_CODES: Final = frozenset({402, 435, 436, 437})
+
+
+def api_error(body: Any) -> tuple[int | None, str | None]:
+    """(context.code, context.error) of Blockchair's envelope, else the common error shapes."""
+    context = body.get("context") if isinstance(body, dict) else None
+    if isinstance(context, dict) and as_int(context.get("code")) is not None:
+        return as_int(context.get("code")), as_text(context.get("error"))
+    return plain_api_error(body)
+
+
+def error_class(status: int, api_code: int | None, message: str | None) -> type[SourceError] | None:
+    """Blockchair's own statuses: 402 and 435-437 mean "back off", except that 402 "Invalid API token"
+    is a bad key, which retrying cannot fix. None leaves the plain HTTP meaning."""
+    if status in BACKOFF_CODES:
+        return AuthError if says_invalid_key(message) else RetriableSourceError
+    return None
+
+
+ERROR_RULES: Final = SourceRules(api_error=api_error, error_class=error_class)
+
+# ---------------------------------------------------------------- client
+
+
+def blockchair_client(settings: Settings, *, should_stop: Callable[[], bool] = never) -> ApiClient:
+    """Blockchair's client from settings: the key travels as the `key` query parameter (the only form
+    the API accepts)."""
+    key = settings.BLOCKCHAIR_API_KEY
+    auth = Auth.query("key", key) if key is not None and key.get_secret_value() else NO_AUTH
+    return ApiClient.from_settings(
+        settings,
+        source=SOURCE,
+        base_url=settings.BLOCKCHAIR_BASE_URL,
+        auth=auth,
+        requests_per_minute=settings.BLOCKCHAIR_RATE_LIMIT_PER_MINUTE,
+        rules=ERROR_RULES,
+        should_stop=should_stop,
+    )
+
+
+# ---------------------------------------------------------------- parsers
 
 
 def envelope(payload: Any, endpoint: str) -> tuple[Any, dict[str, Any]]:

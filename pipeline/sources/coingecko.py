@@ -1,4 +1,4 @@
-"""Parse CoinGecko responses into daily price records.
+"""CoinGecko: the meaning of its error codes, its client, and the parsers of its daily price replies.
 
 Quirks handled here (apis.md 2.4-2.7): the three arrays of `market_chart/range` can differ in length, so
 they are joined on timestamp, not position; the last point is "now" rather than a day boundary and is
@@ -6,20 +6,89 @@ dropped; timestamps can repeat or arrive out of order; market caps and volumes c
 mean unknown; `/history` has no `market_data` for a day before the coin was tracked.
 
 A day's record is the 00:00 UTC point of that day, the same snapshot `/coins/{id}/history` returns.
+Errors carry CoinGecko's own `error_code` in one of two JSON shapes (apis.md 2.6).
+
+Everything here except :func:`coingecko_client` is a pure function of its arguments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
+from pipeline.errors import AuthError, PlanLimitError, SourceError
+from pipeline.http.auth import NO_AUTH, Auth
+from pipeline.http.classify import SourceRules, as_int, as_text, plain_api_error
+from pipeline.http.client import ApiClient
+from pipeline.http.limits import never
 from pipeline.schemas import MarketPriceData
 from pipeline.sources.common import ParseResult, Reject, format_error, validate_into, validation_context
 
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
 SOURCE = "coingecko"
 MS_PER_DAY = 86_400_000
+
+# ---------------------------------------------------------------- errors (apis.md 2.6)
+
+# error_code values: key missing or wrong (10002), a key used against the wrong host (10010, 10011).
+AUTH_CODES: Final = frozenset({10002, 10010, 10011})
+# error_code values: endpoint (10005) or time range (10012) not in the plan.
+PLAN_CODES: Final = frozenset({10005, 10012})
+
+
+def api_error(body: Any) -> tuple[int | None, str | None]:
+    """(error_code, error_message) from `{"status": {...}}` or `{"error": {"status": {...}}}` (plan
+    errors), else the common error shapes."""
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error")
+    if isinstance(error, dict):
+        return api_error(error)
+    status = body.get("status")
+    if isinstance(status, dict):
+        return as_int(status.get("error_code")), as_text(status.get("error_message"))
+    return plain_api_error(body)
+
+
+def error_class(status: int, api_code: int | None, message: str | None) -> type[SourceError] | None:
+    """CoinGecko's own codes: a key problem or a plan limit, whatever the HTTP status (10012 comes
+    with 400 or 401). None leaves the plain HTTP meaning."""
+    if api_code in AUTH_CODES:
+        return AuthError
+    if api_code in PLAN_CODES:
+        return PlanLimitError
+    return None
+
+
+ERROR_RULES: Final = SourceRules(api_error=api_error, error_class=error_class)
+
+# ---------------------------------------------------------------- client
+
+
+def coingecko_client(settings: Settings, *, should_stop: Callable[[], bool] = never) -> ApiClient:
+    """CoinGecko's client from settings: demo keys go in `x-cg-demo-api-key`, pro keys in
+    `x-cg-pro-api-key` on the pro host (settings.coingecko_url picks the host by plan)."""
+    key = settings.COINGECKO_API_KEY
+    auth = NO_AUTH
+    if key is not None and key.get_secret_value():
+        header = "x-cg-pro-api-key" if settings.COINGECKO_API_PLAN == "pro" else "x-cg-demo-api-key"
+        auth = Auth.header(header, key)
+    return ApiClient.from_settings(
+        settings,
+        source=SOURCE,
+        base_url=settings.coingecko_url,
+        auth=auth,
+        requests_per_minute=settings.COINGECKO_RATE_LIMIT_PER_MINUTE,
+        rules=ERROR_RULES,
+        should_stop=should_stop,
+    )
+
+
+# ---------------------------------------------------------------- parsers
 
 
 def _is_number(value: Any) -> bool:

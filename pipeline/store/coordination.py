@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pipeline.models import DataIngestionLog, JobLease, ReplayRequest, SchedulerHeartbeat
-from pipeline.ranges import utcnow
+from pipeline.models import Base, DataIngestionLog, JobLease, ReplayRequest, SchedulerHeartbeat
 from pipeline.schemas import IngestionStatus, ReplayRequestData, SchedulerHeartbeatData, WorkerState
-
-if TYPE_CHECKING:
-    from pipeline.database import DatabaseService
+from pipeline.store.runs import RunLogMixin
 
 ABANDONED = "abandoned"
 OPEN_STATUSES = ("pending", "running")
@@ -39,35 +36,20 @@ def slice_key(slice_params: dict[str, Any]) -> str:
     return f"{slice_params['source']}/{slice_params['data_type']}/{subject}/{span}"[:200]
 
 
-def _insert(conn: Connection, table: type) -> object:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+def _insert(conn: Connection, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """INSERT in the connection's dialect, for its ON CONFLICT clauses."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
-class CoordinationMixin:
-    """Worker coordination queries of `DatabaseService`."""
-
-    # ------------------------------------------------------------------ clock
-
-    def db_now(self: DatabaseService, conn: Connection | None = None) -> datetime:
-        """The time liveness, leases and timeouts are judged on: the database's clock, timezone-aware UTC.
-
-        PostgreSQL: the server's `now()`, i.e. the start of `conn`'s transaction (one value for every
-        statement of that transaction; a new connection when none is given). SQLite has no server: every
-        process that writes the file runs on the host that holds it (SQLite over a network file system is
-        unsupported), so they all share that host's clock, and this is it.
-        """
-        if self.dialect != "postgresql":
-            return utcnow()
-        if conn is None:
-            with self.engine.connect() as own:
-                return self.db_now(own)
-        return conn.execute(select(func.now())).scalar_one().astimezone(UTC)
+class CoordinationMixin(RunLogMixin):
+    """Worker coordination queries of `DatabaseService` (built on the run log: a rerun replays a run)."""
 
     # ------------------------------------------------------------------ heartbeats
 
     def beat(
-        self: DatabaseService,
+        self,
         worker_id: str,
         *,
         current_job: str | None,
@@ -103,7 +85,7 @@ class CoordinationMixin:
                 )
             )
 
-    def stop_worker(self: DatabaseService, worker_id: str) -> None:
+    def stop_worker(self, worker_id: str) -> None:
         """Mark a worker as cleanly stopped."""
         with self.transaction() as conn:
             conn.execute(
@@ -112,9 +94,7 @@ class CoordinationMixin:
                 .values(stopped_at=self.db_now(conn), current_job=None)
             )
 
-    def get_workers(
-        self: DatabaseService, *, since: timedelta = timedelta(days=7)
-    ) -> list[SchedulerHeartbeatData]:
+    def get_workers(self, *, since: timedelta = timedelta(days=7)) -> list[SchedulerHeartbeatData]:
         """Workers seen lately, with their state: up, stale (beats late) or down (stopped or long silent)."""
         stale_after = timedelta(seconds=self.settings.HEARTBEAT_STALE_SECONDS)
         now = self.db_now()  # ages are measured against the clock the beats were written with
@@ -132,17 +112,17 @@ class CoordinationMixin:
                 worker.state = WorkerState.STALE if age > stale_after else WorkerState.UP
         return workers
 
-    def scheduler_alive(self: DatabaseService) -> bool:
+    def scheduler_alive(self) -> bool:
         """Whether at least one worker beats on time."""
         return any(w.state == WorkerState.UP for w in self.get_workers())
 
     # ------------------------------------------------------------------ leases
 
-    def take_lease(self: DatabaseService, job_name: str, slot: str, owner: str, ttl: timedelta) -> bool:
+    def take_lease(self, job_name: str, slot: str, owner: str, ttl: timedelta) -> bool:
         """Claim one slot of a job; True for exactly one caller per (job, slot)."""
         with self.transaction() as conn:
             now = self.db_now(conn)
-            conn.execute(JobLease.__table__.delete().where(JobLease.expires_at < now - timedelta(days=2)))
+            conn.execute(delete(JobLease).where(JobLease.expires_at < now - timedelta(days=2)))
             stmt = _insert(conn, JobLease).values(
                 job_name=job_name, slot=slot, owner=owner, acquired_at=now, expires_at=now + ttl
             )
@@ -152,9 +132,7 @@ class CoordinationMixin:
 
     # ------------------------------------------------------------------ rerun queue
 
-    def request_rerun(
-        self: DatabaseService, run_id: int, requested_by: str, *, kind: str = "rerun"
-    ) -> ReplayRequestData:
+    def request_rerun(self, run_id: int, requested_by: str, *, kind: str = "rerun") -> ReplayRequestData:
         """Queue a replay of a recorded run; a second request while one is open returns the open one."""
         run = self.get_run(run_id)  # refuses unknown ids
         if run.status == IngestionStatus.RUNNING:
@@ -173,11 +151,11 @@ class CoordinationMixin:
             )
             # The partial unique index on open requests makes a duplicate a no-op, even under races.
             conn.execute(stmt.on_conflict_do_nothing())
-        return self.open_request_for(run_id) or self.latest_request_for(run_id)  # type: ignore[return-value]
+        request = self.open_request_for(run_id) or self.latest_request_for(run_id)
+        assert request is not None, "a request of the run was just inserted (or one was already open)"
+        return request
 
-    def request_backfill(
-        self: DatabaseService, slice_params: dict[str, Any], requested_by: str
-    ) -> ReplayRequestData:
+    def request_backfill(self, slice_params: dict[str, Any], requested_by: str) -> ReplayRequestData:
         """Queue a planned slice (source, data_type, params) to run after the regular jobs; de-duplicated."""
         key = slice_key(slice_params)
         with self.transaction() as conn:
@@ -193,15 +171,16 @@ class CoordinationMixin:
                 updated_at=now,
             )
             conn.execute(stmt.on_conflict_do_nothing())
-            request_id = conn.scalar(
+            # The row just inserted, or the open one that made the insert a no-op: there is always one.
+            request_id = conn.execute(
                 select(ReplayRequest.id)
                 .where(ReplayRequest.slice_key == key)
                 .order_by(ReplayRequest.id.desc())
                 .limit(1)
-            )
+            ).scalar_one()
         return self.get_replay_request(request_id)
 
-    def open_request_for(self: DatabaseService, run_id: int) -> ReplayRequestData | None:
+    def open_request_for(self, run_id: int) -> ReplayRequestData | None:
         """The pending or running request of a run, if any."""
         stmt = select(ReplayRequest).where(
             ReplayRequest.run_id == run_id, ReplayRequest.status.in_(OPEN_STATUSES)
@@ -209,7 +188,7 @@ class CoordinationMixin:
         found = self._select_models(stmt, ReplayRequestData)
         return found[0] if found else None
 
-    def latest_request_for(self: DatabaseService, run_id: int) -> ReplayRequestData | None:
+    def latest_request_for(self, run_id: int) -> ReplayRequestData | None:
         """The newest request of a run, whatever its state."""
         stmt = (
             select(ReplayRequest)
@@ -220,7 +199,7 @@ class CoordinationMixin:
         found = self._select_models(stmt, ReplayRequestData)
         return found[0] if found else None
 
-    def get_replay_request(self: DatabaseService, request_id: int) -> ReplayRequestData:
+    def get_replay_request(self, request_id: int) -> ReplayRequestData:
         """One request by id."""
         found = self._select_models(
             select(ReplayRequest).where(ReplayRequest.id == request_id), ReplayRequestData
@@ -230,41 +209,15 @@ class CoordinationMixin:
             raise LookupError(msg)
         return found[0]
 
-    def get_replay_requests(
-        self: DatabaseService, *, status: str | None = None, limit: int = 100
-    ) -> list[ReplayRequestData]:
+    def get_replay_requests(self, *, status: str | None = None, limit: int = 100) -> list[ReplayRequestData]:
         """Requests, newest first."""
         stmt = select(ReplayRequest).order_by(ReplayRequest.id.desc()).limit(limit)
         if status:
             stmt = stmt.where(ReplayRequest.status == status)
         return self._select_models(stmt, ReplayRequestData)
 
-    def claim_rerun_request(
-        self: DatabaseService, worker_id: str, *, kinds: tuple[str, ...] = ("rerun",)
-    ) -> ReplayRequestData | None:
-        """Take the oldest pending request of the given kinds; None when there is none."""
-        with self.transaction() as conn:
-            stmt = (
-                select(ReplayRequest.id)
-                .where(ReplayRequest.status == "pending", ReplayRequest.kind.in_(kinds))
-                .order_by(ReplayRequest.requested_at, ReplayRequest.id)
-                .limit(1)
-            )
-            if conn.dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            request_id = conn.scalar(stmt)
-            if request_id is None:
-                return None
-            now = self.db_now(conn)
-            conn.execute(
-                update(ReplayRequest)
-                .where(ReplayRequest.id == request_id)
-                .values(status="running", claimed_by=worker_id, claimed_at=now, updated_at=now)
-            )
-        return self.get_replay_request(request_id)
-
     def finish_replay_request(
-        self: DatabaseService,
+        self,
         request_id: int,
         *,
         status: str,
@@ -288,7 +241,7 @@ class CoordinationMixin:
 
     # ------------------------------------------------------------------ stuck work
 
-    def _release_dead_claims(self: DatabaseService, conn: Connection, alive: Any, cutoff: datetime) -> None:
+    def _release_dead_claims(self, conn: Connection, alive: Any, cutoff: datetime) -> None:
         """Requests claimed by a dead worker: back to pending, unless the run they started was abandoned.
 
         A request whose replay had started has a child run (now abandoned); that child gets a request of
@@ -320,7 +273,7 @@ class CoordinationMixin:
             .values(status="pending", claimed_by=None, claimed_at=None, updated_at=now)
         )
 
-    def recover_abandoned(self: DatabaseService, *, requeue: bool = True) -> list[int]:
+    def recover_abandoned(self, *, requeue: bool = True) -> list[int]:
         """Fail runs and requests left `running` by workers whose heartbeat stopped; requeue their slices.
 
         A requeued slice runs as a child of the abandoned run, so the log links the two.
@@ -376,7 +329,7 @@ class CoordinationMixin:
     # is its run's params; of a backfill, its planned params). Claims are serialized (BEGIN IMMEDIATE on
     # SQLite, a transaction-scoped advisory lock on PostgreSQL), so two claims cannot both miss each other.
 
-    def _serialize_claims(self: DatabaseService, conn: Connection) -> None:
+    def _serialize_claims(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
 
@@ -385,7 +338,7 @@ class CoordinationMixin:
         """Join a request query to the run a rerun replays, for the slice it covers."""
         return stmt.outerjoin(DataIngestionLog, DataIngestionLog.id == ReplayRequest.run_id)
 
-    def _replaying(self: DatabaseService, conn: Connection, *, besides: int | None) -> dict[str, Any]:
+    def _replaying(self, conn: Connection, *, besides: int | None) -> dict[str, Any]:
         """Slice key -> the running request replaying it (other than `besides`)."""
         stmt = self._with_slice(
             select(*_SLICE_COLUMNS, ReplayRequest.claimed_by, ReplayRequest.claimed_at).where(
@@ -396,7 +349,7 @@ class CoordinationMixin:
             stmt = stmt.where(ReplayRequest.id != besides)
         return {_request_slice_key(row): row for row in conn.execute(stmt)}
 
-    def claim_request(self: DatabaseService, request_id: int, worker_id: str) -> ReplayRequestData:
+    def claim_request(self, request_id: int, worker_id: str) -> ReplayRequestData:
         """Claim this pending request for `worker_id`; RequestBusy (naming the holder) when another process
         holds it, has served it, or replays the same slice (then the request stays pending)."""
         now = self.db_now()  # the database clock: claims are judged against it (see db_now)
@@ -424,7 +377,7 @@ class CoordinationMixin:
         return self.get_replay_request(request_id)
 
     def claim_next_request(
-        self: DatabaseService, worker_id: str, *, kinds: tuple[str, ...] = ("rerun",), scan: int = 50
+        self, worker_id: str, *, kinds: tuple[str, ...] = ("rerun",), scan: int = 50
     ) -> ReplayRequestData | None:
         """Claim the oldest pending request of these kinds whose slice nobody is replaying; None if none."""
         now = self.db_now()  # the database clock: claims are judged against it (see db_now)
@@ -449,7 +402,7 @@ class CoordinationMixin:
             )
         return self.get_replay_request(chosen)
 
-    def keep_claim(self: DatabaseService, request_id: int, worker_id: str) -> bool:
+    def keep_claim(self, request_id: int, worker_id: str) -> bool:
         """Refresh a claim held by a process that does not beat (the CLI, the dashboard), so that recovery
         does not take it for a dead worker's and hand the slice to another; False if it is no longer ours."""
         now = self.db_now()  # the database clock: claims are judged against it (see db_now)
@@ -465,7 +418,7 @@ class CoordinationMixin:
             )
             return kept.rowcount == 1
 
-    def release_request(self: DatabaseService, request_id: int, worker_id: str) -> None:
+    def release_request(self, request_id: int, worker_id: str) -> None:
         """Hand a claimed request back to the queue (nothing was replayed: the database went away before
         its run could be opened), so that it is served again instead of held by a live worker."""
         now = self.db_now()

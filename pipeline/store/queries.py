@@ -1,4 +1,4 @@
-"""Read models of the dashboard: aggregated, index-friendly queries over `DatabaseService`.
+"""Read models of the dashboard: aggregated, index-friendly reads (this module never writes).
 
 Every function takes the service plus filters and aggregates in the database (counts and sums per day,
 never whole large tables into pandas). Frames feed charts; Pydantic models carry everything else.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, overload
 
 import pandas as pd
 from pydantic import BaseModel
@@ -23,7 +23,6 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
-    and_,
     case,
     cast,
     func,
@@ -32,13 +31,12 @@ from sqlalchemy import (
     select,
     type_coerce,
     union_all,
-    update,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
 from pipeline.columns import decimal_to_text
-from pipeline.database import DatabaseService
 from pipeline.models import (
+    AuditMixin,
     Base,
     BlockchainAddress,
     BlockchainBlock,
@@ -47,8 +45,8 @@ from pipeline.models import (
     DataIngestionLog,
     MarketPrice,
     ReplayRequest,
-    utcnow,
 )
+from pipeline.store.engine import DatabaseCore
 
 # Native units per coin, by chain family: satoshi-like (1e-8) or wei (1e-18).
 DECIMALS = {"bitcoin": 8, "ethereum": 18}
@@ -63,11 +61,11 @@ IN_BATCH = 500  # values per IN list
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _is_sqlite(db: DatabaseService) -> bool:
+def _is_sqlite(db: DatabaseCore) -> bool:
     return db.dialect == "sqlite"
 
 
-def day_of(db: DatabaseService, column: Any) -> ColumnElement[Any]:
+def day_of(db: DatabaseCore, column: Any) -> ColumnElement[Any]:
     """The UTC calendar day of a UTCDateTime column (on SQLite: days since the epoch, an integer).
 
     On SQLite integer division of the stored epoch microseconds is much cheaper per row than `date()`;
@@ -78,7 +76,7 @@ def day_of(db: DatabaseService, column: Any) -> ColumnElement[Any]:
     return cast(func.timezone(literal_column("'UTC'"), column), Date)
 
 
-def hour_of(db: DatabaseService, column: Any) -> ColumnElement[Any]:
+def hour_of(db: DatabaseCore, column: Any) -> ColumnElement[Any]:
     """The UTC hour of a UTCDateTime column (on SQLite: hours since the epoch, an integer)."""
     if _is_sqlite(db):
         return type_coerce(column, Integer) // _US_PER_HOUR
@@ -95,19 +93,20 @@ def start_of(day: date) -> datetime:
     return datetime.combine(day, time(0), UTC)
 
 
-def _frame(db: DatabaseService, stmt: Select[Any], columns: Sequence[str]) -> pd.DataFrame:
+def _frame(db: DatabaseCore, stmt: Select[*tuple[Any, ...]], columns: Sequence[str]) -> pd.DataFrame:
     with db.engine.connect() as conn:
         rows = conn.execute(stmt).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
 
 
-def _days(frame: pd.DataFrame, column: str = "day", unit: str = "D") -> pd.DataFrame:
+def _days(frame: pd.DataFrame, column: str = "day", unit: Literal["D", "h"] = "D") -> pd.DataFrame:
     """Bucket labels as naive UTC timestamps: dates (PostgreSQL) or day/hour numbers (SQLite)."""
     if frame.empty:
         return frame
     values = frame[column]
     if pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values):
-        frame[column] = pd.to_datetime(values.astype("int64"), unit=unit)
+        # pandas takes "h"; its stubs list only D, s, ms, us and ns.
+        frame[column] = pd.to_datetime(values.astype("int64"), unit=unit)  # type: ignore[arg-type]
     else:
         frame[column] = pd.to_datetime(values)
     return frame
@@ -119,6 +118,12 @@ def _floats(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
+@overload
+def native_to_coin(amount: int, family: str) -> Decimal: ...
+@overload
+def native_to_coin(amount: None, family: str) -> None: ...
+@overload
+def native_to_coin(amount: int | None, family: str) -> Decimal | None: ...
 def native_to_coin(amount: int | None, family: str) -> Decimal | None:
     """Exact conversion of a native amount (satoshi, wei) to coin units."""
     if amount is None:
@@ -132,7 +137,7 @@ def coin_text(amount: int | None, family: str) -> str:
     return "" if value is None else decimal_to_text(value) or "0"
 
 
-def chain_family(db: DatabaseService, coin_symbol: str) -> str:
+def chain_family(db: DatabaseCore, coin_symbol: str) -> str:
     """'bitcoin' or 'ethereum' for a coin symbol (bitcoin when unknown)."""
     with db.engine.connect() as conn:
         family = conn.scalar(select(CoinMetadata.chain_family).where(CoinMetadata.symbol == coin_symbol))
@@ -142,7 +147,7 @@ def chain_family(db: DatabaseService, coin_symbol: str) -> str:
 # ---------------------------------------------------------------------------------------------- prices
 
 
-def prices_frame(db: DatabaseService, coin_ids: Sequence[str], start: date, end: date) -> pd.DataFrame:
+def prices_frame(db: DatabaseCore, coin_ids: Sequence[str], start: date, end: date) -> pd.DataFrame:
     """Daily prices of some coins in [start, end], oldest first per coin (prices, volume, cap as floats)."""
     columns = ["coin_id", "price_date", "price_usd", "volume_usd", "market_cap_usd"]
     stmt = (
@@ -160,7 +165,7 @@ def prices_frame(db: DatabaseService, coin_ids: Sequence[str], start: date, end:
     return _days(frame, "price_date")
 
 
-def price_coverage(db: DatabaseService, coin_ids: Sequence[str], start: date, end: date) -> pd.DataFrame:
+def price_coverage(db: DatabaseCore, coin_ids: Sequence[str], start: date, end: date) -> pd.DataFrame:
     """Per coin in [start, end]: first and last stored day, days held, and days missing between them."""
     stmt = (
         select(
@@ -177,7 +182,7 @@ def price_coverage(db: DatabaseService, coin_ids: Sequence[str], start: date, en
     return _with_missing(frame)
 
 
-def date_coverage(db: DatabaseService) -> pd.DataFrame:
+def date_coverage(db: DatabaseCore) -> pd.DataFrame:
     """Per coin over all stored prices: first, last, days held, missing days between first and last."""
     stmt = (
         select(
@@ -203,21 +208,25 @@ def _with_missing(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def price_bounds(db: DatabaseService, coin_ids: Sequence[str]) -> tuple[date | None, date | None]:
+def price_bounds(db: DatabaseCore, coin_ids: Sequence[str]) -> tuple[date | None, date | None]:
     """The first and last stored day over some coins (for the 'all' range)."""
     stmt = select(func.min(MarketPrice.price_date), func.max(MarketPrice.price_date)).where(
         MarketPrice.coin_id.in_(list(coin_ids))
     )
     with db.engine.connect() as conn:
         low, high = conn.execute(stmt).one()
-    as_day = lambda v: v if v is None or isinstance(v, date) else date.fromisoformat(v)  # noqa: E731
-    return as_day(low), as_day(high)
+    return _as_day(low), _as_day(high)
+
+
+def _as_day(value: date | str | None) -> date | None:
+    """A stored day as a date (SQLite returns the text of an aggregate's date)."""
+    return value if value is None or isinstance(value, date) else date.fromisoformat(value)
 
 
 # ---------------------------------------------------------------------------------------------- chains
 
 
-def blocks_per_day(db: DatabaseService, coin_symbol: str, start: date, end: date) -> pd.DataFrame:
+def blocks_per_day(db: DatabaseCore, coin_symbol: str, start: date, end: date) -> pd.DataFrame:
     """Per UTC day of one chain: blocks, chain transactions (from headers), fees (coin and USD), sizes."""
     day = day_of(db, BlockchainBlock.time).label("day")
     stmt = (
@@ -244,7 +253,7 @@ def blocks_per_day(db: DatabaseService, coin_symbol: str, start: date, end: date
     return _days(frame)
 
 
-def transactions_per_day(db: DatabaseService, coin_symbol: str, start: date, end: date) -> pd.DataFrame:
+def transactions_per_day(db: DatabaseCore, coin_symbol: str, start: date, end: date) -> pd.DataFrame:
     """Per UTC day of one chain: the chain's transactions (from block headers) and the transactions stored.
 
     Blocks of the window come from the (coin_symbol, time) index; each block's stored transactions are
@@ -277,7 +286,7 @@ def transactions_per_day(db: DatabaseService, coin_symbol: str, start: date, end
     return _days(frame)
 
 
-def first_block_day(db: DatabaseService, coin_symbol: str) -> date | None:
+def first_block_day(db: DatabaseCore, coin_symbol: str) -> date | None:
     """The UTC day of a chain's oldest stored block (for the 'all' range), from the (coin, time) index."""
     stmt = select(func.min(BlockchainBlock.time)).where(BlockchainBlock.coin_symbol == coin_symbol)
     with db.engine.connect() as conn:
@@ -289,7 +298,7 @@ def first_block_day(db: DatabaseService, coin_symbol: str) -> date | None:
     return first.astimezone(UTC).date()
 
 
-def latest_blocks(db: DatabaseService, coin_symbol: str, limit: int = 100) -> pd.DataFrame:
+def latest_blocks(db: DatabaseCore, coin_symbol: str, limit: int = 100) -> pd.DataFrame:
     """The newest blocks of a chain, highest first, with fees in coin units as exact text."""
     stmt = (
         select(
@@ -315,7 +324,7 @@ def latest_blocks(db: DatabaseService, coin_symbol: str, limit: int = 100) -> pd
     return frame.drop(columns=["fee_total"])
 
 
-def block_days(db: DatabaseService, coin_symbol: str, heights: Sequence[int]) -> dict[int, date]:
+def block_days(db: DatabaseCore, coin_symbol: str, heights: Sequence[int]) -> dict[int, date]:
     """Height -> UTC day of the stored blocks among some heights (unknown heights are left out)."""
     wanted = sorted({int(h) for h in heights})
     days: dict[int, date] = {}
@@ -329,9 +338,7 @@ def block_days(db: DatabaseService, coin_symbol: str, heights: Sequence[int]) ->
     return days
 
 
-def block_transactions(
-    db: DatabaseService, coin_symbol: str, block_id: int, limit: int = 1000
-) -> pd.DataFrame:
+def block_transactions(db: DatabaseCore, coin_symbol: str, block_id: int, limit: int = 1000) -> pd.DataFrame:
     """The stored transactions of one block, amounts in coin units as exact text."""
     t = BlockchainTransaction
     stmt = (
@@ -368,7 +375,7 @@ class AddressBalance(BaseModel):
     updated_at: datetime | None = None
 
 
-def addresses(db: DatabaseService, coin_symbol: str | None = None) -> list[AddressBalance]:
+def addresses(db: DatabaseCore, coin_symbol: str | None = None) -> list[AddressBalance]:
     """Watched addresses (optionally of one chain) with balances in coin units."""
     a = BlockchainAddress
     stmt = (
@@ -398,7 +405,7 @@ def addresses(db: DatabaseService, coin_symbol: str | None = None) -> list[Addre
     ]
 
 
-def height_coverage(db: DatabaseService) -> pd.DataFrame:
+def height_coverage(db: DatabaseCore) -> pd.DataFrame:
     """Per chain: lowest and highest stored height, blocks held and heights missing between them.
 
     One index range per known coin (UNION ALL) instead of a GROUP BY over the whole blocks index:
@@ -436,7 +443,7 @@ class RunFacets(BaseModel):
     coins: list[str] = []
 
 
-def run_facets(db: DatabaseService) -> RunFacets:
+def run_facets(db: DatabaseCore) -> RunFacets:
     """Distinct sources, data types and coins of the run log (read from the unit index)."""
     r = DataIngestionLog
     stmt = select(r.source, r.data_type, r.coin).distinct()
@@ -457,7 +464,7 @@ RUN_COLUMNS = [
 
 
 def runs_table(
-    db: DatabaseService,
+    db: DatabaseCore,
     *,
     sources: Sequence[str] = (),
     data_types: Sequence[str] = (),
@@ -487,7 +494,7 @@ def runs_table(
     return frame
 
 
-def runs_by_status(db: DatabaseService, since: datetime) -> dict[str, int]:
+def runs_by_status(db: DatabaseCore, since: datetime) -> dict[str, int]:
     """How many runs started since a time, per status (every status present, zero when none).
 
     One range scan of the started_at index: conditional sums, not GROUP BY status (which would make
@@ -502,7 +509,7 @@ def runs_by_status(db: DatabaseService, since: datetime) -> dict[str, int]:
     return {s: int(n or 0) for s, n in zip(RUN_STATUSES, counts, strict=True)}
 
 
-def runs_per_hour(db: DatabaseService, since: datetime) -> pd.DataFrame:
+def runs_per_hour(db: DatabaseCore, since: datetime) -> pd.DataFrame:
     """Runs started since a time per UTC hour and status: hour, status, runs."""
     hour = hour_of(db, DataIngestionLog.started_at).label("hour")
     stmt = (
@@ -515,7 +522,7 @@ def runs_per_hour(db: DatabaseService, since: datetime) -> pd.DataFrame:
     return _days(frame, "hour", unit="h")
 
 
-def latest_failures(db: DatabaseService, limit: int = 10) -> pd.DataFrame:
+def latest_failures(db: DatabaseCore, limit: int = 10) -> pd.DataFrame:
     """The newest failed runs with their (stored, redacted) error."""
     r = DataIngestionLog
     stmt = (
@@ -531,7 +538,7 @@ def latest_failures(db: DatabaseService, limit: int = 10) -> pd.DataFrame:
     return frame
 
 
-def run_log_per_day(db: DatabaseService, start: date) -> pd.DataFrame:
+def run_log_per_day(db: DatabaseCore, start: date) -> pd.DataFrame:
     """Run-log rows since a day per UTC day, status and data type: day, status, data_type, runs, rows.
 
     One range scan of the started_at index feeds both the log-volume and the growth charts.
@@ -551,21 +558,19 @@ def run_log_per_day(db: DatabaseService, start: date) -> pd.DataFrame:
     return _days(_floats(frame, ["runs", "rows"]))
 
 
-def log_volume_per_day(db: DatabaseService, start: date, per_day: pd.DataFrame | None = None) -> pd.DataFrame:
+def log_volume_per_day(db: DatabaseCore, start: date, per_day: pd.DataFrame | None = None) -> pd.DataFrame:
     """Ingestion-log rows per UTC day and status since a day: day, status, runs."""
     frame = run_log_per_day(db, start) if per_day is None else per_day
-    return frame.groupby(["day", "status"], as_index=False)["runs"].sum()
+    return frame.groupby(["day", "status"], as_index=False)[["runs"]].sum()
 
 
-def rows_written_per_day(
-    db: DatabaseService, start: date, per_day: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def rows_written_per_day(db: DatabaseCore, start: date, per_day: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows the ingestion runs inserted per UTC day and data type (growth, from the indexed run log)."""
     frame = run_log_per_day(db, start) if per_day is None else per_day
-    return frame.groupby(["day", "data_type"], as_index=False)["rows"].sum()
+    return frame.groupby(["day", "data_type"], as_index=False)[["rows"]].sum()
 
 
-GROWTH_TABLES = {
+GROWTH_TABLES: dict[str, type[AuditMixin]] = {
     "blockchain_blocks": BlockchainBlock,
     "blockchain_transactions": BlockchainTransaction,
     "blockchain_addresses": BlockchainAddress,
@@ -574,7 +579,7 @@ GROWTH_TABLES = {
 }
 
 
-def rows_created_per_day(db: DatabaseService, start: date, tables: Sequence[str] = ()) -> pd.DataFrame:
+def rows_created_per_day(db: DatabaseCore, start: date, tables: Sequence[str] = ()) -> pd.DataFrame:
     """Rows per UTC day of `created_at` and table since a day: day, table, rows.
 
     `created_at` has no index, so this scans each table; the dashboard runs it only on request.
@@ -596,7 +601,7 @@ def rows_created_per_day(db: DatabaseService, start: date, tables: Sequence[str]
     return _days(frame)
 
 
-def table_row_counts(db: DatabaseService) -> dict[str, int]:
+def table_row_counts(db: DatabaseCore) -> dict[str, int]:
     """Rows per table of the schema."""
     counts = {}
     with db.engine.connect() as conn:
@@ -605,22 +610,10 @@ def table_row_counts(db: DatabaseService) -> dict[str, int]:
     return counts
 
 
-# ---------------------------------------------------------------------------------------------- reruns
+# ---------------------------------------------------------------------------------------------- requests
 
 
-def claim_request(db: DatabaseService, request_id: int, worker: str) -> bool:
-    """Claim one pending rerun request for this process; False when someone else took it first."""
-    now = utcnow()
-    stmt = (
-        update(ReplayRequest)
-        .where(and_(ReplayRequest.id == request_id, ReplayRequest.status == "pending"))
-        .values(status="running", claimed_by=worker[:128], claimed_at=now, updated_at=now)
-    )
-    with db.transaction() as conn:
-        return conn.execute(stmt).rowcount == 1
-
-
-def open_requests(db: DatabaseService, run_ids: Sequence[int]) -> dict[int, str]:
+def open_requests(db: DatabaseCore, run_ids: Sequence[int]) -> dict[int, str]:
     """Run id -> status of its open (pending or running) request, for some runs."""
     if not run_ids:
         return {}
@@ -631,7 +624,7 @@ def open_requests(db: DatabaseService, run_ids: Sequence[int]) -> dict[int, str]
         return {row.run_id: row.status for row in conn.execute(stmt)}
 
 
-def backfill_queue(db: DatabaseService) -> dict[str, int]:
+def backfill_queue(db: DatabaseCore) -> dict[str, int]:
     """Backfill requests (queued gap fills) per status: pending, running, done, failed."""
     stmt = (
         select(ReplayRequest.status, func.count())

@@ -1,8 +1,7 @@
-"""The ingestion run log: one `DataIngestionLog` row per unit, written `running` first and closed honestly.
+"""The ingestion run log's SQL: one `DataIngestionLog` row per unit, written `running` first and closed once.
 
-`RunLogMixin` gives `DatabaseService` the queries; `record_run` is the context manager every ingestion
-unit runs inside. A unit that raises is closed as `failed` with the error class and a redacted message;
-one that rejected records or got less than it asked for is `partial`; only a complete unit is `success`.
+`RunLogMixin` gives `DatabaseService` the statements; recording a unit's run around its work (the tally,
+the outcome, waiting out an outage to close it) is `pipeline.ingestion.units.record_run`.
 """
 
 from __future__ import annotations
@@ -11,39 +10,25 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from pipeline.errors import DatabaseUnavailable, Interrupted, PipelineError
 from pipeline.models import DataIngestionLog
-from pipeline.outage import PROCESS_OUTAGE
-from pipeline.ranges import utcnow
-from pipeline.schemas import DataIngestionLogData, IngestionStatus, UpsertResult
-from pipeline.sources.common import Reject
-
-if TYPE_CHECKING:
-    from pipeline.database import DatabaseService
-    from pipeline.http.client import ApiClient
+from pipeline.schemas import DataIngestionLogData, IngestionStatus
+from pipeline.store.engine import DatabaseCore
 
 logger = logging.getLogger(__name__)
 
-MAX_REJECT_SAMPLES = 5
 # This process, as recorded on its runs and heartbeats (the suffix tells restarts with a reused pid apart).
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class IngestionResult(DataIngestionLogData):
-    """The outcome of one unit, as returned to callers (the same fields as its run log row)."""
-
-
 @dataclass
 class RunSlice:
-    """What one unit is asked to ingest; `params` replay exactly this slice."""
+    """What one unit is asked to ingest, as its run-log row records it; `params` replay exactly this slice."""
 
     source: str
     data_type: str
@@ -55,36 +40,11 @@ class RunSlice:
     end_height: int | None = None
 
 
-@dataclass
-class RunTally:
-    """Counts a unit accumulates while it runs."""
-
-    fetched: int = 0
-    written: UpsertResult = field(default_factory=UpsertResult)
-    rejects: list[Reject] = field(default_factory=list)
-    rejected: int = 0
-    shortfalls: list[str] = field(default_factory=list)
-    # Facts learnt while running that complete the slice's description (the tip reached, reorgs seen).
-    slice_updates: dict[str, Any] = field(default_factory=dict)
-    run_id: int | None = None
-    result: IngestionResult | None = None  # set when the unit's log row is closed
-
-    def add_rejects(self, rejects: list[Reject]) -> None:
-        """Count rejects and keep the first few as samples for the operator."""
-        self.rejected += len(rejects)
-        room = MAX_REJECT_SAMPLES - len(self.rejects)
-        self.rejects.extend(rejects[: max(room, 0)])
-
-    def shortfall(self, reason: str) -> None:
-        """Note that the unit got less than it asked for (it cannot end as `success`)."""
-        self.shortfalls.append(reason)
-
-
-class RunLogMixin:
-    """Run-log queries of `DatabaseService`."""
+class RunLogMixin(DatabaseCore):
+    """Run-log statements of `DatabaseService`."""
 
     def start_run(
-        self: DatabaseService,
+        self,
         run: RunSlice,
         *,
         trigger: str,
@@ -116,9 +76,7 @@ class RunLogMixin:
             session.flush()
             return row.id
 
-    def finish_run(
-        self: DatabaseService, run_id: int, *, worker_id: str | None = None, **values: Any
-    ) -> DataIngestionLogData:
+    def finish_run(self, run_id: int, *, worker_id: str | None = None, **values: Any) -> DataIngestionLogData:
         """Close a run with its outcome and return it: only while it is `running`, and, given `worker_id`,
         only as its owner.
 
@@ -148,7 +106,7 @@ class RunLogMixin:
             )
         return run
 
-    def get_run(self: DatabaseService, run_id: int) -> DataIngestionLogData:
+    def get_run(self, run_id: int) -> DataIngestionLogData:
         """One run by id; raises LookupError if there is none."""
         with self.session() as session:
             row = session.get(DataIngestionLog, run_id)
@@ -157,7 +115,7 @@ class RunLogMixin:
                 raise LookupError(msg)
             return DataIngestionLogData.model_validate(row)
 
-    def get_child_runs(self: DatabaseService, run_id: int) -> list[DataIngestionLogData]:
+    def get_child_runs(self, run_id: int) -> list[DataIngestionLogData]:
         """Reruns made from this run, oldest first."""
         stmt = (
             select(DataIngestionLog)
@@ -167,104 +125,10 @@ class RunLogMixin:
         return self._select_models(stmt, DataIngestionLogData)
 
 
-def _status(tally: RunTally) -> IngestionStatus:
-    return IngestionStatus.PARTIAL if tally.rejected or tally.shortfalls else IngestionStatus.SUCCESS
-
-
-@contextmanager
-def record_run(
-    db: DatabaseService,
-    client: ApiClient,
-    run: RunSlice,
-    *,
-    trigger: str = "manual",
-    parent_run_id: int | None = None,
-    worker_id: str = WORKER_ID,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> Iterator[RunTally]:
-    """Run one unit inside a log row; exceptions are recorded (not re-raised), except interrupts.
-
-    After the block, `tally.result` holds the closed run. A unit that failed because the database went
-    away is closed once it is back (`should_stop` ends the wait when the process is stopping; the run is
-    then left to the abandoned-run recovery of the next worker, never silently `running` for good).
-    """
-    run_id = db.start_run(run, trigger=trigger, parent_run_id=parent_run_id, worker_id=worker_id)
-    client.reset_stats()
-    started = utcnow()
-    tally = RunTally(run_id=run_id)
-    error: BaseException | None = None
-    try:
-        yield tally
-    except Exception as exc:  # noqa: BLE001 - the run log is where unit failures go
-        error = exc
-    except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let them stop the process
-        error = exc
-        try:
-            tally.result = _close(db, client, run_id, started, tally, exc, worker_id=worker_id, stop=stop_now)
-        except DatabaseUnavailable:
-            logger.warning("run %s left running: the database is unavailable while stopping", run_id)
-        raise
-    tally.result = _close(db, client, run_id, started, tally, error, worker_id=worker_id, stop=should_stop)
-
-
-def _close(
-    db: DatabaseService,
-    client: ApiClient,
-    run_id: int,
-    started: datetime,
-    tally: RunTally,
-    error: BaseException | None,
-    *,
-    worker_id: str,
-    stop: Callable[[], bool],
-) -> IngestionResult:
-    """Close the run with its outcome, waiting out a database outage unless `stop` says not to."""
-    interrupted = error is not None and not isinstance(error, Exception)
-    finished = utcnow()
-    stats = client.stats
-    values: dict[str, Any] = {
-        "status": IngestionStatus.FAILED if error is not None else _status(tally),
-        "error_class": None,
-        "error_message": None,
-        "records_fetched": tally.fetched,
-        "records_inserted": tally.written.inserted,
-        "records_updated": tally.written.updated,
-        "records_rejected": tally.rejected,
-        "requests_made": stats.requests,
-        "retries": stats.retries,
-        "wait_seconds": round(stats.wait_seconds, 3),
-        "finished_at": finished,
-        "duration_seconds": round((finished - started).total_seconds(), 3),
-        "rejected_samples": [r.sample() for r in tally.rejects] or None,
-        **tally.slice_updates,
-    }
-    if error is not None:
-        values["error_class"] = "Interrupted" if interrupted else _error_class(error)
-        values["error_message"] = "interrupted" if interrupted else client.redact(str(error))[:2000]
-        if isinstance(error, Interrupted):
-            values["error_message"] = "interrupted"
-        logger.error("run %s failed: %s", run_id, values["error_message"])
-    elif tally.shortfalls or tally.rejected:
-        problems = [*tally.shortfalls]
-        if tally.rejected:
-            problems.append(f"{tally.rejected} records rejected (first: {tally.rejects[0].reason})")
-        values["error_message"] = client.redact("; ".join(problems))[:2000]
-    closed = PROCESS_OUTAGE.call(
-        lambda: db.finish_run(run_id, worker_id=worker_id, **values), should_stop=stop
+def requests_sent_since(db: DatabaseCore, source: str, since: datetime) -> int:
+    """Requests the run log says were sent to a source since a time (the daily budget's spending)."""
+    stmt = select(func.coalesce(func.sum(DataIngestionLog.requests_made), 0)).where(
+        DataIngestionLog.source == source, DataIngestionLog.started_at >= since
     )
-    result = IngestionResult.model_validate(closed, from_attributes=True)
-    logger.info(
-        "run %s %s %s %s: %s fetched=%s inserted=%s updated=%s rejected=%s requests=%s",
-        run_id, result.source, result.data_type, result.coin, result.status.value, result.records_fetched,
-        result.records_inserted, result.records_updated, result.records_rejected, result.requests_made,
-    )  # fmt: skip
-    return result
-
-
-def stop_now() -> bool:
-    """A `should_stop` for a process that is already stopping: do not wait for anything."""
-    return True
-
-
-def _error_class(error: BaseException) -> str:
-    return error.kind if isinstance(error, PipelineError) else type(error).__name__
+    with db.engine.connect() as conn:
+        return int(conn.scalar(stmt) or 0)

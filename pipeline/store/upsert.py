@@ -116,7 +116,9 @@ def _compile_row_builder(
             get = f"(None if (v := {get}) is None else c{i}(v))"
         parts.append(get)
     source = f"lambda values, audit: ({', '.join(parts)}, *audit)"
-    return eval(source, namespace)  # noqa: S307 - trusted, generated from table metadata
+    row_maker: Callable[[dict[str, Any], tuple[Any, ...]], tuple[Any, ...]]
+    row_maker = eval(source, namespace)  # noqa: S307 - trusted, generated from table metadata
+    return row_maker
 
 
 @dataclass(frozen=True)
@@ -463,7 +465,8 @@ def _executemany_past_refusals(
     while True:
         try:
             cursor.executemany(statement, remaining)
-            return connection.total_changes - before
+            changed: int = connection.total_changes - before
+            return changed
         except REFUSALS as exc:
             # The driver pulls one row at a time and stops at the one it could not write: the rows before
             # it are in (each is its own statement), and the same iterator goes on with the rest.

@@ -14,9 +14,10 @@ import streamlit.config
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from tests.conftest import make_settings
 from tests.dashboard.helpers import reset_app_state
 from tests.dashboard.seed import Seeded, populate
+from tests.support.databases import migrated
+from tests.support.settings import make_settings
 
 
 @pytest.fixture(autouse=True)
@@ -47,9 +48,7 @@ def use_database(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 
 def _migrated(url: str) -> DatabaseService:
-    db = DatabaseService(settings=make_settings(url))
-    db.create_tables()
-    return db
+    return migrated(make_settings(url))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import streamlit as st
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
@@ -22,6 +23,12 @@ PAGES = {
     "blocks": "app_pages/blocks.py",
     "database": "app_pages/database.py",
 }
+
+
+def every_page(fast: str) -> list:
+    """The pages as test parameters: page `fast` runs on the fast path, the others in the full suite
+    (`slow`). For checks that are the same on every page (a banner, a notice, no write action)."""
+    return [page if page == fast else pytest.param(page, marks=pytest.mark.slow) for page in PAGES]
 
 
 def reset_app_state() -> None:

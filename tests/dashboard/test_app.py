@@ -9,8 +9,19 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pipeline.models import DataIngestionLog
-from tests.dashboard.helpers import PAGES, new_app, open_page, plotly_charts, request_count, reset_app_state
+from tests.dashboard.helpers import (
+    PAGES,
+    every_page,
+    new_app,
+    open_page,
+    plotly_charts,
+    request_count,
+    reset_app_state,
+)
 from tests.dashboard.seed import BTC_GAP, BTC_TIP, ETH_BALANCE_WEI, FAILED_ERROR
+
+# Through the simulator or the whole page: on SQLite in the fast path, on both dialects in the full suite.
+pytestmark = pytest.mark.slow_on_postgresql
 
 TITLES = {
     "overview": "Overview",
@@ -60,7 +71,7 @@ def button(at: AppTest, label_start: str):  # noqa: ANN201
 # ---------------------------------------------------------------------------------------------- every page
 
 
-@pytest.mark.parametrize("page", list(PAGES))
+@pytest.mark.parametrize("page", every_page(fast="overview"))
 def test_empty_database_guides_a_new_user(empty_url, page):
     at = open_page(page)
     assert any(TITLES[page] in t.value for t in at.title)
@@ -80,7 +91,7 @@ def test_populated_pages_show_metrics_and_charts(populated, page):
     assert not texts(at, "error") or page in ("overview", "runs")  # only stored run errors are shown
 
 
-@pytest.mark.parametrize("page", list(PAGES))
+@pytest.mark.parametrize("page", every_page(fast="overview"))
 def test_simulated_data_notice_on_every_page(sqlite_populated, use_database, page):
     db, _ = sqlite_populated
     use_database(db.database_url, SIMULATED_DATA="true")
@@ -244,7 +255,7 @@ def test_link_opens_a_run_with_its_details(sqlite_populated):
     assert any("SourceUnavailable" in e for e in texts(at, "error"))
 
 
-@pytest.mark.parametrize("page", list(PAGES))
+@pytest.mark.parametrize("page", every_page(fast="runs"))
 def test_read_only_renders_no_write_action(sqlite_populated, use_database, page):
     db, seeded = sqlite_populated
     use_database(db.database_url, DASHBOARD_READ_ONLY="true")

@@ -9,7 +9,6 @@ its request turn to done. Screenshots go to test-artifacts/screenshots/ (git-ign
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness.processes import free_port
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from tests.conftest import make_settings
 from tests.dashboard.helpers import ROOT
 from tests.dashboard.seed import seed_failed_price_run, seed_findings, seed_prices
+from tests.support.browser import SCREENSHOTS, chromium_page, needs_chromium
+from tests.support.settings import make_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 PAGES = {
     "overview": "",
     "runs": "runs",
@@ -38,18 +37,7 @@ PAGES = {
     "database": "database",
 }
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs the Debian chromium package: apt-get install -y chromium"
-    ),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, procs: list) -> object:
@@ -145,17 +133,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser_page(stack: Stack) -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-dev-shm-usage"],
-        )  # fmt: skip
-        page = browser.new_page(viewport={"width": 1440, "height": 2200})
+    with chromium_page(height=2200) as page:
         yield page
-        browser.close()
 
 
 def open_page(page, stack: Stack, path: str) -> None:  # noqa: ANN001

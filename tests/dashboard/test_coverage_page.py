@@ -25,6 +25,9 @@ from tests.dashboard.seed import (
     seed_findings,
 )
 
+# Through the simulator or the whole page: on SQLite in the fast path, on both dialects in the full suite.
+pytestmark = pytest.mark.slow_on_postgresql
+
 
 def figure(chart) -> dict:  # noqa: ANN001
     return json.loads(chart.proto.spec)

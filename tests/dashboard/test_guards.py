@@ -17,8 +17,11 @@ import pytest
 import streamlit.config
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard.helpers import PAGES, new_app, open_page, request_count, reset_app_state
-from tests.processes import free_port
+from benchmarks.harness.processes import free_port
+from tests.dashboard.helpers import PAGES, every_page, new_app, open_page, request_count, reset_app_state
+
+# Through the simulator or the whole page: on SQLite in the fast path, on both dialects in the full suite.
+pytestmark = pytest.mark.slow_on_postgresql
 
 AUTH = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}}
 
@@ -62,7 +65,7 @@ def release_connections() -> None:
 # ---------------------------------------------------------------------------------------------- outage
 
 
-@pytest.mark.parametrize("page", list(PAGES))
+@pytest.mark.parametrize("page", every_page(fast="overview"))
 def test_unreachable_postgres_shows_the_banner_on_every_page(use_database, page):
     use_database(f"postgresql+psycopg://root@127.0.0.1:{free_port()}/test")  # nothing listens there
     at = open_page(page)  # fails on any exception

@@ -30,29 +30,23 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness.processes import free_port
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.models import BlockchainAddress, CoinMetadata, DataIngestionLog
-from tests.conftest import make_settings
 from tests.dashboard.helpers import ROOT
 from tests.dashboard.markdown_constructs import CONSTRUCTS
 from tests.dashboard.seed import populate
-from tests.processes import free_port
+from tests.support.browser import SCREENSHOTS, chromium_page, needs_chromium
+from tests.support.settings import make_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WORD_JOINER = "\u2060"
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8ffff3f0005fe02fe"
     "a7d6a4c40000000049454e44ae426082"
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs the Debian chromium package: apt-get install -y chromium"
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 # ---------------------------------------------------------------------------------------------- servers
@@ -137,7 +131,7 @@ def seed_hostile(db: DatabaseService, port: int) -> Seeded:
         run_id = run.id
     db.beat(short(port, "BEAT"), current_job=hostile(port, "job")[:128])
     request = db.request_rerun(run_id, requested_by=short(port, "BY"))
-    db.claim_rerun_request(short(port, "CLAIM"))
+    db.claim_request(request.id, short(port, "CLAIM"))
     db.finish_replay_request(request.id, status="failed", result_run_id=None, error=texts["request"])
     day = now.date() - timedelta(days=3)
     record_findings(
@@ -235,20 +229,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def page(stack: Stack) -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            # evil.example and dash.example resolve to this machine: a rebinding attacker's name, and a
-            # name the operator allowed (DASHBOARD_ALLOWED_HOSTS).
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking",
-                  "--host-resolver-rules=MAP evil.example 127.0.0.1, MAP dash.example 127.0.0.1"],
-        )  # fmt: skip
-        page = browser.new_page(viewport={"width": 1440, "height": 2000})
+    # evil.example and dash.example resolve to this machine: a rebinding attacker's name, and a name the
+    # operator allowed (DASHBOARD_ALLOWED_HOSTS).
+    rules = "--host-resolver-rules=MAP evil.example 127.0.0.1, MAP dash.example 127.0.0.1"
+    with chromium_page(height=2000, args=(rules,)) as page:
         yield page
-        browser.close()
 
 
 def load(page, url: str, *, title: bool = True) -> None:  # noqa: ANN001

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.database import DatabaseService
 from pipeline.store import queries
-from tests.conftest import make_settings
+from pipeline.store.coordination import RequestBusy
 from tests.dashboard.seed import (
     BTC_GAP,
     BTC_TIP,
@@ -19,6 +19,7 @@ from tests.dashboard.seed import (
     Seeded,
     populate,
 )
+from tests.support.settings import make_settings
 
 
 @pytest.fixture
@@ -178,9 +179,12 @@ def test_claim_request_lets_exactly_one_process_run_it(db, seeded):
     assert queries.open_requests(db, [seeded.runs["failed"], seeded.runs["old_failed"]]) == {
         seeded.runs["failed"]: "pending"
     }
-    assert queries.claim_request(db, request.id, "dashboard:1") is True
-    assert queries.claim_request(db, request.id, "scheduler:2") is False
+    assert db.claim_request(request.id, "dashboard:1").claimed_by == "dashboard:1"
+    with pytest.raises(RequestBusy, match="already being served by dashboard:1"):
+        db.claim_request(request.id, "scheduler:2")
+    assert db.claim_next_request("scheduler:2") is None  # nothing pending is left for the scheduler
     assert db.get_replay_request(request.id).claimed_by == "dashboard:1"
+    assert queries.open_requests(db, [seeded.runs["failed"]]) == {seeded.runs["failed"]: "running"}
     assert queries.open_requests(db, []) == {}
 
 

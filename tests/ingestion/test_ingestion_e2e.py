@@ -9,13 +9,16 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import delete, func, select, text
 
-from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.models import BlockchainTransaction, MarketPrice
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings
+from tests.support.databases import migrated_database
+from tests.support.settings import make_settings
+
+# Through the simulator or the whole page: on SQLite in the fast path, on both dialects in the full suite.
+pytestmark = pytest.mark.slow_on_postgresql
 
 BC_KEY = "BCKEY-SECRET-1234567"
 CG_KEY = "CGKEY-SECRET-7654321"
@@ -46,10 +49,8 @@ def env(sim, database_url):
         BLOCKS_INITIAL_DEPTH=250,
         WATCH_ADDRESSES=WATCH,
     )
-    db = DatabaseService(settings=settings)
-    db.create_tables()
-    yield settings, db
-    db.dispose()
+    with migrated_database(settings) as db:
+        yield settings, db
 
 
 @pytest.fixture

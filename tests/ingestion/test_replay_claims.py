@@ -22,6 +22,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from benchmarks.harness.processes import ROOT, process_env
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.replay import Replayer
@@ -33,8 +34,7 @@ from pipeline.services.gapfill import plan_fill
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
 from pipeline.simulator.control import SimulatorControl
 from pipeline.store.runs import RunSlice
-from tests.conftest import simulated_database
-from tests.processes import ROOT, process_env
+from tests.support.databases import simulated_database
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)? (DEBUG|INFO|WARNING|ERROR) ")
 FAKE_KEY = "bcKEY-4f1d9e2a7c"  # recognisable, so that a leak is found wherever it lands
@@ -135,6 +135,7 @@ def requests_of(db: DatabaseService, run_id: int) -> list[ReplayRequest]:
 # ---------------------------------------------------------------------------------------------- one at a time
 
 
+@pytest.mark.slow  # starts CLI processes
 def test_three_concurrent_cli_reruns_replay_once(sim, control, env, database_url):
     _settings, db = env
     tip = sim.tip("bitcoin")
@@ -177,6 +178,7 @@ def test_a_slice_is_replayed_by_one_request_at_a_time(env):
     assert db.claim_next_request("worker-b").id == queued.id
 
 
+@pytest.mark.slow  # starts a CLI process
 def test_rerun_of_a_running_run_is_refused_with_one_line_and_no_request(sim, control, env, database_url):
     _settings, db = env
     run_id = recorded_run(
@@ -193,6 +195,7 @@ def test_rerun_of_a_running_run_is_refused_with_one_line_and_no_request(sim, con
     assert db.get_run(run_id).status == "running"
 
 
+@pytest.mark.slow  # a race against the stale timeout: a replay slowed to several seconds
 def test_a_claim_of_the_cli_outlives_the_stale_timeout_while_it_replays(sim, control, database_url):
     # A process without a heartbeat (CLI, dashboard) keeps its claim fresh: a scheduler's recovery must not
     # take it for a dead worker's and hand the slice to another replay.
@@ -228,6 +231,7 @@ def test_a_claim_of_the_cli_outlives_the_stale_timeout_while_it_replays(sim, con
 # ---------------------------------------------------------------------------------------------- budget
 
 
+@pytest.mark.slow  # starts a CLI process
 def test_tampered_heights_are_refused_by_the_budget_before_any_request(sim, control, env, database_url):
     settings, db = env
     tampered = {"chain": "bitcoin", "start_height": 0, "end_height": 900_000}
@@ -357,6 +361,7 @@ REASONS = {
 }
 
 
+@pytest.mark.slow  # starts a CLI process
 def test_invalid_parameters_are_refused_with_one_clear_line_before_any_request(
     sim, control, env, database_url
 ):

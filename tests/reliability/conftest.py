@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.matrix import RECORDED, format_matrix, summary
-from tests.reliability.support import NOTES
+from benchmarks.harness.matrix import RECORDED, format_matrix, summary
+from tests.support.reliability import NOTES
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

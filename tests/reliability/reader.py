@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import timedelta
 
 from pipeline.database import DatabaseService
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def _calls(db: DatabaseService) -> dict[str, object]:

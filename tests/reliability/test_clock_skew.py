@@ -28,11 +28,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+import pipeline.ingestion.units
 import pipeline.models
 import pipeline.ranges
 import pipeline.runtime.scheduler
-import pipeline.store.coordination
-import pipeline.store.runs
+import pipeline.store.engine
+from benchmarks.harness.processes import (
+    ROOT,
+    process_env,
+    scheduler_settings,
+    start_scheduler,
+    stop,
+    wait_for,
+)
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.models import BlockchainBlock, DataIngestionLog, JobLease
@@ -40,8 +48,8 @@ from pipeline.ranges import utcnow
 from pipeline.runtime.scheduler import Job, Scheduler
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
 from pipeline.store.runs import RunSlice
-from tests.conftest import make_settings
-from tests.processes import ROOT, process_env, start_scheduler, stop, wait_for
+from tests.support.databases import migrated
+from tests.support.settings import make_settings
 
 SKEW = timedelta(minutes=5)
 STALE = 10  # seconds: far below the skew, so that a skewed judge would see every honest beat as stale
@@ -120,6 +128,7 @@ def test_a_worker_whose_clock_runs_ahead_leaves_a_live_workers_run_alone(postgre
     db.dispose()
 
 
+@pytest.mark.slow  # starts a process
 def test_libfaketime_moves_the_clock_of_the_process_it_is_loaded_in():
     """The fault the process test relies on is real: the child's clock reads 5 minutes ahead."""
     libfaketime = _libfaketime()
@@ -141,6 +150,7 @@ def test_libfaketime_moves_the_clock_of_the_process_it_is_loaded_in():
 # ---------------------------------------------------------------------------------------------- owner guard
 
 
+@pytest.mark.slow  # waits out the stale timeout
 def test_a_run_abandoned_meanwhile_stays_abandoned_when_its_worker_closes_it(database_url, caplog):
     db = _db(database_url, HEARTBEAT_STALE_SECONDS=1)
     other = DatabaseService(settings=db.settings)  # another worker's pool, on the same database
@@ -254,8 +264,7 @@ def test_a_claim_by_a_process_whose_clock_lags_is_not_taken_for_a_dead_workers(p
     db.finish_run(run_id, status="failed", error_class="RetriableSourceError", finished_at=utcnow())
     request = db.request_rerun(run_id, "dashboard")
     with _skewed(monkeypatch, -SKEW):  # a dashboard (it never beats) on a host whose clock lags
-        claimed = db.claim_rerun_request("dashboard:7:bbbbbb")
-        assert claimed is not None
+        claimed = db.claim_request(request.id, "dashboard:7:bbbbbb")  # the dashboard's claim, by id
         assert claimed.id == request.id
     db.recover_abandoned()  # an honest worker's pass: the claim is seconds old, not minutes
     state = db.get_replay_request(request.id)
@@ -269,9 +278,7 @@ def test_a_claim_by_a_process_whose_clock_lags_is_not_taken_for_a_dead_workers(p
 
 
 def _db(url: str, **settings: object) -> DatabaseService:
-    db = DatabaseService(settings=make_settings(url, **settings))
-    db.create_tables()
-    return db
+    return migrated(make_settings(url, **settings))
 
 
 @contextmanager
@@ -285,8 +292,8 @@ def _skewed(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> Iterator[None
     with monkeypatch.context() as patch:
         modules = (
             pipeline.models,
-            pipeline.store.coordination,
-            pipeline.store.runs,
+            pipeline.store.engine,  # db_now on SQLite
+            pipeline.ingestion.units,
             pipeline.runtime.scheduler,
         )
         for module in modules:
@@ -328,25 +335,19 @@ def _start_skewed_scheduler(
 
 
 def _scheduler_settings(url: str, sim: Simulator) -> dict[str, object]:
-    return {
-        "DATABASE_URL": url,
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINS": "bitcoin",
-        "BLOCKS_INITIAL_DEPTH": BLOCKS,
-        "BLOCKS_INTERVAL_MINUTES": 600,
-        "TRANSACTIONS_INTERVAL_MINUTES": 600,
-        "ADDRESSES_INTERVAL_MINUTES": 600,
-        "LATEST_PRICE_INTERVAL_MINUTES": 600,
-        "TRANSACTIONS_WINDOW_BLOCKS": 0,
-        "HEARTBEAT_SECONDS": 0.5,
-        "HEARTBEAT_STALE_SECONDS": STALE,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
-        "HTTP_TIMEOUT_SECONDS": 5,
-    }
+    return scheduler_settings(
+        url,
+        sim,
+        COINS="bitcoin",
+        BLOCKS_INITIAL_DEPTH=BLOCKS,
+        BLOCKS_INTERVAL_MINUTES=600,
+        TRANSACTIONS_INTERVAL_MINUTES=600,
+        ADDRESSES_INTERVAL_MINUTES=600,
+        LATEST_PRICE_INTERVAL_MINUTES=600,
+        TRANSACTIONS_WINDOW_BLOCKS=0,
+        HEARTBEAT_SECONDS=0.5,
+        HEARTBEAT_STALE_SECONDS=STALE,
+    )
 
 
 def _scalar(db: DatabaseService, stmt) -> int:  # noqa: ANN001

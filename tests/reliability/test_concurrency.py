@@ -24,13 +24,14 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
+from benchmarks.harness.postgres import PG_URL
+from benchmarks.harness.processes import ROOT, scheduler_settings, start_scheduler, stop, wait_for
 from pipeline.database import DatabaseService
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.models import BlockchainBlock, BlockchainTransaction, DataIngestionLog, JobLease
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import PG_URL, make_settings
-from tests.processes import ROOT, start_scheduler, stop, wait_for
-from tests.reliability.support import note
+from tests.support.reliability import note
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +47,6 @@ WATCH = {
 def busy_settings(url: str, sim: Simulator, **overrides: object) -> dict[str, object]:
     """A scheduler with every job every few seconds and a long stale limit (no run is ever abandoned)."""
     settings: dict[str, object] = {
-        "DATABASE_URL": url,
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
         "COINS": ",".join(CHAINS),
         "BLOCKS_INITIAL_DEPTH": 20_000,
         "BLOCKS_INTERVAL_MINUTES": 0.05,
@@ -62,11 +58,8 @@ def busy_settings(url: str, sim: Simulator, **overrides: object) -> dict[str, ob
         "HEARTBEAT_SECONDS": 0.5,
         "HEARTBEAT_STALE_SECONDS": 600,
         "SQLITE_BUSY_TIMEOUT_MS": BUSY_MS,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
     }
-    settings.update(overrides)
-    return settings
+    return scheduler_settings(url, sim, **{**settings, **overrides})
 
 
 def _rows_written(db: DatabaseService) -> int:

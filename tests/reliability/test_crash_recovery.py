@@ -20,22 +20,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from pipeline.database import DatabaseService
-from pipeline.models import DataIngestionLog, ReplayRequest
-from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings
-from tests.processes import start_scheduler, stop, wait_for
-from tests.reliability.support import (
+from benchmarks.harness.backfill import (
     CHAINS,
-    KnownBugError,
     all_runs,
     backfill_complete,
     child_chain,
     data_rows,
-    note,
     reference_rows,
     runs_by_worker,
 )
+from benchmarks.harness.processes import scheduler_settings, start_scheduler, stop, wait_for
+from pipeline.database import DatabaseService
+from pipeline.models import DataIngestionLog, ReplayRequest
+from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
+from tests.support.reliability import KnownBugError, note
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +55,6 @@ def sim():
 def crash_settings(database_url: str, sim: Simulator, **overrides: object) -> dict[str, object]:
     """A scheduler that backfills blocks and prices, beats every 0.5 s and calls a worker dead after 2 s."""
     settings: dict[str, object] = {
-        "DATABASE_URL": database_url,
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
         "COINS": ",".join(CHAINS),
         "BLOCKS_INITIAL_DEPTH": BLOCKS_DEPTH,
         "BLOCKS_INTERVAL_MINUTES": 0.5,
@@ -71,12 +65,8 @@ def crash_settings(database_url: str, sim: Simulator, **overrides: object) -> di
         "ADDRESSES_INTERVAL_MINUTES": 600,
         "HEARTBEAT_SECONDS": 0.5,
         "HEARTBEAT_STALE_SECONDS": 2,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
-        "HTTP_TIMEOUT_SECONDS": 5,
     }
-    settings.update(overrides)
-    return settings
+    return scheduler_settings(database_url, sim, **{**settings, **overrides})
 
 
 LIVE_RUN_ABANDONED = (

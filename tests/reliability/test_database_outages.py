@@ -1,16 +1,16 @@
 """A database blip never ends a process: outages during a backfill with reruns queued, on both dialects.
 
 PostgreSQL: a proxy refuses connections and terminates the scheduler's sessions. SQLite: another process
-holds the write lock past the busy timeout. The report runs the same scenario with twenty longer outages
-(`python benchmarks/reliability_report.py --outages`).
+holds the write lock past the busy timeout. The scenario is `benchmarks/harness/outages.py`; the report runs
+it with twenty longer outages (`python benchmarks/reliability_report.py --outages 20`).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.reliability.outages import outage_simulator, run_scenario
-from tests.reliability.support import note
+from benchmarks.harness.outages import outage_simulator, run_scenario
+from tests.support.reliability import note
 
 pytestmark = pytest.mark.slow
 

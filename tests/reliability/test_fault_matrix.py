@@ -1,6 +1,6 @@
 """Fault matrix: every simulator fault x every ingestion unit, on SQLite (all) and PostgreSQL (a subset).
 
-The cell logic lives in `tests/reliability/matrix.py`, shared with `benchmarks/reliability_report.py`.
+The cell logic lives in `benchmarks/harness/matrix.py`, shared with `benchmarks/reliability_report.py`.
 A cell whose only violations are explained by a known bug is xfail(strict=True); any other violation
 fails it normally.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.matrix import (
+from benchmarks.harness.matrix import (
     FAULTS,
     FAULTS_BY_NAME,
     KNOWN_BUGS,
@@ -22,7 +22,7 @@ from tests.reliability.matrix import (
     simulator,
     verdict,
 )
-from tests.reliability.support import KnownBugError
+from tests.support.reliability import KnownBugError
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +51,14 @@ def _judge(cell: Cell) -> None:
         raise KnownBugError("\n".join(known))
 
 
+@pytest.mark.slow  # 90 cells, 1-4 s each (retries, timeouts, Retry-After)
 @pytest.mark.parametrize(("fault", "unit"), _cells(ALL))
 def test_cell_sqlite(sim, tmp_path, fault, unit):
     url = f"sqlite:///{tmp_path}/cell.db"
     _judge(run_cell(sim, url, FAULTS_BY_NAME[fault], UNITS_BY_NAME[unit], "sqlite"))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize(("fault", "unit"), _cells(PG_SUBSET))
 def test_cell_postgres(sim, postgres_url, fault, unit):

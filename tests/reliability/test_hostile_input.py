@@ -19,13 +19,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from benchmarks.harness.processes import run_cli
 from pipeline.database import DatabaseService
 from pipeline.models import ReplayRequest
 from pipeline.ranges import utcnow
 from pipeline.simulator import Simulator, SimulatorConfig
 from pipeline.store.runs import RunSlice
-from tests.conftest import make_settings
-from tests.reliability.support import KnownBugError, run_cli
+from tests.support.databases import migrated
+from tests.support.reliability import KnownBugError
+from tests.support.settings import make_settings
 
 TODAY = datetime.now(UTC).date()
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")
@@ -125,6 +127,7 @@ def _cases() -> list:
     return params
 
 
+@pytest.mark.slow  # one CLI process per case
 @pytest.mark.parametrize("case", _cases())
 def test_bad_cli_input_is_one_clear_line(bad_input_outcomes, case):
     outcomes, _requests = bad_input_outcomes
@@ -144,6 +147,7 @@ def test_bad_cli_input_is_one_clear_line(bad_input_outcomes, case):
     assert done.stdout.strip() == "", done.stdout
 
 
+@pytest.mark.slow
 def test_bad_cli_input_spends_no_request(bad_input_outcomes):
     _outcomes, requests = bad_input_outcomes
     assert requests == 0
@@ -152,6 +156,7 @@ def test_bad_cli_input_spends_no_request(bad_input_outcomes):
 # ---------------------------------------------------------------------------------------------- plan limits
 
 
+@pytest.mark.slow  # a CLI process
 @pytest.mark.parametrize(
     "args",
     [
@@ -171,6 +176,7 @@ def test_a_range_beyond_the_public_plan_spends_no_request(sim, tmp_path, args):
     assert "success" in done.stdout  # recorded as a run with nothing to fetch, not as a failure
 
 
+@pytest.mark.slow  # a CLI process
 def test_a_huge_range_is_clamped_to_what_the_plan_serves(sim, tmp_path):
     sim.reset_counts()
     url = f"sqlite:///{tmp_path}/huge.db"
@@ -221,8 +227,7 @@ def _ended_run(db: DatabaseService, status: str = "failed") -> int:
 
 @pytest.fixture
 def rerun_db(database_url):
-    db = DatabaseService(settings=make_settings(database_url))
-    db.create_tables()
+    db = migrated(make_settings(database_url))
     yield db
     db.dispose()
 

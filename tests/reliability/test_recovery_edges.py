@@ -13,15 +13,17 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from benchmarks.harness.backfill import runs_by_worker
+from benchmarks.harness.processes import scheduler_settings, start_scheduler, stop, wait_for
 from pipeline.database import DatabaseService
 from pipeline.models import BlockchainBlock, DataIngestionLog, ReplayRequest
 from pipeline.ranges import utcnow
 from pipeline.runtime.scheduler import Scheduler
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
 from pipeline.store.runs import RunSlice
-from tests.conftest import make_settings
-from tests.processes import start_scheduler, stop, wait_for
-from tests.reliability.support import KnownBugError, runs_by_worker
+from tests.support.databases import migrated
+from tests.support.reliability import KnownBugError
+from tests.support.settings import make_settings
 
 LIVE_RUN_ABANDONED = (
     "BUG: CoordinationMixin.recover_abandoned compares run worker ids (host:pid, runlog.WORKER_ID) with "
@@ -46,9 +48,7 @@ CLAIMED_NOT_STARTED = (
 
 
 def _db(url: str, **settings: object) -> DatabaseService:
-    db = DatabaseService(settings=make_settings(url, **settings))
-    db.create_tables()
-    return db
+    return migrated(make_settings(url, **settings))
 
 
 def _failed_run(db: DatabaseService) -> int:
@@ -61,6 +61,7 @@ def _failed_run(db: DatabaseService) -> int:
     return run_id
 
 
+@pytest.mark.slow  # waits out the stale timeout
 def test_a_live_workers_long_run_is_not_abandoned(database_url):
     db = _db(database_url, HEARTBEAT_STALE_SECONDS=1)
     scheduler = Scheduler(db.settings, db)  # the worker id this process's heartbeats carry
@@ -141,13 +142,14 @@ def test_sigkill_mid_job_runs_the_rest_of_the_slot(tmp_path):
     db.dispose()
 
 
+@pytest.mark.slow  # waits out the stale timeout
 def test_a_request_claimed_by_a_worker_that_died_before_starting_is_served_again(database_url):
     db = _db(database_url, HEARTBEAT_STALE_SECONDS=1)
     run_id = _failed_run(db)
     request = db.request_rerun(run_id, "dashboard")
     dead = "deadhost:4242:dead01"
     db.beat(dead, started_at=utcnow(), current_job=None)
-    claimed = db.claim_rerun_request(dead)
+    claimed = db.claim_next_request(dead)  # the scheduler's claim
     assert claimed is not None
     assert claimed.id == request.id  # ... and the worker dies before its replay starts a run
     time.sleep(1.3)
@@ -166,11 +168,6 @@ def test_a_request_claimed_by_a_worker_that_died_before_starting_is_served_again
 
 def _scheduler(url: str, sim: Simulator, **overrides: object) -> dict[str, object]:
     settings: dict[str, object] = {
-        "DATABASE_URL": url,
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
         "COINS": "bitcoin,ethereum",
         "BLOCKS_INTERVAL_MINUTES": 600,
         "TRANSACTIONS_INTERVAL_MINUTES": 600,
@@ -178,11 +175,8 @@ def _scheduler(url: str, sim: Simulator, **overrides: object) -> dict[str, objec
         "LATEST_PRICE_INTERVAL_MINUTES": 600,
         "TRANSACTIONS_WINDOW_BLOCKS": 0,
         "HEARTBEAT_SECONDS": 0.5,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
     }
-    settings.update(overrides)
-    return settings
+    return scheduler_settings(url, sim, **{**settings, **overrides})
 
 
 def _scalar(db: DatabaseService, stmt) -> int:  # noqa: ANN001

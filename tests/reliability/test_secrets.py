@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness.processes import ROOT, run_cli, scheduler_settings, start_scheduler, stop, wait_for
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.errors import SourceError
@@ -26,10 +27,11 @@ from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from pipeline.sources.clients import blockchair_client, coingecko_client
-from tests.conftest import make_settings
-from tests.processes import ROOT, stop, wait_for
-from tests.reliability.support import dump_text, note, run_cli, start_scheduler_at
+from pipeline.sources.blockchair import blockchair_client
+from pipeline.sources.coingecko import coingecko_client
+from tests.support.databases import migrated
+from tests.support.reliability import dump_text, note
+from tests.support.settings import simulator_settings
 
 BC_KEY = "bc-FAKE-KEY-7f3a9"
 CG_KEY = "cg-FAKE-KEY-2b8d1"
@@ -73,10 +75,9 @@ def sim():
 
 
 def keyed_settings(url: str, sim: Simulator, bc_key: str = BC_KEY, cg_key: str = CG_KEY) -> Settings:
-    return make_settings(
+    return simulator_settings(
         url,
-        BLOCKCHAIR_BASE_URL=sim.blockchair_url,
-        COINGECKO_BASE_URL=sim.coingecko_url,
+        sim,
         BLOCKCHAIR_API_KEY=bc_key,
         COINGECKO_API_KEY=cg_key,
         COINGECKO_API_PLAN="demo",
@@ -102,8 +103,7 @@ def run_unit(blockchair: BlockchairIngestor, coingecko: CoinGeckoIngestor, unit:
 def exercise(sim: Simulator, url: str) -> tuple[DatabaseService, list]:
     """Every unit under every URL-bearing fault, then with wrong keys; returns the database and the runs."""
     settings = keyed_settings(url, sim)
-    db = DatabaseService(settings=settings)
-    db.create_tables()
+    db = migrated(settings)
     blockchair = BlockchairIngestor(settings=settings, db=db)
     coingecko = CoinGeckoIngestor(settings=settings, db=db)
     results = []
@@ -133,6 +133,7 @@ def exercise(sim: Simulator, url: str) -> tuple[DatabaseService, list]:
     return db, [r for r in [*results, *rejected] if r is not None]
 
 
+@pytest.mark.slow  # every unit under eight faults, timeouts included: 15-20 s a dialect
 def test_keys_never_reach_logs_runs_or_the_database(sim, database_url, caplog):
     caplog.set_level(logging.DEBUG)
     db, results = exercise(sim, database_url)
@@ -150,7 +151,10 @@ def test_keys_never_reach_logs_runs_or_the_database(sim, database_url, caplog):
     db.dispose()
 
 
-@pytest.mark.parametrize("fault", ["reset", "401", "402", "malformed_json", "html", "timeout", "500"])
+@pytest.mark.parametrize(
+    "fault",
+    ["reset", "401", "402", "malformed_json", "html", pytest.param("timeout", marks=pytest.mark.slow), "500"],
+)  # a timeout costs its seconds
 def test_keys_never_reach_an_exception(sim, tmp_path, fault):
     settings = keyed_settings(f"sqlite:///{tmp_path}/x.db", sim)
     for client, endpoint, path, params in (
@@ -182,27 +186,22 @@ def test_keys_never_reach_the_scheduler_log_or_the_cli(sim, tmp_path):
     url = f"sqlite:///{tmp_path}/scheduler.db"
     db = DatabaseService(settings=keyed_settings(url, sim))
     db.create_tables()
-    env = {
-        "DATABASE_URL": url,
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_API_KEY": BC_KEY,
-        "COINGECKO_API_KEY": CG_KEY,
-        "COINGECKO_API_PLAN": "demo",
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINS": "bitcoin,ethereum",
-        "WATCH_ADDRESSES": json.dumps(WATCH),
-        "BLOCKS_INITIAL_DEPTH": 150,
-        "BLOCKS_INTERVAL_MINUTES": 0.05,
-        "TRANSACTIONS_INTERVAL_MINUTES": 0.05,
-        "ADDRESSES_INTERVAL_MINUTES": 0.05,
-        "LATEST_PRICE_INTERVAL_MINUTES": 0.05,
-        "HEARTBEAT_SECONDS": 0.5,
-        "HTTP_TIMEOUT_SECONDS": 1,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
-    }
+    env = scheduler_settings(
+        url,
+        sim,
+        BLOCKCHAIR_API_KEY=BC_KEY,
+        COINGECKO_API_KEY=CG_KEY,
+        COINGECKO_API_PLAN="demo",
+        COINS="bitcoin,ethereum",
+        WATCH_ADDRESSES=json.dumps(WATCH),
+        BLOCKS_INITIAL_DEPTH=150,
+        BLOCKS_INTERVAL_MINUTES=0.05,
+        TRANSACTIONS_INTERVAL_MINUTES=0.05,
+        ADDRESSES_INTERVAL_MINUTES=0.05,
+        LATEST_PRICE_INTERVAL_MINUTES=0.05,
+        HEARTBEAT_SECONDS=0.5,
+        HTTP_TIMEOUT_SECONDS=1,
+    )
     sim.clear_faults()
     for kind, endpoint in (
         ("reset", "blocks"),
@@ -214,7 +213,7 @@ def test_keys_never_reach_the_scheduler_log_or_the_cli(sim, tmp_path):
     ):
         sim.add_fault(FaultRule(kind, endpoint=endpoint, times=3, delay=2))
     log = tmp_path / "scheduler.log"
-    proc = start_scheduler_at(log, "DEBUG", **env)
+    proc = start_scheduler(log, "DEBUG", **env)
     try:
         wait_for(lambda: len(db.get_ingestion_logs(status="failed", limit=None)) >= 4, 60, what="failed runs")
     finally:

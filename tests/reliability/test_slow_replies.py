@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness.processes import scheduler_settings as base_settings
+from benchmarks.harness.processes import start_scheduler, stop, wait_for
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.schemas import DataIngestionLogData
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings
-from tests.processes import start_scheduler, stop, wait_for
-from tests.reliability.support import note
+from tests.support.databases import migrated
+from tests.support.reliability import note
+from tests.support.settings import make_settings
 
 
 @pytest.fixture
@@ -32,8 +34,7 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[DatabaseService]:
-    service = DatabaseService(settings=make_settings(f"sqlite:///{tmp_path}/pipeline.db"))
-    service.create_tables()
+    service = migrated(make_settings(f"sqlite:///{tmp_path}/pipeline.db"))
     yield service
     service.dispose()
 
@@ -52,6 +53,7 @@ def fired(sim: Simulator) -> int:
 # ---------------------------------------------------------------- in this process
 
 
+@pytest.mark.slow  # seconds of slowed pages against a time budget
 def test_unit_over_its_time_budget_fails_as_unit_timeout_and_its_rerun_completes(
     db: DatabaseService, sim: Simulator
 ) -> None:
@@ -96,23 +98,14 @@ def test_endless_body_fails_the_unit_once_as_response_too_large(db: DatabaseServ
 def scheduler_settings(tmp_path: Path, sim: Simulator, **overrides: object) -> dict[str, object]:
     """One coin, every job once at start (long intervals), fast heartbeats, no client-side pacing."""
     settings: dict[str, object] = {
-        "DATABASE_URL": f"sqlite:///{tmp_path}/pipeline.db",
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
         "BLOCKS_INITIAL_DEPTH": 120,
         "COINS": "bitcoin",
         "BLOCKS_INTERVAL_MINUTES": 30,
         "TRANSACTIONS_INTERVAL_MINUTES": 30,
         "LATEST_PRICE_INTERVAL_MINUTES": 30,
         "HEARTBEAT_SECONDS": 0.5,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
-        "HTTP_TIMEOUT_SECONDS": 5,
     }
-    settings.update(overrides)
-    return settings
+    return base_settings(f"sqlite:///{tmp_path}/pipeline.db", sim, **{**settings, **overrides})
 
 
 @pytest.mark.slow

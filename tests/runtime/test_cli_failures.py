@@ -27,7 +27,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from pipeline.database import DatabaseService, alembic_config
+from benchmarks.harness.postgres import PG_URL
+from benchmarks.harness.processes import free_port, process_env, start_scheduler, stop, wait_for
+from pipeline.database import DatabaseService
 from pipeline.errors import (
     DatabaseCorrupt,
     DatabaseError,
@@ -41,8 +43,9 @@ from pipeline.errors import (
 )
 from pipeline.runtime.cli import EXIT_BROKEN_PIPE
 from pipeline.runtime.scheduler import Scheduler
-from tests.conftest import PG_URL, REQUIRE_PG, make_settings, postgres_unavailable
-from tests.processes import free_port, process_env, start_scheduler, stop, wait_for
+from pipeline.store.schema import alembic_config
+from tests.support.databases import require_postgres
+from tests.support.settings import make_settings
 
 PASSWORD = "s3cret-Pa55word"  # put in every URL that can carry one; must never be printed
 READ_ONLY = [["status"], ["stats"], ["runs"], ["gaps"], ["fill-gaps", "--dry-run"]]
@@ -175,6 +178,7 @@ def test_every_database_error_has_its_own_exit_code():
 # ---------------------------------------------------------------------------------------------- PostgreSQL
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_unreachable_postgresql_is_one_line_and_exit_3(tmp_path, scheme):
     # Heroku-style postgres:// is normalised to psycopg 3, so it too fails only on the closed port.
@@ -184,12 +188,9 @@ def test_unreachable_postgresql_is_one_line_and_exit_3(tmp_path, scheme):
     )
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_unknown_postgresql_database_is_one_line_and_exit_4(tmp_path):
-    reason = postgres_unavailable()
-    if reason and REQUIRE_PG:
-        pytest.fail(reason)
-    if reason:
-        pytest.skip(reason)
+    require_postgres()
     name = f"no_such_db_{uuid.uuid4().hex[:8]}"
     url = make_url(PG_URL).set(database=name, password=PASSWORD).render_as_string(hide_password=False)
     for outcome in run_many(tmp_path, url, [["status"], ["init-db"]]):
@@ -199,6 +200,7 @@ def test_unknown_postgresql_database_is_one_line_and_exit_4(tmp_path):
 # ---------------------------------------------------------------------------------------------- SQLite files
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_garbage_file_is_corrupt_and_left_alone(tmp_path):
     path = tmp_path / "crypto.db"
     garbage = b"this is not a database, just some bytes someone saved here\n" * 40
@@ -209,6 +211,7 @@ def test_garbage_file_is_corrupt_and_left_alone(tmp_path):
     assert entries(tmp_path) == {"crypto.db"}
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_truncated_file_is_corrupt(tmp_path):
     path = sqlite_database(tmp_path / "crypto.db")
     with path.open("r+b") as handle:
@@ -218,6 +221,7 @@ def test_truncated_file_is_corrupt(tmp_path):
     )
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_read_only_commands_never_create_a_missing_database(tmp_path):
     path = tmp_path / "not" / "yet" / "crypto.db"
     url = f"sqlite:///{path}"
@@ -230,6 +234,7 @@ def test_read_only_commands_never_create_a_missing_database(tmp_path):
     assert path.is_file()
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_status_without_database_url_does_not_create_the_default_database(tmp_path):
     path = tmp_path / "data" / "crypto.db"  # the default, sqlite:///./data/crypto.db
     outcome = run_cli(tmp_path, ["status"], None)
@@ -240,6 +245,7 @@ def test_status_without_database_url_does_not_create_the_default_database(tmp_pa
 # ------------------------------------------------------------------------------------------ schema versions
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_schema_newer_than_the_code_asks_for_an_upgrade(migrated, tmp_path):
     url, service = migrated
     stamp(service, "9999_from_the_future")
@@ -249,6 +255,7 @@ def test_schema_newer_than_the_code_asks_for_an_upgrade(migrated, tmp_path):
     assert stamped(service) == "9999_from_the_future", "init-db touched a newer schema"
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_older_schema_is_refused_by_readers_and_upgraded_by_init_db(migrated, tmp_path):
     url, service = migrated
     with service.transaction() as conn:
@@ -264,6 +271,7 @@ def test_older_schema_is_refused_by_readers_and_upgraded_by_init_db(migrated, tm
     assert stamped(service) == HEAD
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_stamp_older_than_the_tables_is_explained_with_its_fix(migrated, tmp_path):
     url, service = migrated
     stamp(service, BEFORE_HEAD)  # the tables stay at head: the next upgrade finds its work done
@@ -294,6 +302,7 @@ UNSUPPORTED_URLS = {
 }
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_unsupported_urls_are_one_line_and_exit_9(tmp_path):
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(lambda url: run_cli(tmp_path, ["init-db"], url), UNSUPPORTED_URLS))
@@ -302,6 +311,7 @@ def test_unsupported_urls_are_one_line_and_exit_9(tmp_path):
     assert entries(tmp_path) == set()
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_in_memory_database_is_refused_by_every_command(tmp_path):
     urls = ["sqlite://", "sqlite:///:memory:", "sqlite:///file:mem?mode=memory&uri=true"]
     cases = [(url, ["status"]) for url in urls] + [("sqlite://", ["init-db"])]
@@ -315,6 +325,7 @@ def test_in_memory_database_is_refused_by_every_command(tmp_path):
 # ---------------------------------------------------------------------------------------------- stdout closed
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 @pytest.mark.parametrize("args", [["status"], ["--help"]], ids=["status", "help"])
 def test_stdout_closed_early_exits_quietly(tmp_path, args):
     """`crypto-pipeline status | head -1`, made deterministic: the reading end is closed before the start."""
@@ -338,6 +349,7 @@ def test_stdout_closed_early_exits_quietly(tmp_path, args):
         assert process.returncode == EXIT_BROKEN_PIPE
 
 
+@pytest.mark.slow  # starts crypto-pipeline processes
 def test_status_piped_into_head_prints_no_traceback(tmp_path):
     path = sqlite_database(tmp_path / "crypto.db")
     done = subprocess.run(

@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from benchmarks.harness.processes import scheduler_settings as base_settings
+from benchmarks.harness.processes import start_scheduler, stop, wait_for
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.models import BlockchainBlock, DataIngestionLog, JobLease
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings
-from tests.processes import start_scheduler, stop, wait_for
+from tests.support.databases import migrated_database
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -27,32 +29,21 @@ def sim():
 def scheduler_settings(database_url: str, sim: Simulator, **overrides: object) -> dict[str, object]:
     """Settings for a scheduler subprocess: fast jobs, fast heartbeats, no client-side pacing."""
     settings: dict[str, object] = {
-        "DATABASE_URL": database_url,
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
         "BLOCKS_INITIAL_DEPTH": 120,
         "BLOCKS_INTERVAL_MINUTES": 0.05,
         "TRANSACTIONS_INTERVAL_MINUTES": 0.05,
         "LATEST_PRICE_INTERVAL_MINUTES": 0.1,
         "HEARTBEAT_SECONDS": 0.5,
         "HEARTBEAT_STALE_SECONDS": 3,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
-        "HTTP_TIMEOUT_SECONDS": 5,
         "COINS": "bitcoin,ethereum",
     }
-    settings.update(overrides)
-    return settings
+    return base_settings(database_url, sim, **{**settings, **overrides})
 
 
 @pytest.fixture
 def db(database_url):
-    service = DatabaseService(settings=make_settings(database_url, HEARTBEAT_STALE_SECONDS=3))
-    service.create_tables()
-    yield service
-    service.dispose()
+    with migrated_database(make_settings(database_url, HEARTBEAT_STALE_SECONDS=3)) as service:
+        yield service
 
 
 def runs_of(db: DatabaseService, data_type: str, status: str | None = None, coin: str | None = None) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port, process_env, stop, wait_for
+from benchmarks.harness.processes import free_port, process_env, stop, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,6 @@ Rows go in through `DatabaseService.insert_*`, runs through the run log, on SQLi
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -27,7 +26,12 @@ from pipeline.services.coverage import (
 )
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
 from pipeline.store.runs import RunSlice
-from tests.conftest import make_settings
+from tests.support.factories import fake_hash, store_blocks
+from tests.support.settings import make_settings
+
+# Logic above the store: on SQLite in the fast path, on both dialects in the full suite (tests/store
+# runs the SQL itself on both in the fast path too).
+pytestmark = pytest.mark.slow_on_postgresql
 
 P, M, F, U = CellState.PRESENT, CellState.MISSING, CellState.FAILED, CellState.UNAVAILABLE
 
@@ -61,27 +65,6 @@ def days_ago(first: int, last: int) -> list[date]:
 
 def ranges(coverage) -> list[tuple[date, date, CellState]]:
     return [(r.start, r.end, r.state) for r in coverage.ranges]
-
-
-def fake_hash(symbol: str, height: int, salt: str = "") -> str:
-    digest = hashlib.sha256(f"{symbol}:{height}:{salt}".encode()).hexdigest()
-    return f"0x{digest}" if symbol == "ETH" else digest  # each chain's own hash form (schema rule)
-
-
-def store_blocks(db: DatabaseService, symbol: str, heights, *, tx_count: int = 0) -> None:
-    when = datetime.now(UTC) - timedelta(hours=3)
-    db.insert_blocks(
-        [
-            {
-                "coin_symbol": symbol,
-                "block_id": h,
-                "hash": fake_hash(symbol, h),
-                "time": when,
-                "transaction_count": tx_count,
-            }
-            for h in heights
-        ]
-    )
 
 
 def store_transactions(db: DatabaseService, symbol: str, counts: dict[int, int]) -> None:

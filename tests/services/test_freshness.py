@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 import pipeline.runtime.cli as cli_module
+from benchmarks.harness.processes import ROOT, process_env
 from pipeline.config import get_settings
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
@@ -23,8 +24,12 @@ from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.schemas import CoinMetadataData, IngestionStatus
 from pipeline.services.freshness import Level, block_freshness, freshness_report, price_freshness
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings, simulated_database
-from tests.processes import ROOT, process_env
+from tests.support.databases import simulated_database
+from tests.support.settings import make_settings
+
+# Logic above the store: on SQLite in the fast path, on both dialects in the full suite (tests/store
+# runs the SQL itself on both in the fast path too).
+pytestmark = pytest.mark.slow_on_postgresql
 
 THRESHOLDS = {
     "BLOCK_LAG_WARN_BLOCKS": 10,
@@ -168,6 +173,7 @@ def bitcoin_blocks(db: DatabaseService, settings):
     return block_freshness(coin, settings)
 
 
+@pytest.mark.slow  # end to end, ending with a CLI process
 def test_block_freshness_turns_amber_then_red_as_the_tip_moves_ahead(sim, env, status):
     settings, db = env
     blockchair = BlockchairIngestor(settings=settings, db=db)

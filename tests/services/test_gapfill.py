@@ -6,7 +6,6 @@ in-process simulator, served by `Scheduler.serve_reruns`, and is compared with t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 from sqlalchemy import delete
 
 import pipeline.runtime.cli as cli_module
+from benchmarks.harness.processes import ROOT, process_env
 from pipeline.config import get_settings
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
@@ -28,8 +28,13 @@ from pipeline.schemas import IngestionStatus
 from pipeline.services.coverage import block_coverage, price_coverage
 from pipeline.services.gapfill import coverage_window, plan_fill, queue_plan
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings, simulated_database
-from tests.processes import ROOT, process_env
+from tests.support.databases import simulated_database
+from tests.support.factories import fake_hash, store_blocks
+from tests.support.settings import make_settings
+
+# Logic above the store: on SQLite in the fast path, on both dialects in the full suite (tests/store
+# runs the SQL itself on both in the fast path too).
+pytestmark = pytest.mark.slow_on_postgresql
 
 
 def today() -> date:
@@ -38,11 +43,6 @@ def today() -> date:
 
 def ago(days: int) -> date:
     return today() - timedelta(days=days)
-
-
-def fake_hash(symbol: str, height: int) -> str:
-    digest = hashlib.sha256(f"{symbol}:{height}".encode()).hexdigest()
-    return f"0x{digest}" if symbol == "ETH" else digest  # each chain's own hash form (schema rule)
 
 
 def store_prices(db: DatabaseService, coin_id: str, days: list[date]) -> None:
@@ -54,21 +54,6 @@ def store_prices(db: DatabaseService, coin_id: str, days: list[date]) -> None:
 def every_day_but(first: int, holes: list[int]) -> list[date]:
     """Days from `first` days ago to today, except the given days-ago."""
     return [ago(n) for n in range(first, -1, -1) if n not in set(holes)]
-
-
-def store_blocks(db: DatabaseService, symbol: str, heights, *, tx_count: int = 0) -> None:
-    when = datetime.now(UTC) - timedelta(hours=3)
-    rows = [
-        {
-            "coin_symbol": symbol,
-            "block_id": h,
-            "hash": fake_hash(symbol, h),
-            "time": when,
-            "transaction_count": tx_count,
-        }
-        for h in heights
-    ]
-    db.insert_blocks(rows)
 
 
 def store_transactions(db: DatabaseService, symbol: str, counts: dict[int, int]) -> None:
@@ -360,6 +345,7 @@ def gap_lines(out: str) -> list[list[str]]:
     return [line.split() for line in out.splitlines()]
 
 
+@pytest.mark.slow  # end to end, ending with a CLI process
 def test_fill_gaps_closes_every_hole_with_the_sources_truth(sim, env, cli, database_url):
     settings, db = env
     ingest_bitcoin(settings, db)

@@ -7,7 +7,6 @@ the real ingestors against the in-process simulator.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
+from pipeline.ingestion.units import RunSlice, record_run
 from pipeline.models import BlockchainBlock
 from pipeline.schemas import BlockchainBlockData, IngestionStatus, MarketPriceData
 from pipeline.services.quality import (
@@ -36,8 +36,13 @@ from pipeline.services.quality import (
     record_findings,
 )
 from pipeline.simulator import Simulator, SimulatorConfig
-from pipeline.store.runs import RunSlice, record_run
-from tests.conftest import make_settings, simulated_database
+from tests.support.databases import simulated_database
+from tests.support.factories import fake_hash
+from tests.support.settings import make_settings
+
+# Logic above the store: on SQLite in the fast path, on both dialects in the full suite (tests/store
+# runs the SQL itself on both in the fast path too).
+pytestmark = pytest.mark.slow_on_postgresql
 
 START = date(2024, 3, 1)
 SUPPLY = Decimal(19_000_000)
@@ -217,11 +222,6 @@ def test_no_prices_no_findings():
 
 
 # ---------------------------------------------------------------------- block helpers
-
-
-def fake_hash(symbol: str, height: int, salt: str = "") -> str:
-    digest = hashlib.sha256(f"{symbol}:{height}:{salt}".encode()).hexdigest()
-    return f"0x{digest}" if symbol == "ETH" else digest
 
 
 def block(height: int, when: datetime, *, symbol: str = "BTC", **extra: object) -> BlockchainBlockData:

@@ -16,7 +16,6 @@ import json
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,8 +29,8 @@ from pipeline.sources.blockchair import (
     parse_transactions,
 )
 from pipeline.sources.common import MAX_SAMPLE_CHARS, Reject
+from tests.support.fixtures import load_fixture as load
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 BTC_BLOCK_HASH = "0000000000000000000a405e0eb599136580eed78682bfe6648c5f7b6f81a9cb"
@@ -41,11 +40,6 @@ ETH_TX_HASH = "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b2206
 TESTNET_ADDRESS = "mpjwFvP88ZwAt3wEHY6irKkGhxcsv22BP6"
 ETH_ADDRESS = "0x3282791d6fd713f1e94f4bfd565eaa78b3a0599d"
 NOT_RETURNED = "address not returned by the source"
-
-
-def load(name: str) -> Any:
-    """A saved sample, decoded as the HTTP client decodes it (floats as Decimal)."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 def load_edge(name: str) -> Any:

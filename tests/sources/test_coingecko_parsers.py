@@ -13,15 +13,14 @@ import json
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.errors import ResponseFormatError
 from pipeline.sources.coingecko import parse_history, parse_market_chart
+from tests.support.fixtures import load_fixture as load
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 DAY_MS = 86_400_000
 # 2024-03-31 00:00:00 UTC, the first point of the docs' market_chart/range example.
@@ -34,11 +33,6 @@ ERROR_BODIES = [
     "error_422_missing_date.json",
     "error_10012_time_range.json",
 ]
-
-
-def load(name: str) -> Any:
-    """A saved sample, decoded as the HTTP client decodes it (floats as Decimal)."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 def chart(payload: Any, **kwargs: Any):

@@ -21,7 +21,6 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
@@ -37,14 +36,15 @@ from pipeline.schemas import (
 from pipeline.sources.blockchair import parse_address_dashboard, parse_blocks, parse_transactions
 from pipeline.sources.coingecko import MAX_TIMESTAMP_MS, parse_history, parse_market_chart
 from pipeline.sources.common import MAX_SAMPLE_CHARS, ParseResult
+from tests.support.fixtures import load_fixture as load
+from tests.support.properties import examples
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 DAY_MS = 86_400_000
 MAR_31 = 1_711_843_200_000
 
 PROPERTY = settings(
-    max_examples=200,
+    max_examples=examples(200),
     deadline=None,
     derandomize=True,
     database=None,
@@ -52,11 +52,6 @@ PROPERTY = settings(
 )
 # For the known-bug properties: every example hits the bug, so a handful is enough and no shrinking.
 KNOWN_BUG = settings(max_examples=10, deadline=None, derandomize=True, database=None, phases=[Phase.generate])
-
-
-def load(name: str) -> Any:
-    """A saved sample, decoded as the HTTP client decodes it (floats as Decimal)."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 # ---------------------------------------------------------------- JSON strategies

@@ -20,7 +20,8 @@ from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.schemas import BlockchainTransactionData, UpsertResult
 from pipeline.simulator import Simulator, SimulatorConfig
-from tests.conftest import make_settings, simulated_database
+from tests.support.databases import migrated_database, simulated_database
+from tests.support.settings import make_settings
 
 T0 = datetime(2024, 3, 1, 12, tzinfo=UTC)
 
@@ -200,10 +201,8 @@ def test_value_the_column_cannot_hold_refuses_one_row_mid_batch(db):
 
 @pytest.fixture
 def small_batch_db(database_url):
-    service = DatabaseService(settings=make_settings(database_url, DB_BATCH_SIZE=50))
-    service.create_tables()
-    yield service
-    service.dispose()
+    with migrated_database(make_settings(database_url, DB_BATCH_SIZE=50)) as service:
+        yield service
 
 
 def test_refusals_in_several_batches_keep_the_callers_transaction_whole(small_batch_db):
@@ -230,9 +229,9 @@ def test_refusals_in_several_batches_keep_the_callers_transaction_whole(small_ba
 
 def test_rejects_are_logged_once_per_call(db, caplog):
     blocks = [make_block(1), make_block(2, hash=make_block(1)["hash"])]
-    with caplog.at_level(logging.WARNING, logger="pipeline.database"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.records"):
         db.insert_blocks(blocks)
-    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.database"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.store.records"]
     assert len(lines) == 1
     assert "blockchain_blocks: 2 records rejected" in lines[0]
 

@@ -16,10 +16,11 @@ from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 
 from pipeline.config import Settings, get_settings
-from pipeline.database import DatabaseService, alembic_config
+from pipeline.database import DatabaseService
 from pipeline.models import SEED_COINS, Base
 from pipeline.schemas import UpsertResult
-from tests.conftest import make_settings
+from pipeline.store.schema import alembic_config
+from tests.support.settings import make_settings
 
 STAMP = datetime(2024, 2, 1, 8, 30, 15, 250000, tzinfo=UTC)
 
@@ -116,6 +117,12 @@ def script_directory() -> ScriptDirectory:
 def all_revisions() -> list[str]:
     """Every revision, oldest first."""
     return [script.revision for script in reversed(list(script_directory().walk_revisions()))]
+
+
+def revision_sweep() -> list:
+    """Every revision; all but the newest are `slow` (frozen once applied, they run in the full suite)."""
+    revisions = all_revisions()
+    return [r if r == revisions[-1] else pytest.param(r, marks=pytest.mark.slow) for r in revisions]
 
 
 def down_revisions(revision: str) -> tuple[str, ...]:
@@ -245,7 +252,7 @@ def test_downgrade_to_base_and_upgrade_again(db):
     assert db.insert_blocks([SAMPLE_ROWS["blockchain_blocks"]]) == UpsertResult(inserted=1)
 
 
-@pytest.mark.parametrize("revision", all_revisions())
+@pytest.mark.parametrize("revision", revision_sweep())
 def test_each_revision_downgrades_one_step_and_upgrades_again(fresh, revision):
     migrate(fresh, "upgrade", revision)
     assert fresh.schema_revision() == revision
@@ -258,7 +265,7 @@ def test_each_revision_downgrades_one_step_and_upgrades_again(fresh, revision):
     assert coin_symbols(fresh) == ["BTC", "DOGE", "ETH"]
 
 
-@pytest.mark.parametrize("revision", all_revisions())
+@pytest.mark.parametrize("revision", revision_sweep())
 def test_upgrade_from_the_previous_revision_keeps_data(fresh, revision):
     for previous in down_revisions(revision):
         migrate(fresh, "upgrade", previous)

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 import pipeline.database
 from pipeline.config import Settings, get_settings
-from pipeline.database import DatabaseService, alembic_config
+from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseUnavailable, RecordValidationError
 from pipeline.models import SEED_COINS, Base, DataIngestionLog
 from pipeline.schemas import (
@@ -32,7 +32,9 @@ from pipeline.schemas import (
     MarketPriceData,
     UpsertResult,
 )
-from tests.conftest import make_settings
+from pipeline.store.schema import alembic_config
+from tests.support.databases import migrated_database
+from tests.support.settings import make_settings
 
 BIG_WEI = 2**64 * 1000 + 12345
 HUGE_WEI = 10**30 + 7
@@ -193,10 +195,8 @@ def assert_utc(value: datetime) -> None:
 @pytest.fixture
 def small_batch_db(database_url):
     """A service on the test database that writes in batches of 50."""
-    service = DatabaseService(settings=make_settings(database_url, DB_BATCH_SIZE=50))
-    service.create_tables()
-    yield service
-    service.dispose()
+    with migrated_database(make_settings(database_url, DB_BATCH_SIZE=50)) as service:
+        yield service
 
 
 @pytest.fixture

@@ -1,40 +1,26 @@
-"""Helpers shared by the reliability tests and the report script: run-log queries, dumps, notes."""
+"""The backfill the crash and outage scenarios interrupt, and how its result is compared.
+
+Blocks of three chains and a year of prices for three coins; `reference_rows` runs the same backfill
+uninterrupted into a fresh database, and `data_rows` of the interrupted one must equal it row for row.
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select
 
+from pipeline.config import load_settings
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.models import BlockchainBlock, DataIngestionLog, MarketPrice, ReplayRequest
 from pipeline.schemas import DataIngestionLogData
 from pipeline.simulator import Simulator
-from tests.conftest import make_settings
-from tests.processes import ROOT, process_env
 
 # The chains (and coins) of the backfills the crash and outage scenarios run.
 CHAINS = ("bitcoin", "ethereum", "dogecoin")
 SYMBOLS = ("BTC", "ETH", "DOGE")
-
-# Lines the tests want printed at the end of the session (seeds, latencies), in order.
-NOTES: list[str] = []
-
-
-class KnownBugError(AssertionError):
-    """A failure a known bug explains: tests showing a bug are xfail(strict=True, raises=KnownBugError),
-    so that any other failure of the same test is still reported as a failure."""
-
-
-def note(line: str) -> None:
-    """Print a line now (visible with -s) and again in the session summary."""
-    print(line)
-    NOTES.append(line)
 
 
 def all_runs(db: DatabaseService) -> list[DataIngestionLogData]:
@@ -81,42 +67,8 @@ def data_rows(db: DatabaseService) -> dict[str, list[tuple]]:
     return {"blocks": table_rows(db, BlockchainBlock), "prices": table_rows(db, MarketPrice)}
 
 
-def dump_text(db: DatabaseService) -> str:
-    """Every row of every table, as text (to search for a secret in everything the database holds)."""
-    parts = []
-    with db.engine.connect() as conn:
-        for table in inspect(conn).get_table_names():
-            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
-                parts.append(f"{table}: {tuple(row)!r}")
-    return "\n".join(parts)
-
-
-def run_cli(args: Iterable[str], timeout: float = 60, **settings: object) -> subprocess.CompletedProcess:
-    """`python -m pipeline.runtime.cli ...` in a subprocess with the given settings as its environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.runtime.cli", *args],
-        cwd=ROOT,
-        env=process_env(**settings),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def start_scheduler_at(log_path: Path, level: str = "INFO", **settings: object) -> subprocess.Popen:
-    """`python run_ingestor.py` at a chosen log level (tests.processes.start_scheduler uses INFO)."""
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run_ingestor.py"), "--log-level", level],
-        cwd=log_path.parent,
-        env=process_env(**settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
 def count(db: DatabaseService, stmt) -> int:  # noqa: ANN001
+    """The scalar a count query returns (0 for none)."""
     with db.engine.connect() as conn:
         return conn.scalar(stmt) or 0
 
@@ -137,10 +89,16 @@ def backfill_complete(db: DatabaseService, depth: int, days: int) -> bool:
 def reference_rows(sim: Simulator, tmp_path: Path, depth: int, days: int) -> dict[str, list[tuple]]:
     """The same backfill, uninterrupted, into a fresh database."""
     sim.clear_faults()
-    settings = make_settings(
-        f"sqlite:///{tmp_path}/reference.db",
+    settings = load_settings(
+        _env_file=None,
+        DATABASE_URL=f"sqlite:///{tmp_path}/reference.db",
         BLOCKCHAIR_BASE_URL=sim.blockchair_url,
         COINGECKO_BASE_URL=sim.coingecko_url,
+        BLOCKCHAIR_RATE_LIMIT_PER_MINUTE=100_000,
+        COINGECKO_RATE_LIMIT_PER_MINUTE=100_000,
+        HTTP_TIMEOUT_SECONDS=5,
+        HTTP_MAX_TOTAL_WAIT_SECONDS=10,
+        HTTP_BACKOFF_BASE_SECONDS=0.05,
         BLOCKS_INITIAL_DEPTH=depth,
         PRICE_BACKFILL_DAYS=days,
     )

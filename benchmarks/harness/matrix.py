@@ -22,21 +22,20 @@ Expected rows come from the simulator (`expected_block`, `expected_transactions`
 from __future__ import annotations
 
 import contextlib
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import psycopg
 import requests
 from sqlalchemy import func, select
 
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.database import DatabaseService
 from pipeline.ingestion.blockchair import PAGE_SIZE, BlockchairIngestor
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
+from pipeline.ingestion.units import IngestionResult
 from pipeline.models import (
     BlockchainAddress,
     BlockchainBlock,
@@ -46,8 +45,6 @@ from pipeline.models import (
 )
 from pipeline.ranges import day_windows
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from pipeline.store.runs import IngestionResult
-from tests.conftest import make_settings
 
 # Fast settings: a 1 s client timeout against a 3 s server delay, two attempts, tiny backoff.
 HTTP_TIMEOUT_SECONDS = 1
@@ -72,6 +69,7 @@ def simulator() -> Simulator:
 def matrix_settings(database_url: str, sim: Simulator, **overrides: object) -> Settings:
     """Settings of every cell: the simulator, fast timeouts and retries, the units' slices."""
     values: dict[str, object] = {
+        "DATABASE_URL": database_url,
         "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
         "COINGECKO_BASE_URL": sim.coingecko_url,
         "COINGECKO_API_PLAN": "pro",
@@ -80,11 +78,13 @@ def matrix_settings(database_url: str, sim: Simulator, **overrides: object) -> S
         "HTTP_MAX_ATTEMPTS": HTTP_MAX_ATTEMPTS,
         "HTTP_BACKOFF_BASE_SECONDS": 0.05,
         "HTTP_MAX_TOTAL_WAIT_SECONDS": 5,
+        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 100_000,
+        "COINGECKO_RATE_LIMIT_PER_MINUTE": 100_000,
         "BLOCKS_INITIAL_DEPTH": BLOCKS_DEPTH,
         "WATCH_ADDRESSES": {"ethereum": ETH_WATCH},
     }
     values.update(overrides)
-    return make_settings(database_url, **values)
+    return load_settings(_env_file=None, **values)
 
 
 # ------------------------------------------------------------------------------------------------ faults
@@ -737,22 +737,7 @@ def summary(cells: list[Cell]) -> str:
     )
 
 
-# ------------------------------------------------------------------------------------------------ databases
-
-
-@contextlib.contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped afterwards (as tests/conftest.py does)."""
-    libpq = base_url.replace("postgresql+psycopg://", "postgresql://")
-    schema = f"r_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base_url else "?"
-    try:
-        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+# ------------------------------------------------------------------------------------------------ the run
 
 
 def run_matrix(

@@ -1,6 +1,6 @@
 """Database outages during a multi-batch backfill with reruns queued: the scenario the test and the report
-share (`test_database_outages.py` asserts on it with a few short outages; `benchmarks/reliability_report.py
---outages` runs twenty long ones).
+share (`tests/reliability/test_database_outages.py` asserts on it with a few short outages;
+`benchmarks/reliability_report.py --outages` runs twenty long ones).
 
 The scheduler backfills blocks of three chains and a year of prices from a slowed simulator, with failed
 price runs queued for rerun. Meanwhile the database goes away again and again: on PostgreSQL a proxy
@@ -23,14 +23,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from pipeline.database import DatabaseService
-from pipeline.ingestion.coingecko import CoinGeckoIngestor
-from pipeline.models import BlockchainBlock, ReplayRequest
-from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-from tests.conftest import make_settings
-from tests.processes import start_scheduler, stop, wait_for
-from tests.reliability.netfault import PgProxy, SqliteLock
-from tests.reliability.support import (
+from benchmarks.harness.backfill import (
     CHAINS,
     all_runs,
     backfill_complete,
@@ -39,6 +32,13 @@ from tests.reliability.support import (
     data_rows,
     reference_rows,
 )
+from benchmarks.harness.processes import scheduler_settings, start_scheduler, stop, wait_for
+from pipeline.config import load_settings
+from pipeline.database import DatabaseService
+from pipeline.ingestion.coingecko import CoinGeckoIngestor
+from pipeline.models import BlockchainBlock, ReplayRequest
+from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
+from pipeline.simulator.netfault import PgProxy, SqliteLock
 
 ANCHOR = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=24)
 OUTAGE_LINE = "logged once per outage"
@@ -87,36 +87,32 @@ class OutageReport:
 
 def scenario_settings(database_url: str, sim: Simulator, depth: int, days: int) -> dict[str, object]:
     """A scheduler that backfills blocks and prices, beating every 0.5 s."""
-    return {
-        "DATABASE_URL": database_url,
-        "BLOCKCHAIR_BASE_URL": sim.blockchair_url,
-        "COINGECKO_BASE_URL": sim.coingecko_url,
-        "BLOCKCHAIR_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINGECKO_RATE_LIMIT_PER_MINUTE": 60_000,
-        "COINS": ",".join(CHAINS),
-        "BLOCKS_INITIAL_DEPTH": depth,
-        "BLOCKS_INTERVAL_MINUTES": 0.25,
-        "LATEST_PRICE_INTERVAL_MINUTES": 0.25,
-        "PRICE_BACKFILL_DAYS": days,
-        "TRANSACTIONS_WINDOW_BLOCKS": 0,
-        "TRANSACTIONS_INTERVAL_MINUTES": 600,
-        "ADDRESSES_INTERVAL_MINUTES": 600,
-        "HEARTBEAT_SECONDS": 0.5,
-        "HEARTBEAT_STALE_SECONDS": 10,
-        "HTTP_MAX_ATTEMPTS": 2,
-        "HTTP_BACKOFF_BASE_SECONDS": 0.05,
-        "HTTP_TIMEOUT_SECONDS": 5,
+    return scheduler_settings(
+        database_url,
+        sim,
+        COINS=",".join(CHAINS),
+        BLOCKS_INITIAL_DEPTH=depth,
+        BLOCKS_INTERVAL_MINUTES=0.25,
+        LATEST_PRICE_INTERVAL_MINUTES=0.25,
+        PRICE_BACKFILL_DAYS=days,
+        TRANSACTIONS_WINDOW_BLOCKS=0,
+        TRANSACTIONS_INTERVAL_MINUTES=600,
+        ADDRESSES_INTERVAL_MINUTES=600,
+        HEARTBEAT_SECONDS=0.5,
+        HEARTBEAT_STALE_SECONDS=10,
         # Short, so that a held SQLite lock turns into errors the loop must ride out, not just a wait.
-        "SQLITE_BUSY_TIMEOUT_MS": 1000,
-    }
+        SQLITE_BUSY_TIMEOUT_MS=1000,
+    )
 
 
 def queue_failed_price_runs(db: DatabaseService, sim: Simulator, days: int) -> list[int]:
     """A year of prices per coin, failed by a source outage and queued for rerun (the reruns in flight)."""
-    settings = make_settings(
-        db.database_url,
+    settings = load_settings(
+        _env_file=None,
+        DATABASE_URL=db.database_url,
         BLOCKCHAIR_BASE_URL=sim.blockchair_url,
         COINGECKO_BASE_URL=sim.coingecko_url,
+        COINGECKO_RATE_LIMIT_PER_MINUTE=100_000,
         HTTP_MAX_ATTEMPTS=1,
     )
     sim.add_fault(FaultRule("500", endpoint="coingecko", times=None))
@@ -180,7 +176,7 @@ def run_scenario(
     """Start the scheduler, inflict the outages, let it finish, and measure everything."""
     rng = random.Random(seed)
     dialect = make_url(database_url).get_backend_name()
-    db = DatabaseService(settings=make_settings(database_url))
+    db = DatabaseService(settings=load_settings(_env_file=None, DATABASE_URL=database_url))
     db.create_tables()
     failed_runs = queue_failed_price_runs(db, sim, days)
     sim.add_fault(FaultRule("slow", endpoint="blockchair", times=None, delay=sim_delay))
