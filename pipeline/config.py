@@ -192,6 +192,26 @@ class Settings(BaseSettings):
     MARKET_CAP_DIVERGENCE_RATIO: float = Field(0.25, gt=0)  # cap change not matched by the price change
     BLOCK_TIME_TOLERANCE_MINUTES: float = Field(120, gt=0)
 
+    # Incidents and alerts
+    # A channel is on when its setting is set. Webhook and Slack URLs and the SMTP URL may hold tokens or
+    # passwords, so they are secrets: never logged, stored or put in a message.
+    ALERT_WEBHOOK_URL: SecretStr | None = None
+    ALERT_SLACK_WEBHOOK_URL: SecretStr | None = None
+    ALERT_SMTP_URL: SecretStr | None = None  # smtp://user:password@host:587 (STARTTLS) or smtps://host:465
+    ALERT_EMAIL_TO: Annotated[list[str], NoDecode] = []
+    ALERT_EMAIL_FROM: str = "crypto-pipeline@localhost"
+    # An incident pages only once it has been open this long: a blip that heals sooner stays quiet.
+    ALERT_AFTER_MINUTES: float = Field(0, ge=0)
+    ALERT_MAX_ATTEMPTS: int = Field(5, ge=1, le=20)
+    ALERT_BACKOFF_SECONDS: float = Field(2, ge=0)
+    ALERT_TIMEOUT_SECONDS: float = Field(10, gt=0)
+    # How often the watchers (the scheduler's own and `crypto-pipeline watch`) evaluate the incident rules.
+    WATCH_INTERVAL_SECONDS: float = Field(15, gt=0)
+    # Share of a source's daily request budget spent today that opens a "quota" incident.
+    QUOTA_WARN_RATIO: float = Field(0.9, gt=0, le=1)
+    # Where the dashboard is reached, for links in alerts (for example https://pipeline.example.com).
+    DASHBOARD_URL: str = "http://127.0.0.1:8501"
+
     # Dashboard
     DASHBOARD_READ_ONLY: bool = False
     # Host names the dashboard answers besides loopback and its bound address (DNS-rebinding guard).
@@ -204,6 +224,7 @@ class Settings(BaseSettings):
 
     _split_coins = field_validator("COINS", mode="before")(_split_list)
     _split_hosts = field_validator("DASHBOARD_ALLOWED_HOSTS", mode="before")(_split_list)
+    _split_emails = field_validator("ALERT_EMAIL_TO", mode="before")(_split_list)
 
     @field_validator("BLOCKCHAIR_BASE_URL")
     @classmethod
@@ -250,7 +271,13 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """The secret values, so that log filters and tests can look for them."""
-        keys = (self.BLOCKCHAIR_API_KEY, self.COINGECKO_API_KEY)
+        keys = (
+            self.BLOCKCHAIR_API_KEY,
+            self.COINGECKO_API_KEY,
+            self.ALERT_WEBHOOK_URL,
+            self.ALERT_SLACK_WEBHOOK_URL,
+            self.ALERT_SMTP_URL,
+        )
         return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
 
 

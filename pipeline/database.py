@@ -13,7 +13,8 @@ Writes are bulk upserts in one transaction per batch; reads return Pydantic mode
 chart queries), never ORM objects.
 
 This module is a facade: every statement lives in `pipeline.store`, one module per concern (the engine
-and transactions, the schema, records, stats, bookmarks, the run log, worker coordination).
+and transactions, the schema, records, stats, bookmarks, the run log, worker coordination, incidents and
+alert deliveries).
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from __future__ import annotations
 from pipeline.lazy import lazy
 from pipeline.store.bookmarks import BookmarkMixin
 from pipeline.store.coordination import CoordinationMixin
+from pipeline.store.incidents import IncidentMixin
 from pipeline.store.records import RecordMixin
 from pipeline.store.stats import StatsMixin
 
 __all__ = ["DatabaseService", "db_service"]
 
 
-class DatabaseService(RecordMixin, StatsMixin, BookmarkMixin, CoordinationMixin):
+class DatabaseService(
+    RecordMixin, StatsMixin, BookmarkMixin, CoordinationMixin, IncidentMixin
+):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL.
 
     Built from a database URL (default: the settings' DATABASE_URL), settings, or an existing engine::

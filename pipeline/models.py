@@ -181,6 +181,10 @@ class DataIngestionLog(AuditMixin, Base):
     parent_run_id: Mapped[int | None] = mapped_column(
         ForeignKey("data_ingestion_logs.id", ondelete="SET NULL"), index=True
     )
+    # A failed run that a later success of its unit made good: the next scheduled success (which starts
+    # from the same bookmark) or a successful replay of its slice. Set by the incident rules
+    # (store/incidents.py); no foreign key, so adding it is a cheap ALTER on a large log.
+    resolved_by_run_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class CoinMetadata(AuditMixin, Base):
@@ -326,3 +330,77 @@ class DataQualityCheck(Base):
     threshold: Mapped[str | None] = mapped_column(String(128))
     samples: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+INCIDENT_OPEN = "resolved_at IS NULL"
+
+
+class Incident(Base):
+    """Something that needs a person, from when it began to when it ended: a failing unit, stale data, an
+    error-level data-quality finding, no live scheduler, a nearly spent request quota.
+
+    The rules (services/incidents.py) open and resolve incidents; at most one is open per (kind, key),
+    which is what keeps several schedulers and watchers from opening the same incident twice.
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        Index("ix_incidents_opened", "opened_at"),
+        Index("ix_incidents_resolved", "resolved_at"),
+        Index(
+            "uq_incidents_open_key",
+            "kind",
+            "key",
+            unique=True,
+            sqlite_where=text(INCIDENT_OPEN),
+            postgresql_where=text(INCIDENT_OPEN),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    # What the incident is about within its kind, for example "blockchair/blocks/bitcoin".
+    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    level: Mapped[str] = mapped_column(String(8), nullable=False)
+    summary: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str | None] = mapped_column(String(32))
+    data_type: Mapped[str | None] = mapped_column(String(32))
+    coin: Mapped[str | None] = mapped_column(String(64))
+    first_run_id: Mapped[int | None] = mapped_column(Integer)
+    last_run_id: Mapped[int | None] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by_run_id: Mapped[int | None] = mapped_column(Integer)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    ack_note: Mapped[str | None] = mapped_column(Text)
+    silenced_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    silenced_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class AlertDelivery(Base):
+    """One message about one incident event (firing, resolved) to one channel, and what became of it.
+
+    The unique key is the deduplication: whoever inserts the row sends the message, so several watchers
+    send it once.
+    """
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "event", "channel"),
+        Index("ix_alert_deliveries_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False)
+    event: Mapped[str] = mapped_column(String(16), nullable=False)  # firing | resolved
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)  # webhook | slack | email
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # sending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -300,6 +300,7 @@ class DataIngestionLogData(Record):
     rejected_samples: list[dict[str, Any]] | None = None
     worker_id: str | None = None
     parent_run_id: int | None = None
+    resolved_by_run_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -454,3 +455,63 @@ class ReplayRequestData(Record):
     finished_at: datetime | None = None
     result_run_id: int | None = None
     error_message: str | None = None
+
+
+class IncidentData(Record):
+    """An incident as the dashboard, the CLI and the alert channels show it."""
+
+    id: int
+    kind: str
+    key: str
+    level: str
+    summary: str
+    source: str | None = None
+    data_type: str | None = None
+    coin: str | None = None
+    first_run_id: int | None = None
+    last_run_id: int | None = None
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by_run_id: int | None = None
+    resolution: str | None = None
+    notified_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    ack_note: str | None = None
+    silenced_until: datetime | None = None
+    silenced_by: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Not resolved yet."""
+        return self.resolved_at is None
+
+    @property
+    def unit(self) -> str | None:
+        """"source data_type coin" for an incident about one unit (or one coin's freshness)."""
+        parts = [p for p in (self.source, self.data_type, self.coin) if p]
+        return " ".join(parts) or None
+
+    def duration_seconds(self, now: datetime) -> float:
+        """How long it was (or has been) open."""
+        return ((self.resolved_at or now) - self.opened_at).total_seconds()
+
+    def silenced(self, now: datetime) -> bool:
+        """Alerts are held back until `silenced_until`."""
+        return self.silenced_until is not None and self.silenced_until > now
+
+
+class AlertDeliveryData(Record):
+    """One message about an incident to one channel."""
+
+    id: int
+    incident_id: int
+    event: str
+    channel: str
+    status: str
+    attempts: int = 0
+    error: str | None = None
+    claimed_by: str
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None

@@ -7,6 +7,7 @@ samples) are services logic and never touch SQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -26,12 +27,22 @@ def insert_findings(db: DatabaseCore, rows: list[dict[str, Any]]) -> None:
 
 
 def select_findings(
-    db: DatabaseCore, *, subject: str | None = None, limit: int = 200
+    db: DatabaseCore,
+    *,
+    subject: str | None = None,
+    severity: str | None = None,
+    since: datetime | None = None,
+    limit: int = 200,
 ) -> list[dict[str, Any]]:
-    """Stored findings as column -> value, newest first, optionally about one subject."""
+    """Stored findings as column -> value, newest first, optionally about one subject, of one severity,
+    or made since a time."""
     stmt = select(DataQualityCheck).order_by(DataQualityCheck.id.desc()).limit(limit)
     if subject:
         stmt = stmt.where(DataQualityCheck.subject == subject)
+    if severity:
+        stmt = stmt.where(DataQualityCheck.severity == severity)
+    if since is not None:
+        stmt = stmt.where(DataQualityCheck.created_at >= since)
     with db.session() as session:
         return [
             {c.name: getattr(row, c.name) for c in DataQualityCheck.__table__.columns}

@@ -1,0 +1,200 @@
+"""Incident rules on both dialects: open per unit on a failure that needs a person, resolve on the run that
+makes it good, one open incident per key however many evaluators, and the other kinds."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.database import DatabaseService
+from pipeline.services import incidents
+from pipeline.store.runs import RunSlice
+from tests.support.settings import make_settings
+
+
+def run(
+    db: DatabaseService,
+    status: str,
+    *,
+    data_type: str = "blocks",
+    coin: str = "bitcoin",
+    trigger: str = "schedule",
+    parent: int | None = None,
+    error_class: str | None = "RetriableSourceError",
+) -> int:
+    run_id = db.start_run(
+        RunSlice("blockchair", data_type, coin, {"coin": coin}), trigger=trigger, parent_run_id=parent
+    )
+    failed = status == "failed"
+    db.finish_run(
+        run_id,
+        status=status,
+        finished_at=datetime.now(UTC),
+        error_class=error_class if failed else None,
+        error_message="HTTP 503 from the source" if failed else None,
+    )
+    return run_id
+
+
+def unit_incidents(db: DatabaseService, open_only: bool = False):
+    return [i for i in db.get_incidents(open_only=open_only) if i.kind == "unit"]
+
+
+def test_a_failure_opens_one_incident_per_unit_and_the_next_scheduled_success_resolves_it(db, settings):
+    first = run(db, "failed")
+    second = run(db, "failed")
+    run(db, "failed", data_type="transactions")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    incidents.evaluate(db, settings, kinds=["unit"])  # evaluating again changes nothing
+
+    open_ = {i.key: i for i in unit_incidents(db, open_only=True)}
+    assert set(open_) == {"blockchair/blocks/bitcoin", "blockchair/transactions/bitcoin"}
+    blocks = open_["blockchair/blocks/bitcoin"]
+    assert (blocks.first_run_id, blocks.last_run_id, blocks.level) == (first, second, "error")
+    assert "2 failed runs" in blocks.summary
+    assert "HTTP 503" in blocks.summary
+    assert incidents.is_error_level_open(db)
+
+    fixed = run(db, "success")
+    result = incidents.evaluate(db, settings, kinds=["unit"])
+    assert [i.key for i in result.resolved] == ["blockchair/blocks/bitcoin"]
+    resolved = db.get_incident(blocks.id)
+    assert resolved.resolved_at is not None
+    assert resolved.resolved_by_run_id == fixed
+    assert resolved.resolution == f"run #{fixed} succeeded"
+    assert db.get_run(first).resolved_by_run_id == fixed
+    assert db.get_run(second).resolved_by_run_id == fixed
+    assert [i.key for i in unit_incidents(db, open_only=True)] == ["blockchair/transactions/bitcoin"]
+
+
+def test_a_new_failure_after_resolution_opens_a_new_incident(db, settings):
+    run(db, "failed")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    run(db, "success")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    run(db, "failed")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    history = unit_incidents(db)
+    assert [i.is_open for i in history] == [True, False]  # open first, then newest first
+
+
+def test_a_rerun_resolves_its_parent_through_a_chain_but_a_backfill_success_does_not_resolve_others(
+    db, settings
+):
+    failed = run(db, "failed", trigger="backfill")
+    retry = run(db, "failed", trigger="rerun", parent=failed)
+    run(db, "success", trigger="schedule")  # an incremental success does not cover a backfill slice
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert len(unit_incidents(db, open_only=True)) == 1
+
+    good = run(db, "success", trigger="rerun", parent=retry)
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert unit_incidents(db, open_only=True) == []
+    assert db.get_run(failed).resolved_by_run_id == good
+    assert db.get_run(retry).resolved_by_run_id == good
+
+
+@pytest.mark.parametrize("error_class", ["Interrupted", "Abandoned", "DatabaseUnavailable"])
+def test_failures_the_pipeline_repairs_itself_open_nothing(db, settings, error_class):
+    run(db, "failed", error_class=error_class)
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert unit_incidents(db) == []
+
+
+def test_a_partial_run_and_a_success_open_nothing(db, settings):
+    run(db, "partial")
+    run(db, "success")
+    assert incidents.evaluate(db, settings, kinds=["unit"]).opened == []
+
+
+def test_concurrent_evaluators_open_one_incident(db, settings):
+    run(db, "failed")
+    errors: list[BaseException] = []
+
+    def evaluate() -> None:
+        try:
+            incidents.evaluate(db, settings, kinds=["unit"])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=evaluate) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(unit_incidents(db)) == 1
+
+
+def test_no_live_scheduler_opens_when_the_last_one_died_and_not_when_it_stopped(db, database_url):
+    settings = make_settings(database_url, HEARTBEAT_STALE_SECONDS=0.2)
+    stale = DatabaseService(settings=settings)
+    stale.beat("w1", current_job=None)
+    assert incidents.scheduler_findings(stale) == []  # beating
+    threading.Event().wait(0.5)
+    [found] = incidents.scheduler_findings(stale)
+    assert found.kind == "scheduler"
+    assert "w1" in found.summary
+    stale.stop_worker("w1")
+    assert incidents.scheduler_findings(stale) == []  # stopped on purpose
+
+
+def test_quota_opens_a_warning_near_the_daily_budget(db, database_url):
+    settings = make_settings(database_url, BLOCKCHAIR_DAILY_REQUEST_BUDGET=10, QUOTA_WARN_RATIO=0.5)
+    run_id = db.start_run(
+        RunSlice("blockchair", "blocks", "bitcoin", {}), trigger="schedule", parent_run_id=None
+    )
+    db.finish_run(run_id, status="success", requests_made=5, finished_at=datetime.now(UTC))
+    reconciled = incidents.evaluate(db, settings, kinds=["quota"])
+    [quota] = reconciled.opened
+    assert (quota.key, quota.level) == ("blockchair", "warning")
+    assert "5 requests" in quota.summary
+    assert not incidents.is_error_level_open(db)
+
+
+def test_acknowledge_and_silence(db, settings):
+    run(db, "failed")
+    [incident] = incidents.evaluate(db, settings, kinds=["unit"]).opened
+    acked = db.acknowledge_incident(incident.id, by="alice", note="looking at the 503s")
+    assert (acked.acknowledged_by, acked.ack_note) == ("alice", "looking at the 503s")
+    until = datetime.now(UTC) + timedelta(hours=1)
+    silenced = db.silence_incident(incident.id, until=until, by="alice")
+    assert silenced.silenced(datetime.now(UTC))
+    assert db.alerts_due(after=timedelta(0), channels=["webhook"]) == []
+    db.silence_incident(incident.id, until=None, by="alice")
+    assert [e for _, e in db.alerts_due(after=timedelta(0), channels=["webhook"])] == ["firing"]
+
+
+def test_one_delivery_per_incident_event_and_channel(db, settings):
+    run(db, "failed")
+    [incident] = incidents.evaluate(db, settings, kinds=["unit"]).opened
+    claim = {"retry_after": timedelta(minutes=5), "max_attempts": 5}
+    first = db.claim_delivery(incident.id, "firing", "webhook", "w1", **claim)
+    assert first is not None
+    assert db.claim_delivery(incident.id, "firing", "webhook", "w2", **claim) is None
+    assert db.claim_delivery(incident.id, "resolved", "webhook", "w1", **claim) is None  # firing not sent
+    db.finish_delivery(first, sent=True, attempts=2, error=None)
+    assert db.get_incident(incident.id).notified_at is not None
+    assert db.alerts_due(after=timedelta(0), channels=["webhook"]) == []
+
+    run(db, "success")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert [e for _, e in db.alerts_due(after=timedelta(0), channels=["webhook"])] == ["resolved"]
+    resolved = db.claim_delivery(incident.id, "resolved", "webhook", "w2", **claim)
+    assert resolved is not None
+    db.finish_delivery(resolved, sent=True, attempts=1, error=None)
+    assert db.alerts_due(after=timedelta(0), channels=["webhook"]) == []
+    rows = db.get_deliveries(incident_id=incident.id)
+    assert sorted((d.event, d.status, d.attempts) for d in rows) == [
+        ("firing", "sent", 2),
+        ("resolved", "sent", 1),
+    ]
+
+
+def test_alert_after_holds_back_a_young_incident(db, settings):
+    run(db, "failed")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert db.alerts_due(after=timedelta(minutes=10), channels=["webhook"]) == []
+    assert len(db.alerts_due(after=timedelta(0), channels=["webhook"])) == 1
