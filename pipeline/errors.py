@@ -24,7 +24,8 @@ Callers catch by what they should do next, not by where the error came from::
     │   ├── UnsupportedDatabase       DATABASE_URL is not a URL we can use (also a ConfigError) (9)
     │   └── DatabaseReplaced          the SQLite file was deleted or replaced under a running process (10)
     ├── Interrupted                   the process is stopping; the unit is closed as failed
-    └── UnitTimeout                   the unit spent UNIT_TIME_BUDGET_SECONDS; closed as failed, rerun it
+    ├── UnitTimeout                   the unit spent UNIT_TIME_BUDGET_SECONDS; closed as failed, rerun it
+    └── AlertDeliveryError            an alert channel could not deliver a message (redacted text)
 
 Messages are built here from parts the HTTP client has already redacted; they never carry
 an API key. ``error.kind`` (the class name) is stable and meant for storing.
@@ -35,6 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AlertDeliveryError",
     "AuthError",
     "ConfigError",
     "DatabaseCorrupt",
@@ -287,3 +289,21 @@ class UnitTimeout(PipelineError):
 
     def __init__(self, detail: str = "unit time budget spent") -> None:
         super().__init__(detail)
+
+
+class AlertDeliveryError(PipelineError):
+    """An alert channel (webhook, Slack, e-mail) could not deliver a message. The text is redacted by the
+    channel: it never holds the webhook URL (its token), the SMTP password or any configured secret.
+
+    `retriable` is False when sending the same message again cannot help (a 404 or 403 from the
+    receiver, SMTP authentication refused), so that the sender stops at once instead of backing off.
+    """
+
+    def __init__(self, detail: str, *, retriable: bool = True) -> None:
+        self.detail = detail
+        self.retriable = retriable
+        super().__init__(detail)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Same reason as SourceError.__reduce__: keyword-only constructor arguments.
+        return (_rebuild, (type(self), {"detail": self.detail, "retriable": self.retriable}))

@@ -27,13 +27,19 @@ ALLOWED: dict[str, set[str]] = {
     "http": {"base"},
     "sources": {"base", "http"},
     "simulator": {"base"},
+    # Alert channels: http only for its redaction helpers (the channels POST with requests themselves).
+    "alerts": {"base", "http"},
     "store": {"base"},
     "migrations": {"base", "store"},
-    "services": {"base", "sources", "store"},
+    "services": {"base", "sources", "store", "alerts"},
     "ingestion": {"base", "http", "sources", "store", "services"},
-    "runtime": {"base", "http", "sources", "store", "services", "ingestion", "simulator"},
+    "runtime": {"base", "http", "sources", "store", "services", "ingestion", "simulator", "alerts"},
     "dashboard": {"base", "store", "services", "ingestion", "runtime"},
 }
+
+# The one part of http/ that alerts/ may use: its redaction helpers (alerts are not API traffic, so they
+# do not go through the source client with its rate limits and error rules).
+ALERTS_HTTP = {"pipeline.http.redact"}
 
 # The only modules that may speak SQLAlchemy: the store, the table definitions and their column types,
 # and the migrations.
@@ -168,3 +174,14 @@ def test_the_checks_see_type_checking_blocks_and_deferred_imports(tmp_path):
     assert "sqlalchemy" not in found
     assert "json" in found
     assert "pipeline.store.queries" in found
+
+
+def test_alerts_use_http_only_for_redaction():
+    wrong = []
+    for module, path in MODULES.items():
+        if layer(module) != "alerts":
+            continue
+        for line, target in imports(path):
+            if target in MODULES and layer(target) == "http" and target not in ALERTS_HTTP:
+                wrong.append(f"{path.relative_to(ROOT)}:{line}: alerts imports {target}")
+    assert wrong == []

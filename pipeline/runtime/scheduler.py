@@ -35,6 +35,7 @@ from pipeline.ingestion.requests import RequestRefused, serve_request
 from pipeline.ingestion.units import WORKER_ID, IngestionResult
 from pipeline.outage import PROCESS_OUTAGE
 from pipeline.ranges import utcnow
+from pipeline.runtime.watch import Watcher
 from pipeline.schemas import CoinMetadataData, ReplayRequestData
 
 logger = logging.getLogger(__name__)
@@ -273,6 +274,10 @@ class Scheduler:
         logger.info("scheduler %s starting", self.worker_id)
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
+        # Incident rules and alert delivery in their own thread: a dead alert channel never delays a unit.
+        Watcher(
+            self.settings, self.db, worker_id=self.worker_id, stop_event=self.stop_event, outage=self.outage
+        ).start()
         timer = schedule.Scheduler()
         for job in self.jobs:
             # schedule annotates `interval` as int, but turns it into timedelta(seconds=interval), which
