@@ -170,6 +170,9 @@ class DataIngestionLog(AuditMixin, Base):
     requests_made: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     retries: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     wait_seconds: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    # Time on the wire (requests sent to the end of their bodies); the rest of the duration, minus the
+    # wait, is parsing and the database. Null on runs recorded before it was measured.
+    http_seconds: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration_seconds: Mapped[float | None] = mapped_column(Float)

@@ -291,6 +291,7 @@ class DataIngestionLogData(Record):
     requests_made: int = 0
     retries: int = 0
     wait_seconds: float = 0.0
+    http_seconds: float | None = None
     started_at: datetime
     finished_at: datetime | None = None
     duration_seconds: float | None = None

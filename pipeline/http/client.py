@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -84,6 +85,7 @@ class RequestStats:
     requests: int = 0  # HTTP attempts sent, retries included
     retries: int = 0
     wait_seconds: float = 0.0  # rate limiter + retry backoff
+    http_seconds: float = 0.0  # on the wire: from sending a request to the end of its body
     rate_limited: int = 0  # 429s received
 
     def snapshot(self) -> dict[str, float | int]:
@@ -354,7 +356,7 @@ class ApiClient:
         response: requests.Response | None = None
         error: PipelineError
         try:
-            with watching(watch):
+            with watching(watch), self._timed():
                 response = self._session.get(
                     url,
                     params=query,
@@ -498,14 +500,30 @@ class ApiClient:
         )
 
     def _count(
-        self, *, sent: int = 0, retries: int = 0, wait_seconds: float = 0.0, rate_limited: int = 0
+        self,
+        *,
+        sent: int = 0,
+        retries: int = 0,
+        wait_seconds: float = 0.0,
+        http_seconds: float = 0.0,
+        rate_limited: int = 0,
     ) -> None:
         """Add to the current run's counters (thread-safe)."""
         with self._stats_lock:
             self.stats.requests += sent
             self.stats.retries += retries
             self.stats.wait_seconds += wait_seconds
+            self.stats.http_seconds += http_seconds
             self.stats.rate_limited += rate_limited
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        """Count the time inside as time on the wire, however the attempt ends."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._count(http_seconds=time.monotonic() - started)
 
 
 def _ms_since(started: float) -> float:

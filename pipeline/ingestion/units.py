@@ -134,6 +134,7 @@ def _close(
         "requests_made": stats.requests,
         "retries": stats.retries,
         "wait_seconds": round(stats.wait_seconds, 3),
+        "http_seconds": round(stats.http_seconds, 3),
         "finished_at": finished,
         "duration_seconds": round((finished - started).total_seconds(), 3),
         "rejected_samples": [r.sample() for r in tally.rejects] or None,

@@ -240,6 +240,9 @@ def test_rate_limit_429_honours_retry_after(sim, coingecko):
     assert result.status == "success"
     assert result.retries == 1
     assert result.wait_seconds >= 1.0
+    # The wait and the time on the wire are recorded apart (the run timeline splits its bar by them).
+    run = coingecko.db.get_run(result.id)
+    assert 0 < run.http_seconds < run.duration_seconds - 1.0
 
 
 def test_rejected_key_fails_without_retry(sim, blockchair):

@@ -1,4 +1,4 @@
-"""incidents, alert deliveries, and which run made a failed run good
+"""incidents, alert deliveries, which run made a failed run good, a run's time on the wire
 
 Revision ID: 0006
 Revises: 0005
@@ -23,6 +23,7 @@ OPEN = sa.text("resolved_at IS NULL")
 def upgrade() -> None:
     # A plain column: ADD COLUMN without a table rebuild on SQLite, however long the run log is.
     op.add_column("data_ingestion_logs", sa.Column("resolved_by_run_id", sa.Integer(), nullable=True))
+    op.add_column("data_ingestion_logs", sa.Column("http_seconds", sa.Float(), nullable=True))
     op.create_table(
         "incidents",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -92,4 +93,5 @@ def downgrade() -> None:
     op.drop_index("ix_incidents_opened", table_name="incidents")
     op.drop_table("incidents")
     with op.batch_alter_table("data_ingestion_logs") as batch:
+        batch.drop_column("http_seconds")
         batch.drop_column("resolved_by_run_id")
