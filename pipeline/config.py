@@ -157,6 +157,8 @@ class Settings(BaseSettings):
     HTTP_MAX_ATTEMPTS: int = Field(5, ge=1, le=20)
     HTTP_MAX_TOTAL_WAIT_SECONDS: float = Field(120, ge=0)
     HTTP_BACKOFF_BASE_SECONDS: float = Field(1.0, ge=0)
+    # The sources are the local simulator (set by `up --demo`): a database stamped with one world refuses
+    # to be fed from the other (WorldMismatch).
     SIMULATED_DATA: bool = False
 
     # What to ingest
@@ -268,6 +270,11 @@ class Settings(BaseSettings):
         if self.COINGECKO_HISTORY_DAYS is not None:
             return self.COINGECKO_HISTORY_DAYS
         return None if self.COINGECKO_API_PLAN == "pro" else 365
+
+    @property
+    def data_world(self) -> str:
+        """Where ingested data comes from: "simulated" (the local simulator, SIMULATED_DATA) or "real"."""
+        return "simulated" if self.SIMULATED_DATA else "real"
 
     def secrets(self) -> list[str]:
         """The secret values, so that log filters and tests can look for them."""

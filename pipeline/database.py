@@ -23,6 +23,7 @@ from pipeline.lazy import lazy
 from pipeline.store.bookmarks import BookmarkMixin
 from pipeline.store.coordination import CoordinationMixin
 from pipeline.store.incidents import IncidentMixin
+from pipeline.store.meta import MetaMixin
 from pipeline.store.records import RecordMixin
 from pipeline.store.stats import StatsMixin
 
@@ -30,7 +31,7 @@ __all__ = ["DatabaseService", "db_service"]
 
 
 class DatabaseService(
-    RecordMixin, StatsMixin, BookmarkMixin, CoordinationMixin, IncidentMixin
+    RecordMixin, StatsMixin, BookmarkMixin, CoordinationMixin, IncidentMixin, MetaMixin
 ):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL.
 

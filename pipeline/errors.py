@@ -22,7 +22,8 @@ Callers catch by what they should do next, not by where the error came from::
     │   ├── SchemaTooOld              older schema (or none): run `crypto-pipeline init-db` (7)
     │   ├── SchemaMismatch            the alembic_version stamp does not match the tables (8)
     │   ├── UnsupportedDatabase       DATABASE_URL is not a URL we can use (also a ConfigError) (9)
-    │   └── DatabaseReplaced          the SQLite file was deleted or replaced under a running process (10)
+    │   ├── DatabaseReplaced          the SQLite file was deleted or replaced under a running process (10)
+    │   └── WorldMismatch             simulated data and real APIs (or the reverse) in one database (11)
     ├── Interrupted                   the process is stopping; the unit is closed as failed
     ├── UnitTimeout                   the unit spent UNIT_TIME_BUDGET_SECONDS; closed as failed, rerun it
     └── AlertDeliveryError            an alert channel could not deliver a message (redacted text)
@@ -59,6 +60,7 @@ __all__ = [
     "SchemaTooOld",
     "SourceError",
     "UnitTimeout",
+    "WorldMismatch",
     "UnsupportedDatabase",
 ]
 
@@ -275,6 +277,13 @@ class DatabaseReplaced(DatabaseError):
     an unlinked file (lost on close) or a stranger's database, so the process stops instead."""
 
     exit_code = 10
+
+
+class WorldMismatch(DatabaseError):
+    """The database holds data from the simulator and the settings point at the real APIs, or the reverse:
+    feeding it would mix invented blocks and prices with real ones, so nothing is fetched."""
+
+    exit_code = 11
 
 
 class Interrupted(PipelineError):

@@ -407,3 +407,13 @@ class AlertDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PipelineMeta(Base):
+    """Facts about the database itself, one row each (for example which world its data comes from)."""
+
+    __tablename__ = "pipeline_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

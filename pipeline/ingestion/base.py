@@ -38,6 +38,7 @@ class Ingestor:
         self.should_stop = should_stop
         # Recorded on every run, so that runs of a worker whose heartbeat stops can be found.
         self.worker_id = worker_id
+        self._world_checked = False
 
     @cached_property
     def settings(self) -> Settings:
@@ -66,6 +67,7 @@ class Ingestor:
 
     @contextmanager
     def _recorded(self, run: RunSlice, *, trigger: str, parent_run_id: int | None) -> Iterator[RunTally]:
+        self.check_world()
         with (
             unit_limits(self.settings.UNIT_TIME_BUDGET_SECONDS, self.should_stop),
             record_run(
@@ -79,6 +81,15 @@ class Ingestor:
             ) as tally,
         ):
             yield tally
+
+    def check_world(self) -> None:
+        """Refuse (WorldMismatch) to feed a database stamped with the other world: simulated or real.
+
+        Checked once per ingestor; the first ingestion into a database stamps it.
+        """
+        if not self._world_checked:
+            self.db.claim_world(self.settings.data_world)
+            self._world_checked = True
 
     def check_stop(self) -> None:
         """Between pages: raise Interrupted when the process is stopping, UnitTimeout when the unit's

@@ -272,6 +272,9 @@ class Scheduler:
         backoff, and resumes (missed jobs first) when the database answers again.
         """
         logger.info("scheduler %s starting", self.worker_id)
+        # Refused at once (WorldMismatch, exit 11), rather than failing every job: a database of the
+        # simulator is never fed from the real APIs, nor the reverse.
+        self.db.claim_world(self.settings.data_world)
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         # Incident rules and alert delivery in their own thread: a dead alert channel never delays a unit.

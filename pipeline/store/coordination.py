@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from pipeline.models import Base, DataIngestionLog, JobLease, ReplayRequest, SchedulerHeartbeat
+from pipeline.models import DataIngestionLog, JobLease, ReplayRequest, SchedulerHeartbeat
 from pipeline.schemas import IngestionStatus, ReplayRequestData, SchedulerHeartbeatData, WorkerState
+from pipeline.store.engine import dialect_insert
 from pipeline.store.runs import RunLogMixin
 
 ABANDONED = "abandoned"
@@ -34,13 +34,6 @@ def slice_key(slice_params: dict[str, Any]) -> str:
     span = "..".join(str(params[k]) for k in ("start", "end", "start_height", "end_height") if k in params)
     subject = params.get("coin_id") or params.get("chain")
     return f"{slice_params['source']}/{slice_params['data_type']}/{subject}/{span}"[:200]
-
-
-def _insert(conn: Connection, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
-    """INSERT in the connection's dialect, for its ON CONFLICT clauses."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 class CoordinationMixin(RunLogMixin):
@@ -72,7 +65,7 @@ class CoordinationMixin(RunLogMixin):
                 "current_job": current_job,
                 "stopped_at": None,
             }
-            stmt = _insert(conn, SchedulerHeartbeat).values(**values)
+            stmt = dialect_insert(conn, SchedulerHeartbeat).values(**values)
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["worker_id"],
@@ -123,7 +116,7 @@ class CoordinationMixin(RunLogMixin):
         with self.transaction() as conn:
             now = self.db_now(conn)
             conn.execute(delete(JobLease).where(JobLease.expires_at < now - timedelta(days=2)))
-            stmt = _insert(conn, JobLease).values(
+            stmt = dialect_insert(conn, JobLease).values(
                 job_name=job_name, slot=slot, owner=owner, acquired_at=now, expires_at=now + ttl
             )
             # RETURNING, not rowcount: psycopg reports -1 for a single INSERT ... ON CONFLICT DO NOTHING.
@@ -140,7 +133,7 @@ class CoordinationMixin(RunLogMixin):
             raise ValueError(msg)
         with self.transaction() as conn:
             now = self.db_now(conn)
-            stmt = _insert(conn, ReplayRequest).values(
+            stmt = dialect_insert(conn, ReplayRequest).values(
                 run_id=run_id,
                 requested_by=requested_by[:128],
                 kind=kind,
@@ -160,7 +153,7 @@ class CoordinationMixin(RunLogMixin):
         key = slice_key(slice_params)
         with self.transaction() as conn:
             now = self.db_now(conn)
-            stmt = _insert(conn, ReplayRequest).values(
+            stmt = dialect_insert(conn, ReplayRequest).values(
                 slice_key=key,
                 slice_params=slice_params,
                 requested_by=requested_by[:128],

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import psycopg
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +32,7 @@ from pipeline.errors import (
     DatabaseUnavailable,
     UnsupportedDatabase,
 )
+from pipeline.models import Base
 from pipeline.ranges import utcnow
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
@@ -304,3 +306,10 @@ class DatabaseCore:
                 " stopping before writing to the wrong database"
             )
             raise DatabaseReplaced(msg)
+
+
+def dialect_insert(conn: Connection, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """INSERT in the connection's dialect, for its ON CONFLICT clauses."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -1,0 +1,43 @@
+"""Facts about the database itself (`pipeline_meta`): which world its data comes from.
+
+A database is stamped "simulated" or "real" by the first process that ingests into it; from then on a
+process whose settings point at the other world is refused (WorldMismatch), so simulated blocks and prices
+never mix with real ones.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from pipeline.errors import WorldMismatch
+from pipeline.models import PipelineMeta
+from pipeline.store.engine import DatabaseCore, dialect_insert
+
+WORLD = "data_world"
+WORLD_TEXT = {"simulated": "the local simulator (SIMULATED_DATA=true)", "real": "the real APIs"}
+
+
+class MetaMixin(DatabaseCore):
+    """`pipeline_meta` statements of `DatabaseService`."""
+
+    def data_world(self) -> str | None:
+        """The world the database's data comes from, or None before anything was ingested."""
+        with self.engine.connect() as conn:
+            value: str | None = conn.scalar(select(PipelineMeta.value).where(PipelineMeta.key == WORLD))
+        return value
+
+    def claim_world(self, world: str) -> None:
+        """Stamp the database with `world` if it has none; refuse (WorldMismatch) if it has the other."""
+        with self.transaction() as conn:
+            stmt = dialect_insert(conn, PipelineMeta).values(
+                key=WORLD, value=world, updated_at=self.db_now(conn)
+            )
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+            stamped = conn.scalar(select(PipelineMeta.value).where(PipelineMeta.key == WORLD))
+        if stamped != world:
+            msg = (
+                f"this database holds data from {WORLD_TEXT.get(stamped or '', stamped)}, but the settings"
+                f" point at {WORLD_TEXT.get(world, world)}; use another DATABASE_URL"
+                " (the demo's is in data/demo.env)"
+            )
+            raise WorldMismatch(msg)
