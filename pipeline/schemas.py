@@ -424,7 +424,8 @@ class WorkerState(StrEnum):
 
     UP = "up"
     STALE = "stale"
-    DOWN = "down"
+    DOWN = "down"  # died or silent for long: it did not stop cleanly
+    STOPPED = "stopped"  # stopped cleanly (SIGTERM, Ctrl-C)
 
 
 class SchedulerHeartbeatData(Record):

@@ -88,7 +88,8 @@ class CoordinationMixin(RunLogMixin):
             )
 
     def get_workers(self, *, since: timedelta = timedelta(days=7)) -> list[SchedulerHeartbeatData]:
-        """Workers seen lately, with their state: up, stale (beats late) or down (stopped or long silent)."""
+        """Workers seen lately, with their state: up, stale (beats late), down (long silent without
+        stopping cleanly) or stopped (cleanly)."""
         stale_after = timedelta(seconds=self.settings.HEARTBEAT_STALE_SECONDS)
         now = self.db_now()  # ages are measured against the clock the beats were written with
         stmt = (
@@ -99,7 +100,9 @@ class CoordinationMixin(RunLogMixin):
         workers = self._select_models(stmt, SchedulerHeartbeatData)
         for worker in workers:
             age = now - worker.last_beat
-            if worker.stopped_at is not None or age > 10 * stale_after:
+            if worker.stopped_at is not None:
+                worker.state = WorkerState.STOPPED
+            elif age > 10 * stale_after:
                 worker.state = WorkerState.DOWN
             else:
                 worker.state = WorkerState.STALE if age > stale_after else WorkerState.UP

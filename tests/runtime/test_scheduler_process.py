@@ -76,7 +76,7 @@ def test_scheduler_ingests_survives_a_failing_job_beats_and_stops_cleanly(db, da
     assert code == 0, log
     assert "stopped cleanly" in log
     assert running_runs(db) == 0
-    assert db.get_workers()[0].state == "down"
+    assert db.get_workers()[0].state == "stopped"  # cleanly: not "down"
     failed = [r.error_class for r in db.get_ingestion_logs(status="failed", limit=None)]
     # The newest may be the unit SIGTERM interrupted; every other failure is the source's.
     assert failed[0] in ("RetriableSourceError", "Interrupted"), failed
