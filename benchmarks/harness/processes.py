@@ -71,6 +71,39 @@ def start_scheduler(log_path: Path, level: str = "INFO", **settings: object) -> 
         )
 
 
+# `crypto-pipeline watch` as a script, for a checkout whose command line does not have the subcommand yet.
+_WATCH_SCRIPT = (
+    "import sys\n"
+    "from pipeline.config import load_settings\n"
+    "from pipeline.logs import configure_logging\n"
+    "from pipeline.runtime.watch import run_watch\n"
+    "settings = load_settings()\n"
+    "configure_logging(sys.argv[1], secrets=settings.secrets())\n"
+    "sys.exit(run_watch(settings))\n"
+)
+
+
+def watch_command(level: str = "INFO") -> list[str]:
+    """The argument list of a `crypto-pipeline watch` process (the watcher: incident rules and alerts)."""
+    from pipeline.runtime.cli import COMMANDS
+
+    if "watch" in COMMANDS:
+        return [sys.executable, "-m", "pipeline.runtime.cli", "--log-level", level, "watch"]
+    return [sys.executable, "-c", _WATCH_SCRIPT, level]
+
+
+def start_watcher(log_path: Path, level: str = "INFO", **settings: object) -> subprocess.Popen:
+    """`crypto-pipeline watch` (a watcher process) with the given settings, logging to a file."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            watch_command(level),
+            cwd=log_path.parent,
+            env=process_env(**settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def run_cli(args: Iterable[str], timeout: float = 60, **settings: object) -> subprocess.CompletedProcess:
     """`python -m pipeline.runtime.cli ...` in a subprocess with the given settings as its environment."""
     return subprocess.run(

@@ -1,8 +1,12 @@
-"""`crypto-pipeline up`: the scheduler and the dashboard together (plus the simulator with --demo).
+"""`crypto-pipeline up`: scheduler, watcher and dashboard together (plus the simulator with --demo).
 
 Like `dagster dev`: one command starts every process, prints the dashboard URL, and Ctrl-C (or SIGTERM)
 stops them all. A process that dies on its own is restarted with backoff while the others keep running,
 and its restarts are published in a small state file the dashboard shows (`read_launcher_state`).
+
+The watcher (`crypto-pipeline watch`) evaluates the incident rules and delivers alerts beside the
+scheduler's own watcher thread, so that a dead scheduler is still reported. With --demo a webhook sink in
+this process receives the alerts (its `/received` page lists them): no outside service is needed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings, child_environment
+from pipeline.simulator.sink import WebhookSink
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +161,7 @@ class Launcher:
         self.host = host
         self.port = port or free_port(host)
         self.children: list[Child] = []
+        self.sink: WebhookSink | None = None  # the demo's alert receiver, served by this process
         self.stopping = False
         self._state_dir = Path(tempfile.mkdtemp(prefix="crypto-pipeline-up-"))
         self.state_path = self._state_dir / "state.json"
@@ -189,9 +195,15 @@ class Launcher:
             sim_url = f"http://127.0.0.1:{sim_port}"
             wait_for_http(f"{sim_url}/api/v3/ping", sim)
             overrides = demo_overrides(sim_url)
+            self.sink = WebhookSink().start()
+            overrides |= {
+                "ALERT_WEBHOOK_URL": f"{self.sink.url}/webhook",
+                "DASHBOARD_URL": f"http://{self.host}:{self.port}",  # the alerts' links
+            }
         env = child_environment(**overrides)
-        command = ["-m", "pipeline.runtime.cli", "--log-level", self.settings.LOG_LEVEL, "run"]
-        self._start("scheduler", command, env)
+        cli = ["-m", "pipeline.runtime.cli", "--log-level", self.settings.LOG_LEVEL]
+        self._start("scheduler", [*cli, "run"], env)
+        self._start("watch", [*cli, "watch"], env)
         dashboard = self._start(
             "dashboard",
             [
@@ -253,6 +265,9 @@ class Launcher:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if self.sink is not None:
+            self.sink.stop()
+            self.sink = None
         shutil.rmtree(self._state_dir, ignore_errors=True)
 
 
@@ -272,7 +287,13 @@ def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | N
         print(f"crypto-pipeline up: {exc}", file=sys.stderr)
         return 1
     mode = " (demo: simulated APIs, database ./data/demo.db)" if demo else ""
-    print(f"\n  Dashboard: {url}{mode}\n  Scheduler: running. Press Ctrl-C to stop.\n", flush=True)
+    sink: WebhookSink | None = getattr(launcher, "sink", None)  # (a stand-in Launcher may have none)
+    alerts = f"  Alerts: {sink.url}/received (demo webhook sink)\n" if sink else ""
+    print(
+        f"\n  Dashboard: {url}{mode}\n{alerts}"
+        "  Scheduler: running. Watcher: running. Press Ctrl-C to stop.\n",
+        flush=True,
+    )
     # The dashboard shows the same notice, but whoever typed --host should read it before anyone
     # else opens the page. The secrets files are what the dashboard's Streamlit will read (same cwd).
     # (Imported here: this function is the only user, and the module's head belongs to the Launcher.)

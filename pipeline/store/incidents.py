@@ -255,9 +255,11 @@ class IncidentMixin(RunLogMixin):
             sent.event == "firing",
             sent.status == "sent",
             sent.channel.in_(channels),
-            ~exists().where(
-                told.incident_id == Incident.id, told.event == "resolved", told.channel == sent.channel
-            ),
+            # Correlated with the outer incident and `sent`: left alone, SQLAlchemy would make `incidents`
+            # a FROM of its own here, and one RESOLVED message anywhere would hide every other one owed.
+            ~exists()
+            .where(told.incident_id == Incident.id, told.event == "resolved", told.channel == sent.channel)
+            .correlate_except(told),
         )
         resolved = select(Incident).where(Incident.resolved_at >= now - RESOLVED_LOOKBACK, owed)
         due = [(i, "firing") for i in self._select_models(firing.order_by(Incident.id), IncidentData)]

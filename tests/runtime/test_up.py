@@ -1,9 +1,11 @@
-"""`crypto-pipeline up --demo`: one command starts simulator, scheduler and dashboard, and stops them all."""
+"""`crypto-pipeline up --demo`: one command starts simulator, scheduler, watcher, dashboard (and a webhook
+sink for the alerts), and stops them all."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -57,6 +59,12 @@ def test_up_demo_serves_the_dashboard_and_fills_the_database_within_a_minute(tmp
         wait_for(lambda: _health(f"http://127.0.0.1:{port}/_stcore/health"), 60, what="dashboard health")
         for table in ("blockchain_blocks", "blockchain_transactions", "market_prices"):
             wait_for(lambda t=table: _rows(db_path, t) > 0, 60, what=f"rows in {table}")
+        names = " | ".join(_children(proc.pid).values())
+        assert " watch" in names, names  # the watcher runs beside the scheduler and the dashboard
+        alerts = re.search(r"Alerts: (http://127\.0\.0\.1:\d+/received)", (tmp_path / "up.log").read_text())
+        assert alerts, (tmp_path / "up.log").read_text()
+        with urllib.request.urlopen(alerts.group(1), timeout=5) as response:  # the demo's webhook sink
+            assert isinstance(json.loads(response.read()), list)
     finally:
         code = stop(proc, signal.SIGINT, timeout=60)
     output = (tmp_path / "up.log").read_text()
@@ -81,11 +89,20 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
-def _scheduler_pid(up_pid: int) -> int | None:
+def _cli_pid(up_pid: int, command: str) -> int | None:
+    """The child running `crypto-pipeline <command>` (`run`: the scheduler, `watch`: the watcher)."""
     return next(
-        (pid for pid, cmd in _children(up_pid).items() if "pipeline.runtime.cli" in cmd and " run" in cmd),
+        (
+            pid
+            for pid, cmd in _children(up_pid).items()
+            if "pipeline.runtime.cli" in cmd and f" {command} " in cmd
+        ),
         None,
     )
+
+
+def _scheduler_pid(up_pid: int) -> int | None:
+    return _cli_pid(up_pid, "run")
 
 
 def test_up_restarts_a_scheduler_that_dies_and_keeps_the_dashboard_up(tmp_path):
@@ -96,6 +113,7 @@ def test_up_restarts_a_scheduler_that_dies_and_keeps_the_dashboard_up(tmp_path):
         wait_for(lambda: _health(health), 60, what="dashboard health")
         first = wait_for(lambda: _scheduler_pid(proc.pid), 30, what="the scheduler process")
         dashboard = next(pid for pid, cmd in _children(proc.pid).items() if "streamlit" in cmd)
+        watcher = wait_for(lambda: _cli_pid(proc.pid, "watch"), 30, what="the watcher process")
         os.kill(first, signal.SIGKILL)
         second = wait_for(
             lambda: (pid := _scheduler_pid(proc.pid)) not in (None, first) and pid,
@@ -105,6 +123,7 @@ def test_up_restarts_a_scheduler_that_dies_and_keeps_the_dashboard_up(tmp_path):
         )
         assert _health(health), "the dashboard went down with the scheduler"
         assert dashboard in _children(proc.pid), "the dashboard was restarted, not kept"
+        assert watcher in _children(proc.pid), "the watcher was restarted, not kept"
         environ = Path(f"/proc/{dashboard}/environ").read_bytes().split(b"\0")
         state_path = next(v.split(b"=", 1)[1] for v in environ if v.startswith(b"LAUNCHER_STATE_FILE="))
         state = json.loads(Path(state_path.decode()).read_text())
@@ -113,6 +132,8 @@ def test_up_restarts_a_scheduler_that_dies_and_keeps_the_dashboard_up(tmp_path):
         assert scheduler["last_exit_code"] == -signal.SIGKILL, state
         assert scheduler["pid"] == second, state
         assert state["children"]["dashboard"]["restarts"] == 0, state
+        assert state["children"]["watch"]["restarts"] == 0, state
+        assert state["children"]["watch"]["pid"] == watcher, state
     finally:
         code = stop(proc, signal.SIGINT, timeout=60)
     output = (tmp_path / "up.log").read_text()

@@ -198,3 +198,27 @@ def test_alert_after_holds_back_a_young_incident(db, settings):
     incidents.evaluate(db, settings, kinds=["unit"])
     assert db.alerts_due(after=timedelta(minutes=10), channels=["webhook"]) == []
     assert len(db.alerts_due(after=timedelta(0), channels=["webhook"])) == 1
+
+
+def test_each_resolved_incident_is_owed_its_own_resolved_message(db, settings):
+    claim = {"retry_after": timedelta(minutes=5), "max_attempts": 5}
+    run(db, "failed", data_type="blocks")
+    run(db, "failed", data_type="transactions")
+    opened = incidents.evaluate(db, settings, kinds=["unit"]).opened
+    for incident in opened:
+        db.finish_delivery(
+            db.claim_delivery(incident.id, "firing", "webhook", "w", **claim),
+            sent=True,
+            attempts=1,
+            error=None,
+        )
+    run(db, "success", data_type="blocks")
+    run(db, "success", data_type="transactions")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    first, second = sorted(i.id for i in opened)
+    db.finish_delivery(
+        db.claim_delivery(first, "resolved", "webhook", "w", **claim), sent=True, attempts=1, error=None
+    )
+    assert [(i.id, e) for i, e in db.alerts_due(after=timedelta(0), channels=["webhook"])] == [
+        (second, "resolved")
+    ]
