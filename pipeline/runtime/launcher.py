@@ -6,7 +6,11 @@ and its restarts are published in a small state file the dashboard shows (`read_
 
 The watcher (`crypto-pipeline watch`) evaluates the incident rules and delivers alerts beside the
 scheduler's own watcher thread, so that a dead scheduler is still reported. With --demo a webhook sink in
-this process receives the alerts (its `/received` page lists them): no outside service is needed.
+this process receives the alerts (its `/received` page lists them): no outside service is needed, and a
+scripted scenario (pipeline/runtime/demo.py) makes things go wrong and right again on the simulator.
+
+One `up` per database: the running one is recorded in the database (`pipeline_meta`), and a second `up`
+against it refuses with the first one's address instead of starting a second scheduler and dashboard.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -28,12 +33,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Settings, child_environment
+from pipeline.config import Settings, child_environment, load_settings, mask_url_password
+from pipeline.database import DatabaseService
+from pipeline.runtime.demo import DemoScenario
 from pipeline.simulator.sink import WebhookSink
 
 logger = logging.getLogger(__name__)
 
 DEMO_DATABASE_URL = "sqlite:///./data/demo.db"
+DEMO_ENV_FILE = Path("data/demo.env")
+SERVING = "up"  # the pipeline_meta key naming the `up` that serves the database
+# The settings of the demo's world that another shell needs to talk to it (written to DEMO_ENV_FILE).
+DEMO_ENV_KEYS = (
+    "DATABASE_URL",
+    "BLOCKCHAIR_BASE_URL",
+    "COINGECKO_BASE_URL",
+    "COINGECKO_API_PLAN",
+    "SIMULATED_DATA",
+    "ALERT_WEBHOOK_URL",
+    "DASHBOARD_URL",
+)
 DEMO_WATCH = {
     "bitcoin": ["1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"],
     "ethereum": ["0x00000000219ab540356cbb839cbe05303d7705fa"],
@@ -162,6 +181,9 @@ class Launcher:
         self.port = port or free_port(host)
         self.children: list[Child] = []
         self.sink: WebhookSink | None = None  # the demo's alert receiver, served by this process
+        self.scenario: DemoScenario | None = None
+        self.demo_stop = threading.Event()
+        self.serving: tuple[DatabaseService, str] | None = None  # our pipeline_meta claim, to remove
         self.stopping = False
         self._state_dir = Path(tempfile.mkdtemp(prefix="crypto-pipeline-up-"))
         self.state_path = self._state_dir / "state.json"
@@ -200,6 +222,13 @@ class Launcher:
                 "ALERT_WEBHOOK_URL": f"{self.sink.url}/webhook",
                 "DASHBOARD_URL": f"http://{self.host}:{self.port}",  # the alerts' links
             }
+        world = load_settings(**{**overrides, "WATCH_ADDRESSES": DEMO_WATCH}) if self.demo else self.settings
+        self._claim_database(world)
+        if self.demo:
+            write_env_file(DEMO_ENV_FILE, overrides)
+            # Its first step (a price fault) must be armed before the scheduler's first price request.
+            self.scenario = DemoScenario.connect(sim_url, world, progress_path=self._state_dir / "demo.json")
+            self.scenario.prepare()
         env = child_environment(**overrides)
         cli = ["-m", "pipeline.runtime.cli", "--log-level", self.settings.LOG_LEVEL]
         self._start("scheduler", [*cli, "run"], env)
@@ -215,7 +244,35 @@ class Launcher:
         )  # fmt: skip
         url = f"http://{self.host}:{self.port}"
         wait_for_http(f"{url}/_stcore/health", dashboard)
+        if self.scenario is not None:
+            self.scenario.start(self.demo_stop)
         return url
+
+    def _claim_database(self, settings: Settings) -> None:
+        """Record this `up` in its database; refuse (RuntimeError) if a live `up` already serves it."""
+        db = DatabaseService(settings=settings)
+        db.require_persistent()
+        db.create_tables()
+        current = db.read_meta(SERVING)
+        if current is not None and _serving_elsewhere(db, current):
+            owner = json.loads(current)
+            db.dispose()
+            msg = (
+                f"another crypto-pipeline up already serves {mask_url_password(settings.DATABASE_URL)}:"
+                f" its dashboard is {owner.get('url')} (pid {owner.get('pid')} on {owner.get('host')});"
+                " open it, or stop that one first"
+            )
+            raise RuntimeError(msg)
+        mine = json.dumps(
+            {
+                "url": f"http://{self.host}:{self.port}",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        db.write_meta(SERVING, mine)
+        self.serving = (db, mine)
 
     def watch(self) -> int:
         """Supervise the children until we are asked to stop; then stop them all."""
@@ -265,10 +322,54 @@ class Launcher:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        self.demo_stop.set()
+        if self.scenario is not None:
+            self.scenario.close()
+            self.scenario = None
         if self.sink is not None:
             self.sink.stop()
             self.sink = None
+        if self.serving is not None:
+            db, mine = self.serving
+            try:
+                db.delete_meta(SERVING, value=mine)
+            except Exception:  # noqa: BLE001 - a stale claim is harmless: the next `up` sees our pid gone
+                logger.warning("could not remove this up's claim on the database", exc_info=True)
+            db.dispose()
+            self.serving = None
         shutil.rmtree(self._state_dir, ignore_errors=True)
+
+
+def _serving_elsewhere(db: DatabaseService, claim: str) -> bool:
+    """Whether the `up` recorded in `claim` is still running: its pid on this host, or, on another host,
+    a scheduler of that host that still beats."""
+    try:
+        owner = json.loads(claim)
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    if host != socket.gethostname():
+        return any(w.host == host and w.state == "up" for w in db.get_workers())
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, under another user
+    return True
+
+
+def write_env_file(path: Path, overrides: dict[str, object]) -> None:
+    """The settings of the demo's world, for commands run from another shell (`--env-file`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# The world of a running `crypto-pipeline up --demo` (simulator URLs change at each start).",
+        "# Use it from another shell: crypto-pipeline --env-file data/demo.env status",
+        *(f"{key}={overrides[key]}" for key in DEMO_ENV_KEYS if key in overrides),
+    ]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | None = None) -> int:
@@ -286,11 +387,15 @@ def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | N
         launcher.stop()
         print(f"crypto-pipeline up: {exc}", file=sys.stderr)
         return 1
+    except BaseException:  # a database error (its own exit code, from the CLI), Ctrl-C: stop what started
+        launcher.stop()
+        raise
     mode = " (demo: simulated APIs, database ./data/demo.db)" if demo else ""
+    world = f"  Settings of this world: {DEMO_ENV_FILE} (crypto-pipeline --env-file {DEMO_ENV_FILE} status)\n"
     sink: WebhookSink | None = getattr(launcher, "sink", None)  # (a stand-in Launcher may have none)
     alerts = f"  Alerts: {sink.url}/received (demo webhook sink)\n" if sink else ""
     print(
-        f"\n  Dashboard: {url}{mode}\n{alerts}"
+        f"\n  Dashboard: {url}{mode}\n{alerts}{world if demo else ''}"
         "  Scheduler: running. Watcher: running. Press Ctrl-C to stop.\n",
         flush=True,
     )

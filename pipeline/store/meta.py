@@ -1,4 +1,4 @@
-"""Facts about the database itself (`pipeline_meta`): which world its data comes from.
+"""Facts about the database itself (`pipeline_meta`): which world its data comes from, who serves it.
 
 A database is stamped "simulated" or "real" by the first process that ingests into it; from then on a
 process whose settings point at the other world is refused (WorldMismatch), so simulated blocks and prices
@@ -7,7 +7,7 @@ never mix with real ones.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from pipeline.errors import WorldMismatch
 from pipeline.models import PipelineMeta
@@ -41,3 +41,23 @@ class MetaMixin(DatabaseCore):
                 " (the demo's is in data/demo.env)"
             )
             raise WorldMismatch(msg)
+
+    def read_meta(self, key: str) -> str | None:
+        """One fact, or None."""
+        with self.engine.connect() as conn:
+            value: str | None = conn.scalar(select(PipelineMeta.value).where(PipelineMeta.key == key))
+        return value
+
+    def write_meta(self, key: str, value: str) -> None:
+        """Set one fact (insert or replace)."""
+        with self.transaction() as conn:
+            now = self.db_now(conn)
+            stmt = dialect_insert(conn, PipelineMeta).values(key=key, value=value, updated_at=now)
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "updated_at": now})
+            )
+
+    def delete_meta(self, key: str, *, value: str) -> None:
+        """Remove a fact, only if it still holds `value` (someone else's is left alone)."""
+        with self.transaction() as conn:
+            conn.execute(delete(PipelineMeta).where(PipelineMeta.key == key, PipelineMeta.value == value))

@@ -65,6 +65,22 @@ def test_up_demo_serves_the_dashboard_and_fills_the_database_within_a_minute(tmp
         assert alerts, (tmp_path / "up.log").read_text()
         with urllib.request.urlopen(alerts.group(1), timeout=5) as response:  # the demo's webhook sink
             assert isinstance(json.loads(response.read()), list)
+        # The demo's world, for commands from another shell.
+        world = (tmp_path / "data" / "demo.env").read_text()
+        assert "DATABASE_URL=sqlite:///./data/demo.db" in world
+        assert "SIMULATED_DATA=true" in world
+        # A second `up` on the same database refuses and names the first one's dashboard.
+        second = subprocess.run(
+            [sys.executable, "-m", "pipeline.runtime.cli", "up", "--demo", "--port", str(free_port())],
+            cwd=tmp_path,
+            env=process_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 1, second.stderr
+        assert f"its dashboard is http://127.0.0.1:{port}" in second.stderr
+        assert _health(f"http://127.0.0.1:{port}/_stcore/health")  # the first one is untouched
     finally:
         code = stop(proc, signal.SIGINT, timeout=60)
     output = (tmp_path / "up.log").read_text()
