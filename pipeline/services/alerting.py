@@ -87,8 +87,12 @@ def deliver_due(
     """Send every message some channel owes now; returns what this process sent (or failed to)."""
     if not channels:
         return []
+    max_attempts = settings.ALERT_MAX_ATTEMPTS * ROUNDS
     due = db.alerts_due(
-        after=timedelta(minutes=settings.ALERT_AFTER_MINUTES), channels=[c.name for c in channels]
+        after=timedelta(minutes=settings.ALERT_AFTER_MINUTES),
+        channels=[c.name for c in channels],
+        retry_after=RETRY_AFTER,
+        max_attempts=max_attempts,
     )
     if not due:
         return []
@@ -102,7 +106,7 @@ def deliver_due(
                 channel.name,
                 worker_id,
                 retry_after=RETRY_AFTER,
-                max_attempts=settings.ALERT_MAX_ATTEMPTS * ROUNDS,
+                max_attempts=max_attempts,
             )
             if claim is None:
                 continue  # another process sends it, or this channel is not owed this message

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -224,21 +225,37 @@ class IncidentMixin(RunLogMixin):
 
     # ------------------------------------------------------------------ deliveries
 
-    def alerts_due(self, *, after: timedelta, channels: Collection[str]) -> list[tuple[IncidentData, str]]:
+    def alerts_due(
+        self,
+        *,
+        after: timedelta,
+        channels: Collection[str],
+        retry_after: timedelta = timedelta(minutes=5),
+        max_attempts: int = 15,
+    ) -> list[tuple[IncidentData, str]]:
         """(incident, event) pairs some channel still owes a message for.
 
-        FIRING: open at least `after`, not silenced, and some channel has no firing row yet. RESOLVED:
-        resolved lately, and some channel that sent its FIRING message has no resolved row yet.
+        FIRING: open at least `after`, not silenced, and some channel has no settled firing row. RESOLVED:
+        resolved lately, and some channel that sent its FIRING message has no settled resolved row. A row
+        is settled once sent, while it is being sent or failed lately (`retry_after`), or once it has had
+        `max_attempts` attempts: a failed message is tried again later, but not for ever.
         """
         if not channels:
             return []
         now = self.db_now()
+
+        def settled(row: type[AlertDelivery]) -> Any:
+            return or_(
+                row.status == "sent", row.updated_at >= now - retry_after, row.attempts >= max_attempts
+            )
+
         firing_rows = (
             select(func.count())
             .where(
                 AlertDelivery.incident_id == Incident.id,
                 AlertDelivery.event == "firing",
                 AlertDelivery.channel.in_(channels),
+                settled(AlertDelivery),
             )
             .scalar_subquery()
         )
@@ -258,7 +275,12 @@ class IncidentMixin(RunLogMixin):
             # Correlated with the outer incident and `sent`: left alone, SQLAlchemy would make `incidents`
             # a FROM of its own here, and one RESOLVED message anywhere would hide every other one owed.
             ~exists()
-            .where(told.incident_id == Incident.id, told.event == "resolved", told.channel == sent.channel)
+            .where(
+                told.incident_id == Incident.id,
+                told.event == "resolved",
+                told.channel == sent.channel,
+                settled(told),
+            )
             .correlate_except(told),
         )
         resolved = select(Incident).where(Incident.resolved_at >= now - RESOLVED_LOOKBACK, owed)

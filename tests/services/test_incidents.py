@@ -222,3 +222,22 @@ def test_each_resolved_incident_is_owed_its_own_resolved_message(db, settings):
     assert [(i.id, e) for i, e in db.alerts_due(after=timedelta(0), channels=["webhook"])] == [
         (second, "resolved")
     ]
+
+
+def test_a_failed_message_is_owed_again_after_a_while_but_not_for_ever(db, settings):
+    run(db, "failed")
+    [incident] = incidents.evaluate(db, settings, kinds=["unit"]).opened
+    first = db.claim_delivery(
+        incident.id, "firing", "webhook", "w", retry_after=timedelta(minutes=5), max_attempts=6
+    )
+    db.finish_delivery(first, sent=False, attempts=3, error="webhook: HTTP 503")
+    assert db.alerts_due(after=timedelta(0), channels=["webhook"]) == []  # failed just now: settled
+    later = {"retry_after": timedelta(0), "max_attempts": 6}
+    assert [e for _, e in db.alerts_due(after=timedelta(0), channels=["webhook"], **later)] == ["firing"]
+    again = db.claim_delivery(incident.id, "firing", "webhook", "w2", **later)
+    assert again == first  # the same row, taken over
+    db.finish_delivery(again, sent=False, attempts=3, error="webhook: HTTP 503")
+    assert db.alerts_due(after=timedelta(0), channels=["webhook"], **later) == []  # 6 attempts: given up
+    assert db.claim_delivery(incident.id, "firing", "webhook", "w3", **later) is None
+    [row] = db.get_deliveries(incident_id=incident.id)
+    assert (row.status, row.attempts) == ("failed", 6)
