@@ -1,22 +1,35 @@
 """The `crypto-pipeline` command line (argparse). `python run_ingestor.py ...` runs the same commands.
 
-Every command builds the settings once and passes them on. Bad arguments and expected failures end with
-one line on stderr and a non-zero exit code, never a traceback: 2 for usage and configuration, and one code
-per database cause (`DatabaseError.exit_code`, listed in the README). Commands that only read never create
-or migrate a database; a reader whose stdout closes early (`status | head -1`) exits quietly with 141.
+Every command builds the settings once and passes them on, and first prints one line on stderr naming the
+database it uses, its password masked (`database: sqlite:///./data/crypto.db`); `simulate` and
+`alerts test` use none and print none. Bad arguments and expected failures end with one more line on
+stderr and a non-zero exit code, never a traceback. Commands that only read never create or migrate a
+database.
+
+Exit codes:
+
+- 0: done, healthy.
+- 1: done, but something is wrong: a run failed; `status` found an open error-level incident or a freshness
+  measure at fail; `gaps` found a gap; `alerts test` could not deliver to a channel.
+- 2: usage or configuration (a bad argument, an unknown id, `alerts test` with no channel configured).
+- 3 to 10: one per database cause (`DatabaseError.exit_code`, listed in the README).
+- 130: Ctrl-C. 141: stdout closed early (`status | head -1`), which ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import re
+import shutil
 import sys
-from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import NoReturn
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, load_settings, mask_url_password
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseError, PipelineError
 from pipeline.ingestion.blockchair import BlockchairIngestor
@@ -26,11 +39,16 @@ from pipeline.ingestion.units import IngestionResult
 from pipeline.logs import configure_logging
 from pipeline.ranges import MAX_WINDOW_DAYS, day_windows
 from pipeline.runtime.scheduler import Scheduler
-from pipeline.schemas import CoinMetadataData
+from pipeline.schemas import CoinMetadataData, DatabaseStats, DataIngestionLogData, IncidentData
 from pipeline.services.coverage import missing_price_days
 from pipeline.services.freshness import Level, freshness_report
+from pipeline.services.incidents import evaluate, is_error_level_open
 
 BLOCKCHAIR_TYPES = ("blocks", "transactions", "addresses")
+RUN_STATUSES = ("running", "success", "partial", "failed")
+# Not a status of its own: a failed run whose worker died, closed by the next one (error class Abandoned).
+ABANDONED = "abandoned"
+_CHANNEL_SETTINGS = "set ALERT_WEBHOOK_URL, ALERT_SLACK_WEBHOOK_URL, or ALERT_SMTP_URL with ALERT_EMAIL_TO"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +86,31 @@ def _coins(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SILENCE = timedelta(days=366)
+
+
+def _duration(text: str) -> timedelta:
+    """`30m`, `2h`, `1d`, `1h30m`: a positive span of at most MAX_SILENCE."""
+    spec = text.strip().lower()
+    if not re.fullmatch(r"(?:\d{1,9}[smhd])+", spec):
+        msg = f"not a duration like 30m, 2h or 1d: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in re.findall(r"(\d+)([smhd])", spec))
+    if not 0 < seconds <= MAX_SILENCE.total_seconds():
+        msg = f"a duration between 1s and {MAX_SILENCE.days}d: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return timedelta(seconds=seconds)
+
+
+def _os_user() -> str:
+    """The default of `--by`: the login name, or the uid when the system has none for it (a container)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All commands and their arguments."""
     parser = _Parser(prog="crypto-pipeline", description="Self-hosted crypto data pipeline.")
@@ -76,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("init-db", help="create or upgrade the database schema")
-    sub.add_parser("stats", help="rows, coverage and recent failures")
+    stats = sub.add_parser("stats", help="rows, coverage and recent failures")
+    stats.add_argument("--json", action="store_true", help="machine-readable")
 
     ingest = sub.add_parser("ingest", help="one-off ingestion runs")
     ingest.add_argument("source", choices=["blockchair", "coingecko"])
@@ -99,13 +143,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     runs = sub.add_parser("runs", help="list ingestion runs")
-    runs.add_argument("--status", choices=["running", "success", "partial", "failed"])
+    runs.add_argument(
+        "--status",
+        choices=[*RUN_STATUSES, ABANDONED],
+        help="abandoned: failed runs whose worker died (error class Abandoned); failed includes them",
+    )
     runs.add_argument("--source", choices=["blockchair", "coingecko"])
     runs.add_argument("--limit", type=_positive_int, default=20)
 
     sub.add_parser("run", help="run the scheduler loop (the default of run_ingestor.py)")
-    status = sub.add_parser("status", help="workers, recent runs, failures and freshness")
-    status.add_argument("--json", action="store_true", help="machine-readable; exit 1 if anything is at fail")
+    status = sub.add_parser(
+        "status",
+        help="workers, open incidents, freshness and recent runs",
+        description=(
+            "Workers, open incidents, freshness and the last runs. Exit 0 when healthy, 1 when an"
+            " error-level incident is open or a freshness measure is at fail, 3 to 10 for a database that"
+            " cannot be used (one code per cause)."
+        ),
+    )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="machine-readable; exit 1 if an error-level incident is open or anything is at fail",
+    )
+
+    incidents = sub.add_parser(
+        "incidents",
+        help="list incidents (the default), or ack or silence one",
+        description=(
+            "`incidents` alone, or `incidents list`, lists incidents, open ones first (read-only);"
+            " `incidents ack ID` records who is on one, `incidents silence ID --for 2h` holds back its"
+            " alerts (`--off` lifts that)."
+        ),
+    )
+    _listing_options(incidents)
+    actions = incidents.add_subparsers(dest="action", metavar="[list|ack|silence]", parser_class=_Parser)
+    _listing_options(actions.add_parser("list", help="list incidents (the default)"), suppress=True)
+    ack = actions.add_parser("ack", help="acknowledge an incident: someone is on it (its alerts go on)")
+    ack.add_argument("incident_id", type=_positive_int, metavar="ID")
+    ack.add_argument("--by", type=str, default=None, help="who (default: the OS user)")
+    ack.add_argument("--note", type=str, default=None, help="what is being done")
+    silence = actions.add_parser("silence", help="hold back an incident's alerts for a while, or lift that")
+    silence.add_argument("incident_id", type=_positive_int, metavar="ID")
+    until = silence.add_mutually_exclusive_group(required=True)
+    until.add_argument("--for", dest="duration", type=_duration, metavar="DURATION", help="30m, 2h, 1d ...")
+    until.add_argument("--off", action="store_true", help="lift the silence")
+    silence.add_argument("--by", type=str, default=None, help="who (default: the OS user)")
+
+    sub.add_parser(
+        "watch",
+        help="evaluate the incident rules and deliver alerts, until stopped; safe to run several",
+        description=(
+            "Evaluate the incident rules and deliver the alerts they owe every WATCH_INTERVAL_SECONDS,"
+            " until SIGTERM or Ctrl-C. Safe to run several: each message is claimed once in the database."
+        ),
+    )
+    alerts = sub.add_parser("alerts", help="alert channels: `alerts test` sends a test message")
+    alert_actions = alerts.add_subparsers(
+        dest="action", metavar="{test}", required=True, parser_class=_Parser
+    )
+    alert_actions.add_parser(
+        "test",
+        help="send a test message to every configured channel",
+        description=(
+            "Send a test message to every configured channel (nothing is stored). Exit 0 when every"
+            f" channel got it, 1 when one failed, 2 when none is configured ({_CHANNEL_SETTINGS})."
+        ),
+    )
 
     gaps = sub.add_parser("gaps", help="missing prices, block holes and incomplete transactions")
     gaps.add_argument("--coins", type=_coins, help="comma-separated coins (default: all active)")
@@ -122,6 +226,24 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--host", default="127.0.0.1")
     return parser
+
+
+def _listing_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """The options of `incidents` and `incidents list`. The subcommand's defaults are suppressed so that
+    they do not overwrite the options given before it (`incidents --open list`)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--open", action="store_true", default=default(False), help="only open incidents")
+    parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable")
+    parser.add_argument("--limit", type=_positive_int, default=default(50), help="at most N (default 50)")
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        default=default(False),
+        help="run the incident rules first (this writes: opens and resolves incidents), as `watch` does",
+    )
 
 
 # The shell's status for a process killed by SIGPIPE (128 + 13): what `yes | head -1` reports for `yes`.
@@ -150,6 +272,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         settings = load_settings()
         configure_logging(args.log_level or settings.LOG_LEVEL, secrets=settings.secrets())
+        database = _database_of(args, settings)
+        if database is not None:
+            print(f"database: {mask_url_password(database)}", file=sys.stderr, flush=True)
         return COMMANDS[args.command](args, settings)
     except DatabaseError as exc:  # before PipelineError: UnsupportedDatabase is also a ConfigError
         print(f"crypto-pipeline: error: {exc}", file=sys.stderr)
@@ -159,6 +284,17 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _database_of(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The URL of the database a command uses, or None for the commands that use none."""
+    if args.command == "simulate" or (args.command == "alerts" and args.action == "test"):
+        return None
+    if args.command == "up" and args.demo:
+        from pipeline.runtime.launcher import DEMO_DATABASE_URL
+
+        return DEMO_DATABASE_URL
+    return settings.DATABASE_URL
 
 
 def _db(settings: Settings, *, write: bool = True) -> DatabaseService:
@@ -181,10 +317,99 @@ def cmd_init_db(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_stats(_args: argparse.Namespace, settings: Settings) -> int:
-    """Print database statistics as JSON."""
-    print(_db(settings, write=False).get_database_stats().model_dump_json(indent=2))
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    """Print database statistics: text, or JSON with --json."""
+    stats = _db(settings, write=False).get_database_stats()
+    if args.json:
+        print(stats.model_dump_json(indent=2))
+        return 0
+    for line in _stats_lines(stats):
+        print(line)
     return 0
+
+
+def _stats_lines(stats: DatabaseStats) -> list[str]:
+    """Every figure of the stats, as text: totals, rows per table, block heights and price days per coin."""
+    size = stats.database_size_bytes
+    lines = [
+        "database size: " + ("unknown" if size is None else f"{_bytes(size)} ({size:,} bytes)"),
+        f"blocks: {stats.total_blocks:,}  transactions: {stats.total_transactions:,}"
+        f"  addresses: {stats.total_addresses:,}  prices: {stats.total_prices:,}",
+        f"runs: {stats.total_runs:,} recorded, {stats.failures_last_24h:,} failed in the last 24 h",
+        "",
+        "rows per table:",
+        *_indent(
+            _table(["table", "rows"], [[t, f"{n:,}"] for t, n in stats.rows_per_table.items()], right={1})
+        ),
+        "",
+        "blocks per chain:",
+    ]
+    if stats.block_coverage:
+        rows = [
+            [
+                c.coin_symbol,
+                _number(c.min_height),
+                _number(c.max_height),  # the latest block of the chain (latest_block_by_coin)
+                f"{c.blocks:,}",
+            ]
+            for c in stats.block_coverage
+        ]
+        lines += _indent(_table(["chain", "lowest", "latest", "blocks"], rows, right={1, 2, 3}))
+    else:
+        lines.append("  none")
+    lines += ["", "prices per coin:"]
+    if stats.price_coverage:
+        rows = [
+            [
+                c.coin_id,
+                str(c.first_date or "-"),
+                str(c.last_date or "-"),
+                f"{c.days:,}",
+                f"{c.missing_days:,}",
+            ]
+            for c in stats.price_coverage
+        ]
+        lines += _indent(_table(["coin", "first day", "last day", "days", "missing"], rows, right={3, 4}))
+    else:
+        lines.append("  none")
+    return lines
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _bytes(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KB", "MB", "GB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"  {line}" for line in lines]
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Collection[int] = ()
+) -> list[str]:
+    """Aligned columns under a header line; columns in `right` are right-aligned, the last is not padded."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        if len(cells) - 1 not in right:
+            padded[-1] = cells[-1]
+        return "  ".join(padded).rstrip()
+
+    return [line(headers), *(line(row) for row in rows)]
 
 
 def _print_result(result: IngestionResult | None, label: str = "") -> None:
@@ -276,6 +501,11 @@ def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
 
     db = _db(settings)
     if args.queue:
+        db.get_run(args.run_id)  # an unknown id is refused before anything else is said about it
+        waiting = db.open_request_for(args.run_id)
+        if waiting is not None:
+            print(f"run #{args.run_id} already has request #{waiting.id} {waiting.status}; nothing queued")
+            return 0
         request = db.request_rerun(args.run_id, "cli")
         print(f"rerun request {request.id} for run {args.run_id}: {request.status}")
         return 0
@@ -287,20 +517,63 @@ def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
-    """List runs, newest first."""
-    runs = _db(settings, write=False).get_ingestion_logs(
-        source=args.source, status=args.status, limit=args.limit
-    )
-    for run in runs:
-        target = (
-            f"{run.start_date}..{run.end_date}" if run.start_date else f"{run.start_height}..{run.end_height}"
-        )
-        print(
-            f"{run.id:>6} {run.started_at:%Y-%m-%d %H:%M} {run.status.value:<8} {run.source}/{run.data_type}"
-            f" {run.coin or '-'} {target} fetched={run.records_fetched} requests={run.requests_made}"
-            + (f" {run.error_class}: {run.error_message}" if run.error_class else "")
-        )
+    """List runs, newest first, under a header line."""
+    db = _db(settings, write=False)
+    if args.status == ABANDONED:
+        # The run log has no filter on the error class: take the failed runs and keep the abandoned ones.
+        failed = db.get_ingestion_logs(source=args.source, status="failed", limit=None)
+        runs = [r for r in failed if r.error_class == "Abandoned"][: args.limit]
+    else:
+        runs = db.get_ingestion_logs(source=args.source, status=args.status, limit=args.limit)
+    if not runs:
+        print("no runs" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    headers = [
+        "id",
+        "started (UTC)",
+        "status",
+        "source/type",
+        "coin",
+        "slice",
+        "fetched",
+        "requests",
+        "error",
+    ]
+    for line in _table(headers, [_run_row(run) for run in runs], right={0, 6, 7}):
+        print(line)
     return 0
+
+
+def _run_row(run: DataIngestionLogData) -> list[str]:
+    if run.start_date:
+        target = f"{run.start_date}..{run.end_date}"
+    elif run.start_height is not None:
+        target = f"{run.start_height}..{run.end_height}"
+    else:
+        target = "-"  # a whole unit (an incremental run), not a recorded slice
+    return [
+        str(run.id),
+        _utc(run.started_at),
+        run.status.value,
+        f"{run.source}/{run.data_type}",
+        run.coin or "-",
+        target,
+        str(run.records_fetched),
+        str(run.requests_made),
+        _one_line(f"{run.error_class}: {run.error_message}") if run.error_class else "",
+    ]
+
+
+def _utc(value: datetime | None) -> str:
+    """A timestamp as `YYYY-MM-DD HH:MM` in UTC ('-' for none)."""
+    if value is None:
+        return "-"
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return f"{aware.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
@@ -314,19 +587,22 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Workers, the last runs, recent failures and freshness; with --json, exit 1 when something fails."""
     db = _db(settings, write=False)
     workers = db.get_workers()
+    open_incidents = db.get_incidents(open_only=True, limit=None)
     fresh = freshness_report(db.get_coins(active_only=True), settings)
     runs = db.get_ingestion_logs(limit=10)
     failing = [f for f in fresh if f.level == Level.FAIL]
+    unhealthy = bool(failing) or is_error_level_open(db)
     if args.json:
         report = {
             "workers": [w.model_dump(mode="json") for w in workers],
+            "incidents": [i.model_dump(mode="json") for i in open_incidents],
             "freshness": [f.model_dump(mode="json") for f in fresh],
             "recent_runs": [r.model_dump(mode="json", exclude={"rejected_samples"}) for r in runs],
             "failures_last_24h": db.get_database_stats().failures_last_24h,
-            "ok": not failing,
+            "ok": not unhealthy,
         }
         print(json.dumps(report, indent=2))
-        return 1 if failing else 0
+        return 1 if unhealthy else 0
     print(
         "workers:"
         if workers
@@ -337,6 +613,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             f"  {w.state.value:<5} {w.worker_id} last beat {w.last_beat:%Y-%m-%d %H:%M:%S}"
             f" job={w.current_job}"
         )
+    print("incidents:" if open_incidents else "incidents: none open")
+    now = db.db_now()
+    for i in open_incidents:
+        print(
+            f"  {i.level:<7} #{i.id} {i.kind} {i.unit or i.key}, open {_duration_text(i, now)}"
+            + (f", acknowledged by {i.acknowledged_by}" if i.acknowledged_by else "")
+            + f": {_one_line(i.summary)}"
+        )
     print("freshness:")
     for f in fresh:
         value = "-" if f.value is None else f"{f.value:g} {f.unit}"
@@ -344,7 +628,111 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     print("last runs:")
     for r in runs:
         _print_result(IngestionResult.model_validate(r.model_dump()), label="  ")
-    return 1 if failing else 0
+    return 1 if unhealthy else 0
+
+
+def _duration_text(incident: IncidentData, now: datetime) -> str:
+    from pipeline.alerts.message import format_duration
+
+    return format_duration(max(0, int(incident.duration_seconds(now))))
+
+
+def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
+    """`incidents [list]`: the incidents, open first (read-only); `ack` and `silence` change one."""
+    if args.action == "ack":
+        db = _db(settings, write=False)  # the incident must exist already: nothing to create or migrate
+        by = args.by or _os_user()
+        incident = db.acknowledge_incident(args.incident_id, by=by, note=args.note)
+        print(f"incident #{incident.id} acknowledged by {incident.acknowledged_by}")
+        return 0
+    if args.action == "silence":
+        db = _db(settings, write=False)
+        if args.off:
+            incident = db.silence_incident(args.incident_id, until=None, by=args.by or _os_user())
+            print(f"incident #{incident.id}: alerts no longer silenced")
+            return 0
+        until = db.db_now() + args.duration
+        incident = db.silence_incident(args.incident_id, until=until, by=args.by or _os_user())
+        print(f"incident #{incident.id}: alerts silenced until {_utc(incident.silenced_until)} UTC")
+        return 0
+    db = _db(settings, write=args.evaluate)  # only a listing that evaluates first writes
+    if args.evaluate:
+        evaluate(db, settings)
+    found = db.get_incidents(open_only=args.open, limit=args.limit)
+    if args.json:
+        print(json.dumps([i.model_dump(mode="json") for i in found], indent=2))
+        return 0
+    if not found:
+        print("no open incidents" if args.open else "no incidents")
+        return 0
+    now = db.db_now()
+    headers = [
+        "id", "status", "level", "kind", "unit or key", "opened (UTC)", "duration",
+        "acknowledged by", "silenced until", "resolved by", "summary",
+    ]  # fmt: skip
+    rows = [_incident_row(i, now) for i in found]
+    lines = _table(headers, rows, right={0})
+    if sys.stdout.isatty():  # keep each row on one line of the terminal; --json has every word
+        columns = shutil.get_terminal_size().columns
+        lines = [_fit(line, columns) for line in lines]
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _incident_row(incident: IncidentData, now: datetime) -> list[str]:
+    if incident.is_open:
+        resolved_by = "-"
+    elif incident.resolved_by_run_id is not None:
+        resolved_by = f"run #{incident.resolved_by_run_id}"
+    else:
+        resolved_by = "cleared"
+    silenced = _utc(incident.silenced_until) if incident.silenced(now) else "-"
+    return [
+        str(incident.id),
+        "open" if incident.is_open else "resolved",
+        incident.level,
+        incident.kind,
+        incident.unit or incident.key,
+        _utc(incident.opened_at),
+        _duration_text(incident, now),
+        incident.acknowledged_by or "-",
+        silenced,
+        resolved_by,
+        _one_line(incident.summary),
+    ]
+
+
+def _fit(line: str, columns: int) -> str:
+    """The line cut to the terminal's width (never below 60 characters), with an ellipsis."""
+    width = max(columns, 60)
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def cmd_watch(_args: argparse.Namespace, settings: Settings) -> int:
+    """The incident watcher, until SIGTERM or Ctrl-C."""
+    from pipeline.runtime.watch import run_watch
+
+    return run_watch(settings)
+
+
+def cmd_alerts(_args: argparse.Namespace, settings: Settings) -> int:
+    """`alerts test`: one test message per configured channel; exit 1 if one failed, 2 if none is set."""
+    from pipeline.errors import ConfigError
+    from pipeline.services.alerting import send_test
+
+    results = send_test(settings)
+    if not results:
+        msg = f"no alert channel is configured; {_CHANNEL_SETTINGS}"
+        raise ConfigError(msg)
+    for result in results:
+        attempts = f"{result.attempts} attempt{'' if result.attempts == 1 else 's'}"
+        if result.ok:
+            print(f"{result.channel}: sent ({attempts})")
+        else:
+            error = _one_line(result.error or "unknown error").removeprefix(f"{result.channel}: ")
+            print(f"{result.channel}: failed after {attempts}: {error}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -438,6 +826,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "gaps": cmd_gaps,
     "fill-gaps": cmd_fill_gaps,
     "status": cmd_status,
+    "incidents": cmd_incidents,
+    "watch": cmd_watch,
+    "alerts": cmd_alerts,
 }
 
 

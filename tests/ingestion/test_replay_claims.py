@@ -113,7 +113,11 @@ def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen:
 def finish(process: subprocess.Popen) -> tuple[int, str, list[str]]:
     """(exit code, stdout, the stderr lines that are not log lines)."""
     out, err = process.communicate(timeout=90)
-    message = [line for line in err.splitlines() if line.strip() and not LOG_LINE.match(line)]
+    message = [
+        line
+        for line in err.splitlines()
+        if line.strip() and not LOG_LINE.match(line) and not line.startswith("database: ")
+    ]
     return process.returncode, out, message
 
 
