@@ -20,6 +20,12 @@ st.set_page_config(page_title="crypto-pipeline", page_icon=":material/currency_b
 PAGES = {
     "Monitor": [
         st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page(
+            "app_pages/incidents.py",
+            title="Incidents",
+            icon=":material/e911_emergency:",
+            url_path="incidents",  # alerts link to {DASHBOARD_URL}/incidents?incident=ID
+        ),
         st.Page("app_pages/runs.py", title="Ingestion runs", icon=":material/history:", url_path="runs"),
         st.Page(
             "app_pages/coverage.py",

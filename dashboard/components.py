@@ -38,7 +38,14 @@ STATUS_STYLE: dict[str, tuple[BadgeColor, str]] = {
     "final": ("green", ":material/lock:"),
     "error": ("red", ":material/error:"),
     "warn": ("orange", ":material/warning:"),
+    "warning": ("orange", ":material/warning:"),
+    "open": ("red", ":material/error:"),
+    "resolved": ("green", ":material/check_circle:"),
+    "sent": ("green", ":material/check_circle:"),
+    "sending": ("blue", ":material/progress_activity:"),
 }
+# The status text of a failed run that a later run made good: not red, it needs nobody any more.
+MADE_GOOD = "failed · resolved by run #{run}"
 PRESET_LABELS = {"30d": "30 days", "90d": "90 days", "1y": "1 year", "all": "All", CUSTOM: "Custom"}
 START_COMMANDS = {
     "demo": "crypto-pipeline up --demo",
@@ -181,14 +188,85 @@ def status_badge(status: str, *, label: str | None = None) -> None:
 STATUS_TEXT_COLORS = {"green": "#21c354", "orange": "#ffa421", "red": "#ff4b4b", "blue": "#1c83e1"}
 
 
-def status_cells(frame: pd.DataFrame, column: str = "status") -> tuple[pd.DataFrame, dict[str, Any]]:
+def status_cells(
+    frame: pd.DataFrame, column: str = "status", label: str | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Show a status column as a coloured tag (a read-only multiselect column, no Styler: it stays fast
-    on hundreds of rows); returns the frame to show and its column_config entry."""
-    options = list(STATUS_STYLE)
-    colors = [STATUS_TEXT_COLORS.get(STATUS_STYLE[o][0], "#808495") for o in options]
+    on hundreds of rows); returns the frame to show and its column_config entry. Values without a style
+    of their own (such as a made-good failure, `run_statuses`) are grey."""
+    extra = [v for v in dict.fromkeys(str(v) for v in frame[column]) if v not in STATUS_STYLE]
+    options = [*STATUS_STYLE, *extra]
+    colors = [STATUS_TEXT_COLORS.get(STATUS_STYLE[o][0], "#808495") if o in STATUS_STYLE else "#808495"
+              for o in options]  # fmt: skip
     tags = pd.Series([[str(v)] for v in frame[column]], index=frame.index, dtype=object)
     shown = frame.assign(**{column: tags})
-    return shown, {column: st.column_config.MultiselectColumn(column, options=options, color=colors)}
+    config = st.column_config.MultiselectColumn(label or column, options=options, color=colors)
+    return shown, {column: config}
+
+
+def run_statuses(frame: pd.DataFrame) -> list[str]:
+    """Each run's status as shown: "failed · resolved by run #N" for a failure a later run made good."""
+    made_good = (
+        frame["resolved_by_run_id"] if "resolved_by_run_id" in frame else pd.Series(pd.NA, frame.index)
+    )
+    return [
+        MADE_GOOD.format(run=int(by)) if status == "failed" and pd.notna(by) else str(status)
+        for status, by in zip(frame["status"], made_good, strict=True)
+    ]
+
+
+def run_ref(run_id: object) -> str:
+    """A run id as "#123", or "" when there is none (a cell that would otherwise say None or <NA>)."""
+    return "" if run_id is None or pd.isna(run_id) else f"#{int(run_id)}"  # type: ignore[call-overload]
+
+
+# Run tables: the key columns first (which run, when, how it ended, what it was about, why it failed),
+# then its figures; human names; counts with thousands separators; an error class never cut off.
+RUN_COLUMN_ORDER = (
+    "id", "started_at", "status", "source", "data_type", "coin", "error_class", "error_message", "trigger",
+    "records_fetched", "records_inserted", "records_updated", "records_rejected", "requests_made", "retries",
+    "duration_seconds", "parent_run_id", "rerun",
+)  # fmt: skip
+# A narrow table of failures: why it failed comes right after when, so that it is never cut off.
+FAILURE_COLUMN_ORDER = ("id", "started_at", "error_class", "coin", "source", "data_type", "error_message")
+MISSING = "–"  # what a table shows for a missing value (st.dataframe's placeholder), never "None"
+
+
+def count_column(label: str) -> Any:
+    """A whole-number column with thousands separators."""
+    return st.column_config.NumberColumn(label, format="localized")
+
+
+def run_column_config() -> dict[str, Any]:
+    """The column_config of a frame of runs (`data.runs`, `data.latest_failures`)."""
+    return {
+        "id": st.column_config.NumberColumn("run", format="#%d", width="small"),
+        "started_at": st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm:ss"),
+        "data_type": st.column_config.TextColumn("data type"),
+        "error_class": st.column_config.TextColumn("error class"),
+        "error_message": st.column_config.TextColumn("error", width="large"),
+        "records_fetched": count_column("fetched"),
+        "records_inserted": count_column("inserted"),
+        "records_updated": count_column("updated"),
+        "records_rejected": count_column("rejected"),
+        "requests_made": count_column("requests"),
+        "retries": count_column("retries"),
+        "duration_seconds": st.column_config.NumberColumn("duration", format="%.1f s"),
+        "parent_run_id": st.column_config.TextColumn("rerun of"),
+        "rerun": st.column_config.TextColumn("open rerun"),
+    }
+
+
+def runs_for_table(frame: pd.DataFrame, order: Sequence[str] = RUN_COLUMN_ORDER) -> pd.DataFrame:
+    """A frame of runs ready to show: status text that says when a failure was made good, run references
+    as "#N", empty text instead of None, and only the columns of `order`, in that order."""
+    shown = frame.assign(status=run_statuses(frame)) if "status" in frame else frame.copy()
+    if "parent_run_id" in shown:
+        shown["parent_run_id"] = [run_ref(v) for v in shown["parent_run_id"]]
+    for column in ("coin", "error_class", "error_message", "trigger"):
+        if column in shown:
+            shown[column] = shown[column].fillna("").astype(str)
+    return shown[[c for c in order if c in shown.columns]]
 
 
 def table_height(rows: int, most: int = 360) -> int:
@@ -344,6 +422,14 @@ def coin_picker(label: str, options: Mapping[str, str], key: str, default: Seque
     return choice
 
 
+def choose_row(key: str, row_id: Any) -> None:
+    """Choose the row of a `selectable_table` by id from outside the table (a link, a button): the table
+    is drawn anew with that row selected, so a row the user had selected before cannot win over it."""
+    st.session_state[f"{key}_selected"] = row_id
+    st.session_state.pop(f"{key}_selected_from", None)
+    st.session_state[f"{key}_picks"] = st.session_state.get(f"{key}_picks", 0) + 1
+
+
 def selectable_table(
     frame: pd.DataFrame, *, id_column: str, key: str, status_column: str | None = None, **dataframe_args: Any
 ) -> Any | None:
@@ -351,12 +437,19 @@ def selectable_table(
 
     The widget key carries a digest of the ids shown, so when the data changes the old selection cannot
     silently land on another row (selections are positional); the chosen id stays until the user picks
-    another row or clears the selection.
+    another row or clears the selection. A new table starts with the chosen id's row selected, wherever
+    it now is (also when a link chose it).
     """
     ids = frame[id_column].tolist()
-    table_key = f"{key}_{hashlib.sha1(repr(ids).encode()).hexdigest()[:10]}"
+    picks = st.session_state.get(f"{key}_picks", 0)  # a new table after each `choose_row`
+    table_key = f"{key}_{hashlib.sha1(repr((ids, picks)).encode()).hexdigest()[:10]}"
     st.session_state[f"{key}_table_key"] = table_key
     dataframe_args.setdefault("height", table_height(len(frame)))
+    chosen = st.session_state.get(f"{key}_selected")
+    if chosen in ids:
+        dataframe_args.setdefault(
+            "selection_default", {"selection": {"rows": [ids.index(chosen)], "columns": []}}
+        )
     if status_column:
         frame, config = status_cells(frame, status_column)
         dataframe_args["column_config"] = {**dataframe_args.get("column_config", {}), **config}

@@ -16,16 +16,18 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import coverage_frames, gate
+from dashboard import coverage_frames, gate, incident_frames
 from pipeline.columns import decimal_to_text
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseError
 from pipeline.runtime.launcher import read_launcher_state
 from pipeline.schemas import (
+    AlertDeliveryData,
     CoinMetadataData,
     DataIngestionLogData,
     HealthStatus,
+    IncidentData,
     ReplayRequestData,
     SchedulerHeartbeatData,
     WorkerState,
@@ -145,8 +147,14 @@ def runs_per_hour(hours: int = 24) -> pd.DataFrame:
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def latest_failures(limit: int = 10) -> pd.DataFrame:
-    """The newest failed runs with their stored error."""
-    return queries.latest_failures(service(), limit)
+    """The newest failed runs that nothing has made good yet, with their stored error."""
+    return queries.latest_failures(service(), limit, unresolved_only=True)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def failures_by_resolution(hours: int = 24) -> dict[str, int]:
+    """Failed runs started in the last `hours`: "unresolved" and "made_good" (by a later run)."""
+    return queries.failures_by_resolution(service(), _since(hours))
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
@@ -197,6 +205,42 @@ def child_runs(run_id: int) -> list[DataIngestionLogData]:
 def rerun_request(run_id: int) -> ReplayRequestData | None:
     """The newest rerun request of a run (open or finished), if any."""
     return service().latest_request_for(run_id)
+
+
+# ---------------------------------------------------------------------------------------------- incidents
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def incidents(open_only: bool = False, limit: int = 200) -> list[IncidentData]:
+    """Incidents, open ones first, then newest first."""
+    return service().get_incidents(open_only=open_only, limit=limit)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def resolved_incidents(hours: int = 24) -> list[IncidentData]:
+    """Incidents resolved in the last `hours`."""
+    return service().get_incidents(resolved_since=_since(hours), limit=None)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def incident(incident_id: int) -> IncidentData | None:
+    """One incident, or None when the id is unknown."""
+    return service().get_incident(incident_id)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def deliveries(incident_id: int) -> list[AlertDeliveryData]:
+    """The alert messages of one incident, newest first."""
+    return service().get_deliveries(incident_id=incident_id)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def incident_for_run(run_id: int) -> IncidentData | None:
+    """The newest incident a failed run is part of, or None (also when the run is unknown)."""
+    try:
+        return service().incident_for_run(run_id)
+    except LookupError:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- prices
@@ -438,8 +482,49 @@ def _require_writes() -> None:
 
 def _runs_changed() -> None:
     cached_reads = (runs, run, child_runs, rerun_request, open_requests, runs_by_status, runs_per_hour)
-    for cached in (*cached_reads, latest_failures):
+    for cached in (*cached_reads, latest_failures, failures_by_resolution):
         cached.clear()
+
+
+def _incidents_changed() -> None:
+    for cached in (incidents, resolved_incidents, incident, incident_for_run):
+        cached.clear()
+
+
+def _who(by: str) -> str:
+    """The name an acknowledgement or a silence is recorded under (required: the next person on call
+    asks them)."""
+    name = " ".join(by.split())
+    if not name:
+        msg = "say who you are: the name is recorded with the incident"
+        raise ValueError(msg)
+    return name
+
+
+def acknowledge_incident(incident_id: int, *, by: str, note: str | None = None) -> IncidentData:
+    """Record that someone is on an incident (who, and an optional note); its alerts keep their course.
+    Raises LookupError for an unknown incident, ValueError without a name."""
+    _require_writes()
+    acknowledged = service().acknowledge_incident(incident_id, by=_who(by), note=(note or "").strip() or None)
+    _incidents_changed()
+    return acknowledged
+
+
+def silence_incident(incident_id: int, *, hours: float | None, by: str) -> IncidentData:
+    """Hold back an incident's alerts for `hours`, or until it is resolved (`hours=None`)."""
+    _require_writes()
+    until = incident_frames.UNTIL_RESOLVED if hours is None else datetime.now(UTC) + timedelta(hours=hours)
+    silenced = service().silence_incident(incident_id, until=until, by=_who(by))
+    _incidents_changed()
+    return silenced
+
+
+def unsilence_incident(incident_id: int, *, by: str) -> IncidentData:
+    """Lift an incident's silence: its alerts go out again."""
+    _require_writes()
+    lifted = service().silence_incident(incident_id, until=None, by=_who(by))
+    _incidents_changed()
+    return lifted
 
 
 def request_rerun(run_id: int) -> ReplayRequestData:

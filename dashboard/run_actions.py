@@ -16,12 +16,14 @@ from pipeline.schemas import DataIngestionLogData, ReplayRequestData
 OPEN = ("pending", "running")
 RERUNNABLE = ("failed", "partial")
 PROGRESS_SECONDS = 2
-CHOSEN_RUN = "runs_selected"
+RUNS_TABLE = "runs"  # the selectable_table of the runs page
+CHOSEN_RUN = f"{RUNS_TABLE}_selected"
+INCIDENTS_PAGE = "app_pages/incidents.py"
 
 
-def _open_run(run_id: int) -> None:
-    st.session_state[CHOSEN_RUN] = run_id
-    st.session_state.pop("runs_selected_from", None)
+def open_run(run_id: int) -> None:
+    """Show this run's view (a link or a button chose it, not a table row)."""
+    ui.choose_row(RUNS_TABLE, run_id)
 
 
 def render_details(run: DataIngestionLogData) -> None:
@@ -58,12 +60,42 @@ def render_details(run: DataIngestionLogData) -> None:
         st.error(f"**{ui.literal(run.error_class)}**: {message}", icon=":material/error:")
     elif run.error_message:
         st.warning(ui.literal(run.error_message), icon=":material/warning:")
+    render_resolution(run)
     left, right = st.columns(2)
     with left, st.expander("Replay parameters", icon=":material/tune:"):
         st.json(run.params)
     with right, st.expander(f"Rejected samples ({len(run.rejected_samples or [])})", icon=":material/block:"):
         st.json(run.rejected_samples or [])
     render_lineage(run)
+
+
+def render_resolution(run: DataIngestionLogData) -> None:
+    """For a failed run: whether a later run made it good, and the incident it is part of."""
+    if run.status.value != "failed":
+        return
+    row = st.container(horizontal=True, vertical_alignment="center")
+    if run.resolved_by_run_id:
+        with row:
+            ui.status_badge("success", label=f"Made good by run #{run.resolved_by_run_id}")
+        row.button(
+            f"Open run #{run.resolved_by_run_id}",
+            key=f"made_good_{run.id}",
+            icon=":material/task_alt:",
+            on_click=open_run,
+            args=(run.resolved_by_run_id,),
+        )
+    else:
+        with row:
+            ui.status_badge("failed", label="Not made good yet")
+    incident = data.incident_for_run(run.id)
+    if incident is not None:
+        state = "open" if incident.is_open else "resolved"
+        row.page_link(
+            INCIDENTS_PAGE,
+            label=f"Incident #{incident.id} ({state})",
+            icon=":material/e911_emergency:",
+            query_params={"incident": str(incident.id)},
+        )
 
 
 def render_lineage(run: DataIngestionLogData) -> None:
@@ -73,7 +105,7 @@ def render_lineage(run: DataIngestionLogData) -> None:
             f"Open parent run #{run.parent_run_id}",
             key=f"parent_{run.id}",
             icon=":material/north_west:",
-            on_click=_open_run,
+            on_click=open_run,
             args=(run.parent_run_id,),
         )
     children = data.child_runs(run.id)
@@ -84,7 +116,7 @@ def render_lineage(run: DataIngestionLogData) -> None:
             col.button(
                 f"#{child.id} {child.status.value}",
                 key=f"child_{child.id}",
-                on_click=_open_run,
+                on_click=open_run,
                 args=(child.id,),
                 icon=":material/subdirectory_arrow_right:",
             )
@@ -165,7 +197,7 @@ def _show_request(request: ReplayRequestData) -> None:
             st.button(
                 f"Open result run #{request.result_run_id}",
                 key=f"result_{request.id}",
-                on_click=_open_run,
+                on_click=open_run,
                 args=(request.result_run_id,),
                 icon=":material/arrow_forward:",
             )
@@ -174,20 +206,24 @@ def _show_request(request: ReplayRequestData) -> None:
 
 
 def render_rerun_all(frame: pd.DataFrame) -> None:
-    """'Rerun all failed in this view', with a count and a confirmation step naming the run ids."""
+    """'Rerun all failed in this view', with a count and a confirmation step naming the run ids. Only
+    failures nothing has made good yet: a made-good failure needs no rerun."""
     pending = st.session_state.get("rerun_all_ids")
     if pending is None:
-        failed = [int(i) for i in frame.loc[frame["status"] == "failed", "id"]]
+        unresolved = (frame["status"] == "failed") & frame["resolved_by_run_id"].isna()
+        failed = [int(i) for i in frame.loc[unresolved, "id"]]
         if failed and st.button(
-            f"Rerun all {len(failed)} failed in this view", key="rerun_all", icon=":material/replay:"
+            f"Rerun all {len(failed)} unresolved failed in this view",
+            key="rerun_all",
+            icon=":material/replay:",
         ):
             st.session_state["rerun_all_ids"] = failed
             st.rerun()
         return
     shown = ", ".join(f"#{i}" for i in pending[:15]) + (" …" if len(pending) > 15 else "")
     st.warning(
-        f"Queue reruns of {len(pending)} failed runs ({shown})? Runs with an open request are not "
-        "queued twice.",
+        f"Queue reruns of {len(pending)} unresolved failed runs ({shown})? Runs with an open request are "
+        "not queued twice.",
         icon=":material/help:",
     )
     left, right = st.columns(2)

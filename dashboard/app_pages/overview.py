@@ -1,7 +1,9 @@
-"""Overview: scheduler status, freshness per source and coin, the last 24 h of runs, latest failures."""
+"""Overview: open incidents first (or "All healthy"), then scheduler status, freshness per source and coin,
+the last 24 h of runs, and the failures nothing has made good yet."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,8 +12,64 @@ import streamlit as st
 
 from dashboard import charts, data, outage
 from dashboard import components as ui
+from dashboard.incident_frames import open_incidents_frame
 
 LIVE_SECONDS = 10
+INCIDENTS_PAGE = "app_pages/incidents.py"
+
+
+def render_incidents() -> None:
+    """What is wrong now: the open incidents (a row opens it on the Incidents page) or a green "All
+    healthy"; how many were resolved in the last day; failed runs unresolved versus made good."""
+    now = datetime.now(UTC)
+    opened = data.incidents(open_only=True)
+    if not opened:
+        st.success("**All healthy**: no open incidents.", icon=":material/check_circle:")
+    else:
+        ui.section(
+            f"{len(opened):,} open incident{'' if len(opened) == 1 else 's'}",
+            ":material/e911_emergency:",
+            "Select one to see its story, acknowledge or silence it.",
+        )
+        frame = open_incidents_frame(opened, now)
+        ids = frame["id"].tolist()
+        shown, level = ui.status_cells(frame, "level")
+        event = st.dataframe(
+            shown,
+            hide_index=True,
+            key=f"overview_incidents_{hashlib.sha1(repr(ids).encode()).hexdigest()[:10]}",
+            on_select="rerun",
+            selection_mode="single-row",
+            height=ui.table_height(len(shown), most=250),
+            placeholder=ui.MISSING,
+            column_config={
+                **level,
+                "id": st.column_config.NumberColumn("incident", format="#%d", width="small"),
+                "summary": st.column_config.TextColumn("summary", width="large"),
+                "opened_at": st.column_config.DatetimeColumn("opened", format="distance"),
+                "acknowledged": st.column_config.TextColumn("acknowledged by"),
+                "silenced": st.column_config.TextColumn("silenced"),
+            },
+        )
+        rows = event.selection.rows
+        if rows and rows[0] < len(ids):
+            st.switch_page(INCIDENTS_PAGE, query_params={"incident": str(ids[rows[0]])})
+    resolved = len(data.resolved_incidents(24))
+    st.page_link(
+        INCIDENTS_PAGE,
+        label=f"{resolved:,} incident{'' if resolved == 1 else 's'} resolved in the last 24 h",
+        icon=":material/history:",
+        query_params={"show": "all"},
+    )
+    failures = data.failures_by_resolution(24)
+    figures = [
+        ("Open incidents", len(opened)),
+        ("Resolved (24 h)", resolved),
+        ("Failed runs unresolved (24 h)", failures["unresolved"]),
+        ("Failed runs made good (24 h)", failures["made_good"]),
+    ]
+    for col, (label, value) in zip(st.columns(len(figures)), figures, strict=True):
+        col.metric(label, f"{value:,}", border=True)
 
 
 def render_scheduler() -> None:
@@ -48,9 +106,10 @@ def render_recent_runs() -> None:
     if recent.empty:
         return
     columns = ["id", "started_at", "status", "source", "data_type", "coin", "records_inserted"]
-    table, config = ui.status_cells(recent[columns])
-    started = st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm:ss")
-    st.dataframe(table, hide_index=True, column_config={**config, "started_at": started})
+    table, config = ui.status_cells(ui.runs_for_table(recent)[columns])
+    st.dataframe(
+        table, hide_index=True, placeholder=ui.MISSING, column_config={**ui.run_column_config(), **config}
+    )
 
 
 def restart_lines(state: dict[str, Any] | None) -> list[str]:
@@ -131,23 +190,24 @@ def render_runs_24h() -> None:
 
 
 def render_failures() -> None:
-    """The newest failed runs with their stored (redacted) error."""
-    ui.section("Latest failures", ":material/error:", "Open *Ingestion runs* to inspect or rerun one.")
+    """The newest failed runs nothing has made good yet, with their stored (redacted) error."""
+    ui.section(
+        "Latest failures",
+        ":material/error:",
+        "Failed runs no later run has made good. Open *Ingestion runs* to inspect or rerun one.",
+    )
     failures = data.latest_failures(8)
     if failures.empty:
-        st.success("No failed runs.", icon=":material/check_circle:")
+        st.success("No unresolved failed runs.", icon=":material/check_circle:")
         return
-    st.dataframe(
-        failures,
-        hide_index=True,
-        column_config={
-            "started_at": st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm"),
-            "error_message": st.column_config.TextColumn("error", width="large"),
-        },
-    )
+    config = ui.run_column_config()
+    config["started_at"] = st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm")
+    shown = ui.runs_for_table(failures, ui.FAILURE_COLUMN_ORDER)
+    st.dataframe(shown, hide_index=True, placeholder=ui.MISSING, column_config=config)
 
 
 ui.page_header("Overview", ":material/dashboard:", "Is the pipeline running, and is its data fresh?")
+render_incidents()
 render_live_panel()
 render_freshness()
 left, right = st.columns(2)

@@ -28,11 +28,13 @@ class RunFilters(TypedDict):
 
 
 def read_link(options: dict[str, list[str]]) -> None:
-    """Seed the filters (and the selected run) from `?status=&source=&data_type=&coin=&run=` once."""
-    if st.session_state.get("_runs_link_read"):
-        return
-    st.session_state["_runs_link_read"] = True
+    """Seed the filters (and the selected run) from `?status=&source=&data_type=&coin=&run=` whenever the
+    link changes: once when the page is opened, and again when another page links to a run."""
     params = {k: st.query_params.get_all(k) for k in st.query_params}
+    seen = repr(sorted(params.items()))
+    if st.session_state.get("_runs_link_read") == seen:
+        return
+    st.session_state["_runs_link_read"] = seen
     warnings: list[str] = []
     for key, name in FILTERS.items():
         values = urlstate.parse_choices(params, name, options[key], warnings)
@@ -40,7 +42,7 @@ def read_link(options: dict[str, list[str]]) -> None:
             st.session_state[key] = values
     run_id = urlstate.parse_int(params, "run", warnings)
     if run_id:
-        st.session_state[run_actions.CHOSEN_RUN] = run_id
+        run_actions.open_run(run_id)
     if warnings:  # they quote the link's values, which anyone can write
         ignored = ui.literal("; ".join(warnings))
         st.warning(f"Some link parameters were ignored: {ignored}", icon=":material/link_off:")
@@ -79,21 +81,24 @@ def render_filters(options: dict[str, list[str]]) -> RunFilters:
 def render_table(frame: pd.DataFrame) -> int | None:
     """The matching runs; selecting a row opens it below (the selection is kept by run id)."""
     counts = frame["status"].value_counts()
-    cols = st.columns(4)
-    for col, status in zip(cols, STATUSES, strict=True):
-        col.metric(status.title(), int(counts.get(status, 0)), border=True)
+    failed = frame["status"] == "failed"
+    made_good = int((failed & frame["resolved_by_run_id"].notna()).sum())
+    figures = [
+        ("Failed, unresolved", int(failed.sum()) - made_good),
+        ("Failed, made good", made_good),
+        *((status.title(), int(counts.get(status, 0))) for status in STATUSES[1:]),
+    ]
+    for col, (label, value) in zip(st.columns(len(figures)), figures, strict=True):
+        col.metric(label, f"{value:,}", border=True)
     requests = data.open_requests(tuple(int(i) for i in frame["id"]))
-    shown = frame.assign(rerun=[requests.get(int(i), "") for i in frame["id"]])
+    shown = ui.runs_for_table(frame.assign(rerun=[requests.get(int(i), "") for i in frame["id"]]))
     return ui.selectable_table(
         shown,
         id_column="id",
-        key="runs",
+        key=run_actions.RUNS_TABLE,
         status_column="status",
-        column_config={
-            "started_at": st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm:ss"),
-            "error_message": st.column_config.TextColumn("error", width="large"),
-            "rerun": st.column_config.TextColumn("open rerun"),
-        },
+        column_config=ui.run_column_config(),
+        placeholder=ui.MISSING,
     )
 
 

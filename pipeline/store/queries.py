@@ -23,6 +23,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
+    and_,
     case,
     cast,
     func,
@@ -459,7 +460,7 @@ def run_facets(db: DatabaseCore) -> RunFacets:
 RUN_COLUMNS = [
     "id", "started_at", "status", "source", "data_type", "coin", "trigger", "records_fetched",
     "records_inserted", "records_updated", "records_rejected", "requests_made", "retries",
-    "duration_seconds", "error_class", "error_message", "parent_run_id",
+    "duration_seconds", "error_class", "error_message", "parent_run_id", "resolved_by_run_id",
 ]  # fmt: skip
 
 
@@ -490,7 +491,8 @@ def runs_table(
     frame = _frame(db, stmt, RUN_COLUMNS)
     frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
     frame["status"] = [str(getattr(s, "value", s)) for s in frame["status"]]
-    frame["parent_run_id"] = frame["parent_run_id"].astype("Int64")
+    for name in ("parent_run_id", "resolved_by_run_id"):
+        frame[name] = frame[name].astype("Int64")
     return frame
 
 
@@ -522,8 +524,9 @@ def runs_per_hour(db: DatabaseCore, since: datetime) -> pd.DataFrame:
     return _days(frame, "hour", unit="h")
 
 
-def latest_failures(db: DatabaseCore, limit: int = 10) -> pd.DataFrame:
-    """The newest failed runs with their (stored, redacted) error."""
+def latest_failures(db: DatabaseCore, limit: int = 10, *, unresolved_only: bool = False) -> pd.DataFrame:
+    """The newest failed runs with their (stored, redacted) error; `unresolved_only` leaves out those a
+    later run made good (`resolved_by_run_id` set)."""
     r = DataIngestionLog
     stmt = (
         select(r.id, r.started_at, r.source, r.data_type, r.coin, r.error_class, r.error_message)
@@ -531,11 +534,27 @@ def latest_failures(db: DatabaseCore, limit: int = 10) -> pd.DataFrame:
         .order_by(r.started_at.desc(), r.id.desc())
         .limit(limit)
     )
+    if unresolved_only:
+        stmt = stmt.where(r.resolved_by_run_id.is_(None))
     frame = _frame(
         db, stmt, ["id", "started_at", "source", "data_type", "coin", "error_class", "error_message"]
     )
     frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
     return frame
+
+
+def failures_by_resolution(db: DatabaseCore, since: datetime) -> dict[str, int]:
+    """Failed runs started since a time: how many nothing has made good yet ("unresolved") and how many
+    a later run made good ("made_good"). One range scan of the started_at index, like `runs_by_status`."""
+    r = DataIngestionLog
+    failed = r.status == "failed"
+    stmt = select(
+        func.sum(case((and_(failed, r.resolved_by_run_id.is_(None)), 1), else_=0)),
+        func.sum(case((and_(failed, r.resolved_by_run_id.is_not(None)), 1), else_=0)),
+    ).where(r.started_at >= since)
+    with db.engine.connect() as conn:
+        unresolved, made_good = conn.execute(stmt).one()
+    return {"unresolved": int(unresolved or 0), "made_good": int(made_good or 0)}
 
 
 def run_log_per_day(db: DatabaseCore, start: date) -> pd.DataFrame:

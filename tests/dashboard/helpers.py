@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"
 PAGES = {
     "overview": None,
+    "incidents": "app_pages/incidents.py",
     "runs": "app_pages/runs.py",
     "coverage": "app_pages/coverage.py",
     "prices": "app_pages/prices.py",

@@ -308,3 +308,74 @@ def seed_findings(db: DatabaseService, today: date, run_id: int | None = None) -
     ]  # fmt: skip
     record_findings(db, run_id, findings)
     return {f["check_name"]: f["id"] for f in get_findings(db)}
+
+
+@dataclass
+class Incidents:
+    """The runs and incidents of `seed_incidents`."""
+
+    open_id: int  # blockchair/blocks/bitcoin: two failed runs, nothing made them good
+    resolved_id: int  # coingecko/prices/ethereum: one failed run, made good by the next scheduled success
+    failed_runs: list[int]  # the open incident's failures
+    made_good_run: int
+    fixing_run: int
+
+
+def finished_run(
+    db: DatabaseService,
+    status: str,
+    *,
+    source: str = "blockchair",
+    data_type: str = "blocks",
+    coin: str = "bitcoin",
+    trigger: str = "schedule",
+    error_class: str = "SourceUnavailable",
+    error_message: str = "HTTP 503 from blockchair",
+) -> int:
+    """A run as a unit leaves it: `start_run`, then `finish_run` with its outcome."""
+    from pipeline.store.runs import RunSlice
+
+    run_id = db.start_run(
+        RunSlice(source, data_type, coin, {"coin": coin}), trigger=trigger, parent_run_id=None
+    )
+    failed = status == "failed"
+    db.finish_run(
+        run_id,
+        status=status,
+        finished_at=datetime.now(UTC),
+        error_class=error_class if failed else None,
+        error_message=error_message if failed else None,
+    )
+    return run_id
+
+
+def seed_incidents(db: DatabaseService, *, coin: str = "bitcoin") -> Incidents:
+    """Incidents through the real path (runs, then the unit rule): one open (blockchair blocks of `coin`),
+    one resolved by a run; the open one has a sent and a failed alert message."""
+    from pipeline.services.incidents import evaluate
+
+    settings = db.settings
+    failed = [finished_run(db, "failed", coin=coin), finished_run(db, "failed", coin=coin)]
+    made_good = finished_run(
+        db, "failed", source="coingecko", data_type="prices", coin="ethereum", error_class="RateLimited",
+        error_message="HTTP 429 Too Many Requests",
+    )  # fmt: skip
+    evaluate(db, settings, kinds=["unit"])
+    fixing = finished_run(db, "success", source="coingecko", data_type="prices", coin="ethereum")
+    evaluate(db, settings, kinds=["unit"])
+    by_key = {i.key: i.id for i in db.get_incidents()}
+    open_id = by_key[f"blockchair/blocks/{coin}"]
+    retry = timedelta(minutes=5)
+    sent = db.claim_delivery(open_id, "firing", "slack", "test", retry_after=retry, max_attempts=3)
+    lost = db.claim_delivery(open_id, "firing", "webhook", "test", retry_after=retry, max_attempts=3)
+    assert sent is not None
+    assert lost is not None
+    db.finish_delivery(sent, sent=True, attempts=1, error=None)
+    db.finish_delivery(lost, sent=False, attempts=3, error="HTTP 500 from the webhook")
+    return Incidents(
+        open_id=open_id,
+        resolved_id=by_key["coingecko/prices/ethereum"],
+        failed_runs=failed,
+        made_good_run=made_good,
+        fixing_run=fixing,
+    )

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow_on_postgresql
 
 TITLES = {
     "overview": "Overview",
+    "incidents": "Incidents",
     "runs": "Ingestion runs",
     "coverage": "Coverage & quality",
     "prices": "Prices",
@@ -33,7 +34,8 @@ TITLES = {
 }
 # (metrics at least, charts at least) on the populated database
 POPULATED = {
-    "overview": (7, 1),
+    "overview": (11, 1),
+    "incidents": (4, 0),
     "runs": (4, 0),
     "coverage": (4, 2),
     "prices": (3, 4),
@@ -238,7 +240,7 @@ def test_selection_stays_on_the_run_id_when_new_runs_arrive(sqlite_populated):
 def test_rerun_all_failed_asks_for_confirmation(sqlite_populated):
     db, seeded = sqlite_populated
     at = open_page("runs", query={"status": "failed"})
-    button(at, "Rerun all 2 failed").click().run()
+    button(at, "Rerun all 2 unresolved failed").click().run()
     assert request_count(db) == 0
     assert any(f"#{seeded.runs['failed']}" in w for w in texts(at, "warning"))
     button(at, "Confirm: rerun 2 runs").click().run()

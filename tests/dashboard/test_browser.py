@@ -1,14 +1,17 @@
 """The dashboard in a real browser: `streamlit run` + Playwright + Debian chromium, fed by a live scheduler.
 
 The stack: the API simulator, the scheduler (`python -m pipeline.runtime.cli run`) ingesting from it into a
-SQLite file seeded with prices and one failed CoinGecko run, and the dashboard on a free loopback port. The
-test opens every page, checks that its charts rendered, reruns the failed run from the runs page and watches
-its request turn to done. Screenshots go to test-artifacts/screenshots/ (git-ignored).
+SQLite file seeded with prices, one failed CoinGecko run and two incidents (an open one with its alert
+messages, a resolved one), and the dashboard on a free loopback port. The test opens every page, checks that
+its charts rendered, reruns the failed run from the runs page and watches its request turn to done, and opens
+an incident from its alert link and acknowledges it. Screenshots go to test-artifacts/screenshots/
+(git-ignored); the Incidents page's also to /tmp/incidents.png.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,12 +27,13 @@ from benchmarks.harness.processes import free_port
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from tests.dashboard.helpers import ROOT
-from tests.dashboard.seed import seed_failed_price_run, seed_findings, seed_prices
+from tests.dashboard.seed import Incidents, seed_failed_price_run, seed_findings, seed_incidents, seed_prices
 from tests.support.browser import SCREENSHOTS, chromium_page, needs_chromium
 from tests.support.settings import make_settings
 
 PAGES = {
     "overview": "",
+    "incidents": "incidents",
     "runs": "runs",
     "coverage": "coverage",
     "prices": "prices",
@@ -67,6 +71,7 @@ class Stack:
     url: str
     db: DatabaseService
     failed_run: int
+    incidents: Incidents
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     seed_prices(db, today)
     failed_run = seed_failed_price_run(db, today)
     seed_findings(db, today, failed_run)
+    incidents = seed_incidents(db, coin="litecoin")  # a unit the scheduler does not run: it stays open
 
     sim_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
@@ -118,7 +124,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )  # fmt: skip
         url = f"http://127.0.0.1:{st_port}"
         wait_for(lambda: http_ok(f"{url}/_stcore/health"), 60, "the dashboard", procs)
-        yield Stack(url=url, db=db, failed_run=failed_run)
+        yield Stack(url=url, db=db, failed_run=failed_run, incidents=incidents)
     finally:
         for _name, proc, _log in reversed(procs):
             if proc.poll() is None:
@@ -160,6 +166,13 @@ def test_every_page_renders_its_charts(stack, browser_page, name):
     expect(page.get_by_text("Simulated data.").first).to_be_visible()
     assert page.locator('[data-testid="stException"]').count() == 0
     if name == "overview":
+        # The Overview leads with the open incidents (the seeded one, and what the scheduler's own rules
+        # find in the seeded failures and findings) and links to the resolved ones.
+        expect(page.get_by_role("heading", name=re.compile(r"\d+ open incidents?"))).to_be_visible()
+        expect(page.get_by_text("blockchair blocks litecoin")).to_be_attached()  # a canvas grid cell
+        expect(
+            page.get_by_role("link", name=re.compile(r"\d+ incidents? resolved in the last 24 h"))
+        ).to_be_visible()
         expect(page.get_by_text("Workers up")).to_be_visible()
         # The live panel is a run_every fragment: its clock moves without a page reload.
         stamp = page.get_by_text("Updated ").first
@@ -176,7 +189,7 @@ def test_rerun_of_a_failed_run_is_served_by_the_scheduler(stack, browser_page):
     from playwright.sync_api import expect
 
     page = browser_page
-    open_page(page, stack, "runs?status=failed&source=coingecko")
+    open_page(page, stack, "runs?status=failed&source=coingecko&coin=bitcoin")
     grid = page.locator('[data-testid="stDataFrame"]').first
     expect(grid).to_be_visible(timeout=60_000)
     page.wait_for_timeout(1000)
@@ -196,3 +209,39 @@ def test_rerun_of_a_failed_run_is_served_by_the_scheduler(stack, browser_page):
     assert stack.db.get_run(request.result_run_id).parent_run_id == stack.failed_run
     screenshot(page, "runs")
     print(f"screenshots in {SCREENSHOTS}")
+
+
+def test_an_alert_link_opens_the_incident_and_it_can_be_acknowledged(stack, browser_page):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    incident = stack.incidents.open_id
+    open_page(page, stack, f"incidents?incident={incident}")  # the address an alert carries
+    expect(page.get_by_text(f"Incident #{incident} · unit · blockchair blocks litecoin")).to_be_visible()
+    expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Alert messages (2)")).to_be_visible()
+    expect(
+        page.get_by_role("link", name=f"First failed run #{stack.incidents.failed_runs[0]}")
+    ).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.wait_for_timeout(1500)
+    page.screenshot(path="/tmp/incidents.png", full_page=True)
+    screenshot(page, "incidents")
+
+    page.get_by_label("Your name").fill("alice")
+    page.get_by_label("Note").fill("node restarted, watching it")
+    page.get_by_label("Note").press("Enter")
+    page.get_by_role("button", name=f"Acknowledge incident #{incident}").click()
+    expect(page.get_by_text(f"Incident #{incident} acknowledged.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("by alice at")).to_be_visible()
+    stored = stack.db.get_incident(incident)
+    assert stored is not None
+    assert (stored.acknowledged_by, stored.ack_note) == ("alice", "node restarted, watching it")
+    page.get_by_role("button", name=f"Silence incident #{incident}").click()
+    expect(page.get_by_text(f"Alerts of incident #{incident} silenced for 4 h.")).to_be_visible(
+        timeout=30_000
+    )
+    assert stack.db.get_incident(incident).silenced_by == "alice"
+    page.wait_for_timeout(1000)
+    page.screenshot(path="/tmp/incidents-acknowledged.png", full_page=True)
+    print("screenshots: /tmp/incidents.png /tmp/incidents-acknowledged.png")

@@ -98,10 +98,12 @@ class Seeded:
     failed_run: int
     names: dict[str, str] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
+    incident: int = 0
 
 
 def seed_hostile(db: DatabaseService, port: int) -> Seeded:
     """The populated test database, with hostile text in every place outside text is stored."""
+    from pipeline.services.incidents import evaluate
     from pipeline.services.quality import Finding, record_findings
 
     populate(db, with_worker=False)
@@ -111,7 +113,8 @@ def seed_hostile(db: DatabaseService, port: int) -> Seeded:
         "ethereum": f"<a href=http://127.0.0.1:{port}/e>HOSTILE-ETH</a> :red[x]",
         "dogecoin": f"[HOSTILE-DOGE](http://127.0.0.1:{port}/d) :smile:",
     }
-    texts = {k: hostile(port, k) for k in ("error", "reason", "param", "request", "finding", "link")}
+    keys = ("error", "reason", "param", "request", "finding", "link", "note", "delivery")
+    texts = {k: hostile(port, k) for k in keys}
     with db.session_factory.begin() as session:
         for coin_id, name in names.items():
             session.query(CoinMetadata).filter_by(coingecko_id=coin_id).update({"name": name})
@@ -144,7 +147,25 @@ def seed_hostile(db: DatabaseService, port: int) -> Seeded:
                     [{"height": 849_990, texts["finding"][:40]: texts["finding"]}]),
         ],
     )  # fmt: skip
-    return Seeded(url=db.database_url, port=port, failed_run=run_id, names=names, texts=texts)
+    # The failed run opens an incident (its summary quotes the error); people and channels add their text.
+    evaluate(db, db.settings, kinds=["unit"])
+    incident = db.incident_for_run(run_id)
+    assert incident is not None
+    db.acknowledge_incident(incident.id, by=short(port, "ACK"), note=texts["note"])
+    db.silence_incident(incident.id, until=now + timedelta(hours=1), by=short(port, "SILENCE"))
+    delivery = db.claim_delivery(
+        incident.id,
+        "firing",
+        "webhook",
+        short(port, "SENDER"),
+        retry_after=timedelta(minutes=5),
+        max_attempts=3,
+    )
+    assert delivery is not None
+    db.finish_delivery(delivery, sent=False, attempts=1, error=texts["delivery"])
+    return Seeded(
+        url=db.database_url, port=port, failed_run=run_id, names=names, texts=texts, incident=incident.id
+    )
 
 
 def _healthy(url: str) -> bool:
@@ -306,7 +327,7 @@ def flat(text: str) -> str:
 # ---------------------------------------------------------------------------------------------- A: text
 
 
-PAGES = ["", "runs", "coverage", "prices", "blocks", "database"]
+PAGES = ["", "incidents", "runs", "coverage", "prices", "blocks", "database"]
 
 
 def test_hostile_values_are_shown_as_text_on_every_page(stack, page):
@@ -362,6 +383,19 @@ def test_hostile_values_are_shown_as_text_on_every_page(stack, page):
     json_text = shown(page, '[data-testid="stJson"]')
     assert "HOSTILE-param" in json_text
     assert "HOSTILE-reason" in json_text
+
+    # The incident view: its summary (the run's error), who acknowledged it and why, who silenced it, and
+    # the alert channel's error.
+    load(page, f"{base}/incidents?incident={seeded.incident}")
+    expect(page.get_by_text(f"Incident #{seeded.incident}").first).to_be_visible()
+    problems["incidents?incident"] = interpreted(page, stack)
+    screenshot(page, "hostile-incident")
+    markdown = flat(shown(page, '[data-testid="stMarkdown"]'))
+    for text in (short(seeded.port, "ACK"), seeded.texts["note"], short(seeded.port, "SILENCE")):
+        assert flat(text) in markdown, text
+    errors = flat(shown(page, '[data-testid="stAlertContentError"]'))
+    assert "HOSTILE-CLASS" in errors
+    assert "HOSTILE-error" in errors
 
     page.wait_for_timeout(500)
     assert {name: found for name, found in problems.items() if found} == {}

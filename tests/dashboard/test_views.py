@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 
 from pipeline.database import DatabaseService
@@ -216,3 +217,18 @@ def test_backfill_queue_counts_backfill_requests_by_status(db, seeded):
     assert queries.backfill_queue(db) == {"pending": 2}
     db.finish_replay_request(first.id, status="done", result_run_id=None)
     assert queries.backfill_queue(db) == {"pending": 1, "done": 1}
+
+
+def test_failed_runs_made_good_are_told_from_unresolved_ones(db, seeded):
+    assert db.resolve_fixed_runs() == 1  # the old failure's rerun succeeded
+    old, child = seeded.runs["old_failed"], seeded.runs["child"]
+    table = queries.runs_table(db, statuses=["failed"]).set_index("id")
+    assert table.loc[old, "resolved_by_run_id"] == child
+    assert pd.isna(table.loc[seeded.runs["failed"], "resolved_by_run_id"])
+    assert str(table["resolved_by_run_id"].dtype) == "Int64"
+    assert queries.latest_failures(db)["id"].tolist() == [seeded.runs["failed"], old]
+    assert queries.latest_failures(db, unresolved_only=True)["id"].tolist() == [seeded.runs["failed"]]
+    day = datetime.now(UTC) - timedelta(hours=24)
+    assert queries.failures_by_resolution(db, day) == {"unresolved": 1, "made_good": 0}  # old is 30 h old
+    week = datetime.now(UTC) - timedelta(days=7)
+    assert queries.failures_by_resolution(db, week) == {"unresolved": 1, "made_good": 1}
