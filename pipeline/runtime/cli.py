@@ -6,12 +6,23 @@ database it uses, its password masked (`database: sqlite:///./data/crypto.db`); 
 stderr and a non-zero exit code, never a traceback. Commands that only read never create or migrate a
 database.
 
+Settings come from the environment and `.env`, or, with the global `--env-file PATH` (before the
+command), from PATH instead of `.env`, environment variables still winning:
+`crypto-pipeline --env-file data/demo.env status` looks at the world of a running `up --demo`.
+
+`simulate [--port P] [--host H]` serves the simulator; `simulate fault add --kind K --endpoint E
+[--chain C] [--times N | --until-cleared] [--after N] [--url SIM_URL]`, `simulate fault list` and
+`simulate fault clear` drive a running one (at --url, default BLOCKCHAIR_BASE_URL, which the demo's env
+file points at its simulator).
+
 Exit codes:
 
 - 0: done, healthy.
 - 1: done, but something is wrong: a run failed; `status` found an open error-level incident or a freshness
-  measure at fail; `gaps` found a gap; `alerts test` could not deliver to a channel.
-- 2: usage or configuration (a bad argument, an unknown id, `alerts test` with no channel configured).
+  measure at fail; `gaps` found a gap; `alerts test` could not deliver to a channel; `simulate fault`
+  found no simulator answering at its URL.
+- 2: usage or configuration (a bad argument, an unknown id, a missing `--env-file`, `alerts test` with no
+  channel configured).
 - 3 to 10: one per database cause (`DatabaseError.exit_code`, listed in the README).
 - 130: Ctrl-C. 141: stdout closed early (`status | head -1`), which ends quietly.
 """
@@ -27,7 +38,9 @@ import shutil
 import sys
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from pipeline.config import Settings, load_settings, mask_url_password
 from pipeline.database import DatabaseService
@@ -43,6 +56,7 @@ from pipeline.schemas import CoinMetadataData, DatabaseStats, DataIngestionLogDa
 from pipeline.services.coverage import missing_price_days
 from pipeline.services.freshness import Level, freshness_report
 from pipeline.services.incidents import evaluate, is_error_level_open
+from pipeline.simulator.faults import FAULT_ENDPOINTS, FAULT_KINDS
 
 BLOCKCHAIR_TYPES = ("blocks", "transactions", "addresses")
 RUN_STATUSES = ("running", "success", "partial", "failed")
@@ -82,6 +96,23 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    """A non-negative integer (`--after 0`)."""
+    if not text.isdigit() or int(text) > MAX_ID:
+        msg = f"not a whole number from 0 to {MAX_ID}: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _env_file(text: str) -> Path:
+    """`--env-file`: a file that exists (pydantic-settings would silently skip a missing one)."""
+    path = Path(text)
+    if not path.is_file():
+        msg = f"no such file: {text}" if not path.exists() else f"not a file: {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return path
+
+
 def _coins(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
@@ -116,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="crypto-pipeline", description="Self-hosted crypto data pipeline.")
     parser.add_argument(
         "--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: LOG_LEVEL)"
+    )
+    parser.add_argument(
+        "--env-file",
+        type=_env_file,
+        default=None,
+        metavar="PATH",
+        help="read settings from PATH instead of .env (environment variables still win),"
+        " e.g. data/demo.env, written by `up --demo`",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("init-db", help="create or upgrade the database schema")
@@ -222,9 +261,61 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=None, help="dashboard port (default: a free one)")
     up.add_argument("--host", default="127.0.0.1")
 
-    simulate = sub.add_parser("simulate", help="serve the local Blockchair/CoinGecko simulator")
+    simulate = sub.add_parser(
+        "simulate",
+        help="serve the local Blockchair/CoinGecko simulator, or add faults to a running one",
+        description=(
+            "`simulate [--port P] [--host H]` serves the simulator until Ctrl-C;"
+            " `simulate fault add|list|clear` drives one that runs elsewhere (at --url, default"
+            " BLOCKCHAIR_BASE_URL: with `--env-file data/demo.env`, the simulator of `up --demo`)."
+            " Exit 1 when none answers there."
+        ),
+    )
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--host", default="127.0.0.1")
+    sim_actions = simulate.add_subparsers(dest="action", metavar="[fault]", parser_class=_Parser)
+    fault = sim_actions.add_parser("fault", help="add, list or clear the fault rules of a running simulator")
+    fault_actions = fault.add_subparsers(
+        dest="fault_action", metavar="{add,list,clear}", required=True, parser_class=_Parser
+    )
+    add = fault_actions.add_parser(
+        "add",
+        help="make matching requests fail",
+        description=(
+            "Make the requests to ENDPOINT (about CHAIN, if given) fail as KIND: the next one (--times 1,"
+            " the default), the next N, or all until `simulate fault clear`; --after N lets N through first."
+        ),
+    )
+    add.add_argument(
+        "--kind", required=True, choices=FAULT_KINDS, metavar="KIND", help=", ".join(FAULT_KINDS)
+    )
+    add.add_argument(
+        "--endpoint",
+        required=True,
+        choices=FAULT_ENDPOINTS,
+        metavar="ENDPOINT",
+        help=", ".join(FAULT_ENDPOINTS),
+    )
+    add.add_argument("--chain", default=None, help="only requests about this chain or coin (e.g. dogecoin)")
+    times = add.add_mutually_exclusive_group()
+    times.add_argument(
+        "--times", type=_positive_int, default=1, metavar="N", help="fail N requests (default 1)"
+    )
+    times.add_argument(
+        "--until-cleared", action="store_true", help="fail every matching request until cleared"
+    )
+    add.add_argument(
+        "--after", type=_count, default=0, metavar="N", help="let N matching requests through first"
+    )
+    for name, action_help in (
+        ("list", "the active fault rules and request counts"),
+        ("clear", "remove every rule"),
+    ):
+        fault_actions.add_parser(name, help=action_help)
+    for action_parser in fault_actions.choices.values():
+        action_parser.add_argument(
+            "--url", default=None, metavar="SIM_URL", help="the simulator (default: BLOCKCHAIR_BASE_URL)"
+        )
     return parser
 
 
@@ -270,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(_env_file=args.env_file) if args.env_file else load_settings()
         configure_logging(args.log_level or settings.LOG_LEVEL, secrets=settings.secrets())
         database = _database_of(args, settings)
         if database is not None:
@@ -804,13 +895,108 @@ def cmd_fill_gaps(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
-    """Serve the simulator until Ctrl-C."""
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the simulator until Ctrl-C, or (`simulate fault ...`) drive a running one."""
     from pipeline.simulator import SimulatorConfig, serve_forever
 
+    if args.action == "fault":
+        return _simulate_fault(args, settings)
     print(f"simulator on http://{args.host}:{args.port} (Blockchair at /, CoinGecko at /api/v3)", flush=True)
     serve_forever(SimulatorConfig(), host=args.host, port=args.port)
     return 0
+
+
+def _simulator_url(args: argparse.Namespace, settings: Settings) -> str:
+    """--url, or BLOCKCHAIR_BASE_URL unless that is still the real API (whose /_sim we must not call)."""
+    if args.url:
+        return str(args.url).rstrip("/").removesuffix("/api/v3")  # the CoinGecko URL of a simulator works too
+    if (urlsplit(settings.BLOCKCHAIR_BASE_URL).hostname or "").endswith("blockchair.com"):
+        msg = (
+            f"BLOCKCHAIR_BASE_URL is the real API ({settings.BLOCKCHAIR_BASE_URL}), not a simulator; pass"
+            " --url, or `--env-file data/demo.env` (before the command) for the simulator of `up --demo`"
+        )
+        raise ValueError(msg)
+    return settings.BLOCKCHAIR_BASE_URL
+
+
+def _simulate_fault(args: argparse.Namespace, settings: Settings) -> int:
+    """`simulate fault add|list|clear` against the simulator at --url; exit 1 when it does not answer."""
+    import urllib.error
+
+    from pipeline.simulator.control import SimulatorControl
+    from pipeline.simulator.faults import FaultRule
+
+    url = _simulator_url(args, settings)
+    control = SimulatorControl(url, timeout=5.0)
+    rule = None
+    if args.fault_action == "add":  # built first: a bad rule is a usage error, not a silent simulator
+        times = None if args.until_cleared else args.times
+        rule = FaultRule(
+            kind=args.kind, endpoint=args.endpoint, chain=args.chain, times=times, after=args.after
+        )
+    try:
+        if rule is not None:
+            control.add_fault(rule)
+            target = rule.endpoint + (f" of {rule.chain}" if rule.chain else "")
+            count = "until cleared" if rule.times is None else f"{rule.times} time{'s' * (rule.times != 1)}"
+            after = f", after letting {rule.after} through" if rule.after else ""
+            print(f"fault added at {url}: {rule.kind} on {target}, {count}{after}")
+        elif args.fault_action == "clear":
+            stats = control.stats()
+            control.clear_faults()
+            print(f"cleared {len(stats['faults'])} fault rule(s) at {url}")
+        else:
+            _print_faults(url, control.stats())
+    except urllib.error.HTTPError as exc:
+        print(
+            f"crypto-pipeline: error: {url} answered HTTP {exc.code} to {exc.filename}: not a simulator?",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # refused, timed out, not JSON, not a simulator
+        reason = getattr(exc, "reason", None) or exc
+        print(
+            f"crypto-pipeline: error: no simulator answers at {url}: {_one_line(str(reason))}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _print_faults(url: str, stats: dict[str, Any]) -> None:
+    """The active fault rules and the requests served, per endpoint."""
+    faults: list[dict[str, Any]] = stats["faults"]
+    if faults:
+        print(f"faults at {url}:")
+        rows = []
+        for i, rule in enumerate(faults, start=1):
+            if rule["times"] is None:
+                remaining = "until cleared"
+            else:
+                remaining = str(max(0, int(rule["times"]) - int(rule["fired"])))
+            rows.append(
+                [
+                    str(i),
+                    str(rule["kind"]),
+                    str(rule["endpoint"]),
+                    rule["chain"] or "any",
+                    str(rule["after"]),
+                    str(rule["seen"]),
+                    str(rule["fired"]),
+                    remaining,
+                ]
+            )
+        headers = ["#", "kind", "endpoint", "chain", "after", "seen", "fired", "remaining"]
+        for line in _indent(_table(headers, rows, right={0, 4, 5, 6})):
+            print(line)
+    else:
+        print(f"faults at {url}: none")
+    requests: dict[str, int] = stats.get("requests", {})
+    print("requests served:" if requests else "requests served: none counted")
+    rows = [[kind, f"{n:,}"] for kind, n in requests.items()]
+    if rows:
+        for line in _indent(_table(["endpoint", "requests"], rows, right={1})):
+            print(line)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
