@@ -611,9 +611,9 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     """List runs, newest first, under a header line."""
     db = _db(settings, write=False)
     if args.status == ABANDONED:
-        # The run log has no filter on the error class: take the failed runs and keep the abandoned ones.
-        failed = db.get_ingestion_logs(source=args.source, status="failed", limit=None)
-        runs = [r for r in failed if r.error_class == "Abandoned"][: args.limit]
+        runs = db.get_ingestion_logs(
+            source=args.source, status="failed", error_class="Abandoned", limit=args.limit
+        )
     else:
         runs = db.get_ingestion_logs(source=args.source, status=args.status, limit=args.limit)
     if not runs:

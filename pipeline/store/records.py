@@ -177,9 +177,14 @@ class RecordMixin(DatabaseCore):
         return self._select_models(stmt.limit(limit), MarketPriceData)
 
     def get_ingestion_logs(
-        self, source: str | None = None, status: str | None = None, limit: int | None = 100
+        self,
+        source: str | None = None,
+        status: str | None = None,
+        limit: int | None = 100,
+        *,
+        error_class: str | None = None,
     ) -> list[DataIngestionLogData]:
-        """Ingestion runs, newest first."""
+        """Ingestion runs, newest first (optionally of one source, status or error class)."""
         stmt = select(DataIngestionLog).order_by(
             DataIngestionLog.started_at.desc(), DataIngestionLog.id.desc()
         )
@@ -187,6 +192,8 @@ class RecordMixin(DatabaseCore):
             stmt = stmt.where(DataIngestionLog.source == source)
         if status:
             stmt = stmt.where(DataIngestionLog.status == status)
+        if error_class:
+            stmt = stmt.where(DataIngestionLog.error_class == error_class)
         return self._select_models(stmt.limit(limit), DataIngestionLogData)
 
     def get_coins(self, *, active_only: bool = False) -> list[CoinMetadataData]:
