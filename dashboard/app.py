@@ -53,6 +53,10 @@ try:
     settings = data.settings()
 except ConfigError:
     settings = None
+if settings is not None and settings.SIMULATED_DATA:  # only for simulated data: hidden entirely otherwise
+    PAGES["Admin"].append(
+        st.Page("app_pages/simulator.py", title="Simulator", icon=":material/science:", url_path="simulator")
+    )
 # A Host header off the allow-list gets nothing but the refusal: no navigation, no data, no actions.
 host_ok = settings is None or gate.host_allowed(settings)
 page = st.navigation(PAGES, position="sidebar" if host_ok else "hidden")

@@ -530,3 +530,224 @@ def block_coverage_chart(ranges: pd.DataFrame, max_buckets: int = MAX_HEIGHT_BUC
     fig.update_layout(hovermode="closest", plot_bgcolor="rgba(0,0,0,0)", showlegend=True)
     fig.update_xaxes(title_text="Height", row=len(chains), col=1)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- timeline
+
+# The window choices of the runs timeline (hours back from now) and what a row stands for.
+TIMELINE_WINDOWS = {"1h": 1, "6h": 6, "24h": 24, "7d": 168}
+TIMELINE_ROWS = ("worker", "job")
+NO_WORKER = "(no worker recorded)"
+# The parts of a finished run, drawn in sequence over its status colour: the rate-limit wait hatched, the
+# time on the wire solid, the rest (database and parsing) pale. Runs from before http_seconds was measured
+# show the rest dotted ("not split"); a running run is one solid bar up to now.
+SEGMENT_WAIT = "rate-limit wait"
+SEGMENT_HTTP = "HTTP (on the wire)"
+SEGMENT_REST = "database & parsing"
+SEGMENT_UNSPLIT = "HTTP + database (older run: not split)"
+_WAIT_PATTERN = {"shape": "/", "fgcolor": "rgba(20,20,20,0.6)", "bgcolor": "rgba(0,0,0,0)", "size": 6}
+_UNSPLIT_PATTERN = {"shape": ".", "fgcolor": "rgba(20,20,20,0.6)", "bgcolor": "rgba(0,0,0,0)", "size": 5}
+_PALE = "rgba(255,255,255,0.6)"
+_CLEAR = "rgba(0,0,0,0)"
+_KEY_GREY = "#7d8594"
+_KEY_PALE = "#c9ccd3"  # the grey key under the pale overlay
+_NOW_COLOR = "#808495"
+_NO_LINE = {"width": 0}
+# A bar is drawn at least this share of the window long, so that a two-second run stays visible (and
+# clickable) on a day-long axis; its parts keep their proportions, the hover gives the real times.
+MIN_BAR_SHARE = 0.003
+HOVER = "%{hovertext}<br><i>click to open the run</i><extra></extra>"
+TIMELINE_BAR = 0.72  # bar thickness, share of a row
+
+
+def _utc(moment: datetime | pd.Timestamp) -> pd.Timestamp:
+    """A moment as a tz-aware UTC Timestamp (a naive one is taken to be UTC)."""
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    """A column as floats, NaN for missing."""
+    return np.asarray(pd.to_numeric(values, errors="coerce"), dtype=float)
+
+
+def timeline_rows(runs: pd.DataFrame, by: str = "worker") -> pd.Series:
+    """Each run's row label: its worker, or its job (source · data type · coin)."""
+    if by == "job":
+        coins = runs["coin"].fillna("–").astype(str)
+        return runs["source"].astype(str) + " · " + runs["data_type"].astype(str) + " · " + coins
+    return runs["worker_id"].fillna(NO_WORKER).astype(str)
+
+
+def timeline_segments(runs: pd.DataFrame, *, now: datetime, since: datetime) -> pd.DataFrame:
+    """Per run: start, end (now while running), real seconds and their split into wait, http and rest,
+    and the drawn length (at least MIN_BAR_SHARE of the window) with the drawn milliseconds of each part.
+
+    `wait` is capped at the duration and `http` at what is left; `split` is False while running and for
+    runs recorded before http_seconds existed (their rest is HTTP and database together).
+    """
+    now_ts = _utc(now)
+    start = pd.to_datetime(runs["started_at"], utc=True)
+    end = pd.to_datetime(runs["finished_at"], utc=True)
+    running = (runs["status"] == "running").to_numpy() | end.isna().to_numpy()
+    end = end.where(~running, now_ts)
+    elapsed = (end - start).dt.total_seconds().to_numpy(dtype=float)
+    stored = _numbers(runs["duration_seconds"])
+    seconds = np.clip(np.nan_to_num(np.where(running | np.isnan(stored), elapsed, stored)), 0.0, None)
+    wait = np.where(running, 0.0, np.clip(np.nan_to_num(_numbers(runs["wait_seconds"])), 0.0, seconds))
+    http_raw = _numbers(runs["http_seconds"])
+    split = ~np.isnan(http_raw) & ~running
+    http = np.where(split, np.clip(np.nan_to_num(http_raw), 0.0, seconds - wait), 0.0)
+    window_ms = max((now_ts - _utc(since)).total_seconds(), 1.0) * 1000
+    drawn = np.maximum(seconds * 1000, window_ms * MIN_BAR_SHARE)
+    scale = np.divide(drawn, seconds * 1000, out=np.zeros_like(drawn), where=seconds > 0)
+    wait_ms, http_ms = wait * 1000 * scale, http * 1000 * scale
+    return pd.DataFrame(
+        {
+            "start": start,
+            "end": end,
+            "running": running,
+            "split": split,
+            "seconds": seconds,
+            "wait": wait,
+            "http": http,
+            "rest": seconds - wait - http,
+            "drawn_ms": drawn,
+            "wait_ms": wait_ms,
+            "http_ms": http_ms,
+            "rest_ms": np.where(running, 0.0, drawn - wait_ms - http_ms),
+        },
+        index=runs.index,
+    )
+
+
+def timeline_split(parts: pd.DataFrame) -> dict[str, float]:
+    """Seconds of the finished runs whose HTTP time is known, per part (wait, http, rest), and their
+    count: where the time of a window went, readable whatever the bars' size."""
+    known = parts[parts["split"]]
+    return {
+        "runs": float(len(known)),
+        "wait": float(known["wait"].sum()),
+        "http": float(known["http"].sum()),
+        "rest": float(known["rest"].sum()),
+    }
+
+
+def _timeline_hover(runs: pd.DataFrame, rows: pd.Series, parts: pd.DataFrame) -> list[str]:
+    """One hover text per run: which run, its row, when and how long, and the split."""
+    texts = []
+    columns = (
+        runs["id"], runs["status"], runs["resolved_by_run_id"], rows, parts["start"], parts["running"],
+        parts["split"], parts["seconds"], parts["wait"], parts["http"], parts["rest"],
+    )  # fmt: skip
+    for run_id, status, made_good, row, start, running, split, seconds, wait, http, rest in zip(
+        *columns, strict=True
+    ):
+        head = f"<b>Run #{int(run_id)}</b> · {plain(status)}"
+        if status == "failed" and pd.notna(made_good):
+            head += f" (made good by run #{int(made_good)})"
+        took = f"running for {seconds:,.1f} s" if running else f"took {seconds:,.1f} s"
+        if running:
+            detail = "the split is shown once it ends"
+        elif split:
+            detail = f"wait {wait:,.1f} s · HTTP {http:,.1f} s · database & parsing {rest:,.1f} s"
+        else:
+            detail = f"wait {wait:,.1f} s · HTTP + database {rest:,.1f} s (not split)"
+        texts.append(f"{head}<br>{plain(row)}<br>started {start:%b %d %H:%M:%S} UTC, {took}<br>{detail}")
+    return texts
+
+
+def _key(fig: go.Figure, name: str, marker: Mapping[str, object], *, first: bool = False) -> None:
+    """A legend-only entry for a part of a bar (told by texture, whatever the status colour)."""
+    fig.add_trace(
+        go.Bar(
+            x=[None], y=[None], orientation="h", name=name, marker=dict(marker), hoverinfo="skip",
+            legendgroup="parts", legendgrouptitle_text="Parts:" if first else None,
+        )
+    )  # fmt: skip
+
+
+def run_timeline(
+    runs: pd.DataFrame,
+    *,
+    now: datetime,
+    hours: float,
+    by: str = "worker",
+    names: Mapping[str, str] | None = None,
+) -> go.Figure:
+    """A Gantt chart of runs over the last `hours` up to `now`: one row per worker (or per job), a bar per
+    run from its start to its end (running ones to now) in its status colour, split in sequence into the
+    rate-limit wait (hatched), HTTP (solid) and database & parsing (pale). Each bar's customdata is its
+    run id (a click selects it); the hover tells the real times. `names` relabels rows."""
+    if runs.empty:
+        return empty_figure("No runs in this window")
+    now_ts = _utc(now)
+    since = now_ts - timedelta(hours=hours)
+    rows = timeline_rows(runs, by)
+    parts = timeline_segments(runs, now=now_ts, since=since)
+    hover = np.array(_timeline_hover(runs, rows, parts), dtype=object)
+    labels = rows.map(lambda r: plain((names or {}).get(r, r))).to_numpy(dtype=object)
+    ids = runs["id"].to_numpy(dtype=np.int64)
+    starts = parts["start"].dt.tz_localize(None).to_numpy()
+    drawn = parts["drawn_ms"].to_numpy()
+    status = runs["status"].astype(str).to_numpy()
+    present = set(status)
+    order = [s for s in STATUS_COLORS if s in present] + sorted(present - set(STATUS_COLORS))
+    fig = go.Figure()
+    for index, name in enumerate(order):
+        pick = status == name
+        fig.add_trace(
+            go.Bar(
+                orientation="h", y=labels[pick], x=drawn[pick], base=starts[pick], customdata=ids[pick],
+                hovertext=hover[pick], hovertemplate=HOVER, width=TIMELINE_BAR,
+                marker={"color": STATUS_COLORS.get(name, _KEY_GREY), "line": _NO_LINE}, name=plain(name),
+                legendgroup="status", legendgrouptitle_text="Status:" if index == 0 else None,
+            )
+        )  # fmt: skip
+    # The parts, drawn over the status bars; no hover of their own: the bar underneath answers (and a
+    # click selects it).
+    wait_ms, http_ms, rest_ms = (parts[c].to_numpy() for c in ("wait_ms", "http_ms", "rest_ms"))
+    done, split = ~parts["running"].to_numpy(), parts["split"].to_numpy()
+    layers = [
+        (SEGMENT_WAIT, wait_ms, np.zeros_like(wait_ms), done & (wait_ms > 0),
+         {"color": _CLEAR, "pattern": _WAIT_PATTERN, "line": _NO_LINE}),
+        (SEGMENT_REST, rest_ms, wait_ms + http_ms, done & split, {"color": _PALE, "line": _NO_LINE}),
+        (SEGMENT_UNSPLIT, rest_ms, wait_ms, done & ~split,
+         {"color": _CLEAR, "pattern": _UNSPLIT_PATTERN, "line": _NO_LINE}),
+    ]  # fmt: skip
+    unsplit = False
+    for name, length, offset, pick, marker in layers:
+        if not pick.any():
+            continue
+        unsplit |= name == SEGMENT_UNSPLIT
+        base = starts[pick] + (offset[pick] * 1000).astype("timedelta64[us]")
+        fig.add_trace(
+            go.Bar(
+                orientation="h", y=labels[pick], x=length[pick], base=base, width=TIMELINE_BAR,
+                marker=marker, hoverinfo="skip", showlegend=False, name=name,
+            )
+        )  # fmt: skip
+    # The keys: grey bars with the texture of each part (a grey under the pattern: legible on any theme).
+    wait_key, unsplit_key = (
+        {**pattern, "bgcolor": _KEY_GREY} for pattern in (_WAIT_PATTERN, _UNSPLIT_PATTERN)
+    )
+    _key(fig, SEGMENT_WAIT, {"color": _KEY_GREY, "pattern": wait_key}, first=True)
+    _key(fig, SEGMENT_HTTP, {"color": _KEY_GREY})
+    _key(fig, SEGMENT_REST, {"color": _KEY_PALE})
+    if unsplit:
+        _key(fig, SEGMENT_UNSPLIT, {"color": _KEY_GREY, "pattern": unsplit_key})
+    right = now_ts.tz_localize(None)
+    fig.add_shape(
+        type="line", x0=right, x1=right, y0=0, y1=1, xref="x", yref="paper",
+        line={"color": _NOW_COLOR, "width": 1, "dash": "dot"},
+    )  # fmt: skip
+    _base(fig, height=170 + 36 * len(set(labels)))
+    fig.update_layout(
+        barmode="overlay",
+        hovermode="closest",
+        legend={"itemclick": False, "itemdoubleclick": False},
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+    )
+    fig.update_xaxes(type="date", range=[right - pd.Timedelta(hours=hours), right])
+    fig.update_yaxes(type="category", categoryorder="category descending", automargin=True)
+    return fig

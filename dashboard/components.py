@@ -34,6 +34,7 @@ STATUS_STYLE: dict[str, tuple[BadgeColor, str]] = {
     "up": ("green", ":material/check_circle:"),
     "stale": ("orange", ":material/warning:"),
     "down": ("red", ":material/error:"),
+    "stopped": ("gray", ":material/stop_circle:"),  # a worker that signed off cleanly: nothing is wrong
     "provisional": ("orange", ":material/hourglass_top:"),
     "final": ("green", ":material/lock:"),
     "error": ("red", ":material/error:"),

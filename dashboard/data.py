@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +22,7 @@ from pipeline.columns import decimal_to_text
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseError
+from pipeline.runtime.demo import read_demo_progress
 from pipeline.runtime.launcher import read_launcher_state
 from pipeline.schemas import (
     AlertDeliveryData,
@@ -34,6 +36,8 @@ from pipeline.schemas import (
 )
 from pipeline.services import coverage, gapfill, quality
 from pipeline.services.freshness import Freshness, freshness_report
+from pipeline.simulator.control import SimulatorControl
+from pipeline.simulator.faults import FaultRule
 from pipeline.store import queries
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,9 @@ LIVE_TTL = 10
 HISTORY_TTL = 60
 PROGRESS_TTL = 1
 WORKERS_TTL = 5
+TIMELINE_LIMIT = 20_000  # runs on the timeline at most (the newest of the window)
+DEMO_PROGRESS_FILE = "demo.json"  # beside the launcher's state file (pipeline/runtime/demo.py)
+SIMULATOR_TIMEOUT = 3.0
 DASHBOARD_WORKER = f"dashboard:{socket.gethostname()}:{os.getpid()}"
 
 
@@ -101,6 +108,15 @@ def launcher_state() -> dict[str, Any] | None:
     """What `crypto-pipeline up` publishes about the processes it supervises (restarts, exit codes);
     None when the dashboard was not started by `up`. A small file, read on every call."""
     return read_launcher_state(get_settings().LAUNCHER_STATE_FILE)
+
+
+def demo_progress() -> dict[str, Any] | None:
+    """What a running `up --demo` scenario has done so far (pipeline.runtime.demo, `demo.json` beside the
+    launcher's state file); None outside the demo. A small file, read on every call."""
+    state_file = get_settings().LAUNCHER_STATE_FILE
+    if not state_file:
+        return None
+    return read_demo_progress(Path(state_file).parent / DEMO_PROGRESS_FILE)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
@@ -178,6 +194,16 @@ def runs(
         end=end,
         limit=limit,
     )
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def run_timeline(hours: int) -> tuple[pd.DataFrame, datetime]:
+    """The runs reaching into the last `hours` (and those still running), oldest first, with the columns
+    the timeline draws (ids, job, worker, status, start, end and the time split), and the moment they were
+    read: the chart's "now", so that it stays the same figure while the read is cached (a new figure is a
+    new chart, which would drop the bar just clicked)."""
+    now = datetime.now(UTC)
+    return queries.run_timeline(service(), now - timedelta(hours=hours), limit=TIMELINE_LIMIT), now
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
@@ -482,7 +508,7 @@ def _require_writes() -> None:
 
 def _runs_changed() -> None:
     cached_reads = (runs, run, child_runs, rerun_request, open_requests, runs_by_status, runs_per_hour)
-    for cached in (*cached_reads, latest_failures, failures_by_resolution):
+    for cached in (*cached_reads, latest_failures, failures_by_resolution, run_timeline):
         cached.clear()
 
 
@@ -525,6 +551,37 @@ def unsilence_incident(incident_id: int, *, by: str) -> IncidentData:
     lifted = service().silence_incident(incident_id, until=None, by=_who(by))
     _incidents_changed()
     return lifted
+
+
+def simulator() -> SimulatorControl:
+    """The control API of the local simulator the sources point at (the demo points both at it).
+
+    Only with SIMULATED_DATA: otherwise BLOCKCHAIR_BASE_URL is the real API, which has no control API and
+    must not be sent one (PermissionError).
+    """
+    current = settings()
+    if not current.SIMULATED_DATA:
+        msg = "the simulator panel is only for simulated data (SIMULATED_DATA=true)"
+        raise PermissionError(msg)
+    return SimulatorControl(current.BLOCKCHAIR_BASE_URL, timeout=SIMULATOR_TIMEOUT)
+
+
+def simulator_stats() -> dict[str, Any]:
+    """The simulator's fault rules (with their counters), request counts per endpoint, tips and reorgs.
+    Not cached: the panel shows what a fault just did. Raises OSError when the simulator does not answer."""
+    return simulator().stats()
+
+
+def add_simulator_fault(rule: FaultRule) -> None:
+    """Arm one fault rule in the simulator (a write: refused when the dashboard is read-only)."""
+    _require_writes()
+    simulator().add_fault(rule)
+
+
+def clear_simulator_faults() -> None:
+    """Remove every fault rule of the simulator (a write: refused when the dashboard is read-only)."""
+    _require_writes()
+    simulator().clear_faults()
 
 
 def request_rerun(run_id: int) -> ReplayRequestData:

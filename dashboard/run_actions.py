@@ -50,10 +50,11 @@ def render_details(run: DataIngestionLogData) -> None:
     else:
         span = "–"  # a run that failed before it knew its slice (the parameters below still say it)
     duration = "–" if run.duration_seconds is None else f"{run.duration_seconds:.1f} s"
+    http = "" if run.http_seconds is None else f" · HTTP {run.http_seconds:.1f} s"  # not measured on old runs
     st.caption(
         f"Slice {ui.literal(span)} · trigger {ui.literal(run.trigger)} · "
         f"started {run.started_at:%Y-%m-%d %H:%M:%S} UTC · duration {duration} · "
-        f"waited {run.wait_seconds:.1f} s · worker {ui.literal(run.worker_id or '–')}"
+        f"waited {run.wait_seconds:.1f} s{http} · worker {ui.literal(run.worker_id or '–')}"
     )
     if run.error_class:
         message = ui.literal(run.error_message or "")

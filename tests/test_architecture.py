@@ -34,7 +34,9 @@ ALLOWED: dict[str, set[str]] = {
     "services": {"base", "sources", "store", "alerts"},
     "ingestion": {"base", "http", "sources", "store", "services"},
     "runtime": {"base", "http", "sources", "store", "services", "ingestion", "simulator", "alerts"},
-    "dashboard": {"base", "store", "services", "ingestion", "runtime"},
+    # The dashboard drives the local simulator's control API (SimulatorControl) in its Simulator panel,
+    # shown only with SIMULATED_DATA.
+    "dashboard": {"base", "store", "services", "ingestion", "runtime", "simulator"},
 }
 
 # The one part of http/ that alerts/ may use: its redaction helpers (alerts are not API traffic, so they

@@ -13,8 +13,10 @@ import streamlit as st
 from dashboard import charts, data, outage
 from dashboard import components as ui
 from dashboard.incident_frames import open_incidents_frame
+from pipeline.runtime.demo import describe_progress
 
 LIVE_SECONDS = 10
+WORKER_STATES = ("up", "stale", "down", "stopped")  # stopped: signed off cleanly (grey), not down
 INCIDENTS_PAGE = "app_pages/incidents.py"
 
 
@@ -73,7 +75,7 @@ def render_incidents() -> None:
 
 
 def render_scheduler() -> None:
-    """Worker states from the heartbeats: up / stale / down, with each worker's current job."""
+    """Worker states from the heartbeats: up / stale / down / stopped, with each worker's current job."""
     workers = data.workers()
     if not workers:
         ui.empty_state(
@@ -82,8 +84,8 @@ def render_scheduler() -> None:
             [ui.START_COMMANDS["demo"], ui.START_COMMANDS["scheduler"]],
         )
         return
-    counts = {state: sum(w.state == state for w in workers) for state in ("up", "stale", "down")}
-    cols = st.columns(3)
+    counts = {state: sum(w.state == state for w in workers) for state in WORKER_STATES}
+    cols = st.columns(len(counts))
     for col, (state, n) in zip(cols, counts.items(), strict=True):
         col.metric(f"Workers {state}", n, border=True)
     rows = [
@@ -142,6 +144,49 @@ def render_restarts() -> None:
     """Processes `crypto-pipeline up` restarted: a scheduler that keeps dying is worth a look at its log."""
     for line in restart_lines(data.launcher_state()):
         st.warning(ui.literal(line), icon=":material/restart_alt:")
+
+
+def demo_steps(progress: dict[str, Any]) -> list[str]:
+    """One markdown line per step of the demo: done (and how it went) or due, and where to look. The file is
+    written by another process, so every field is optional; its text is shown literally."""
+    lines = []
+    for step in progress.get("steps") or []:
+        if not isinstance(step, dict):
+            continue
+        index, name, look = step.get("index", "?"), ui.literal(step.get("name") or ""), step.get("look")
+        if not step.get("done_at"):
+            mark, state = ":material/schedule:", "due"
+            due = step.get("due_in")
+            if isinstance(due, int | float):
+                state = f"due at {int(due) // 60}:{int(due) % 60:02d}"
+        elif step.get("ok") is False:
+            mark, state = ":red[:material/error:]", "failed"
+        else:
+            mark, state = ":green[:material/check_circle:]", "done"
+        line = f"{mark} **{ui.literal(index)}. {name}** · {state}"
+        if look:
+            line += f"  \n:material/visibility: Look at: {ui.literal(look)}"
+        if step.get("done_at") and step.get("outcome"):
+            line += f"  \n{ui.literal(step['outcome'])}"
+        lines.append(line)
+    return lines
+
+
+def render_demo() -> None:
+    """Under `up --demo`: how far the scripted tour has come, and each step with where to look."""
+    progress = data.demo_progress()
+    if progress is None:
+        return
+    st.info(ui.literal(describe_progress(progress)), icon=":material/tour:")
+    with st.expander("Demo steps and where to look", icon=":material/map:"):
+        for line in demo_steps(progress):
+            st.markdown(line)
+
+
+@st.fragment(run_every=LIVE_SECONDS)
+def render_demo_live() -> None:
+    """The demo's progress, refreshed in place: its steps come every minute or so."""
+    render_demo()
 
 
 @st.fragment(run_every=LIVE_SECONDS)
@@ -207,6 +252,8 @@ def render_failures() -> None:
 
 
 ui.page_header("Overview", ":material/dashboard:", "Is the pipeline running, and is its data fresh?")
+if data.demo_progress() is not None:  # only under `up --demo`: no fragment rerunning for nothing
+    render_demo_live()
 render_incidents()
 render_live_panel()
 render_freshness()

@@ -1,4 +1,5 @@
-"""Ingestion runs: filter the run log, inspect one run, rerun failed or partial slices."""
+"""Ingestion runs: filter the run log (a table, or a timeline of the units), inspect one run, rerun failed or
+partial slices."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data, gate, run_actions, urlstate
+from dashboard import data, gate, run_actions, timeline, urlstate
 
 STATUSES = ["failed", "partial", "success", "running"]
 RUNS_LIMIT = 500
 FILTERS = {"runs_status": "status", "runs_source": "source", "runs_type": "data_type", "runs_coin": "coin"}
+VIEWS = {"table": "Table", "timeline": "Timeline"}  # ?view= -> tab label
+VIEW_KEY = "runs_view"
+LINK_READ = "_runs_link_read"
 
 
 class RunFilters(TypedDict):
@@ -27,19 +31,28 @@ class RunFilters(TypedDict):
     end: date
 
 
+def _link_now() -> str:
+    return repr(sorted((k, st.query_params.get_all(k)) for k in st.query_params))
+
+
 def read_link(options: dict[str, list[str]]) -> None:
-    """Seed the filters (and the selected run) from `?status=&source=&data_type=&coin=&run=` whenever the
-    link changes: once when the page is opened, and again when another page links to a run."""
+    """Seed the filters, the view and the timeline's window and rows (and the selected run) from
+    `?status=&source=&data_type=&coin=&view=&window=&by=&run=` whenever the link changes: once when the
+    page is opened, and again when another page links to a run (not when the page writes it itself)."""
     params = {k: st.query_params.get_all(k) for k in st.query_params}
-    seen = repr(sorted(params.items()))
-    if st.session_state.get("_runs_link_read") == seen:
+    seen = _link_now()
+    if st.session_state.get(LINK_READ) == seen:
         return
-    st.session_state["_runs_link_read"] = seen
+    st.session_state[LINK_READ] = seen
     warnings: list[str] = []
     for key, name in FILTERS.items():
         values = urlstate.parse_choices(params, name, options[key], warnings)
         if values:
             st.session_state[key] = values
+    view = urlstate.parse_choice(params, "view", VIEWS, warnings)
+    if view:
+        st.session_state[VIEW_KEY] = VIEWS[view]
+    timeline.read_link(params, warnings)
     run_id = urlstate.parse_int(params, "run", warnings)
     if run_id:
         run_actions.open_run(run_id)
@@ -102,6 +115,35 @@ def render_table(frame: pd.DataFrame) -> int | None:
     )
 
 
+def write_link(on_timeline: bool, selected: int | None) -> None:
+    """Keep the view, the timeline's window and rows, and the chosen run in the URL, so that the view can
+    be shared (the filters stay as the link gave them)."""
+    wanted = {"view": "timeline", **timeline.link_params()} if on_timeline else {}
+    if selected:
+        wanted["run"] = str(selected)
+    for key in ("view", "window", "by", "run"):
+        value = wanted.get(key)
+        if value is None and key in st.query_params:
+            del st.query_params[key]
+        elif value is not None and st.query_params.get(key) != value:
+            st.query_params[key] = value
+    st.session_state[LINK_READ] = _link_now()
+
+
+def render_runs(filters: RunFilters, *, writes: bool) -> int | None:
+    """The Table tab: the matching runs, and the rerun of all failed ones; returns the selected run."""
+    runs = data.runs(**filters, limit=RUNS_LIMIT)
+    if runs.empty:
+        st.info("No runs match these filters.", icon=":material/filter_alt_off:")
+        return None
+    selected = render_table(runs)
+    if len(runs) >= RUNS_LIMIT:
+        st.caption(f"Showing the newest {RUNS_LIMIT} matching runs; narrow the filters to see older ones.")
+    if writes:
+        run_actions.render_rerun_all(runs)
+    return selected
+
+
 ui.page_header(
     "Ingestion runs", ":material/history:", "Every ingestion unit, what it fetched, and why it failed."
 )
@@ -129,17 +171,19 @@ if not access.writes:
 elif not alive:
     st.caption(":material/power_off: No scheduler is running: queued reruns wait until one starts.")
 
-runs = data.runs(**render_filters(options), limit=RUNS_LIMIT)
+filters = render_filters(options)
+ui.keep(VIEW_KEY)
+table_tab, timeline_tab = st.tabs(list(VIEWS.values()), key=VIEW_KEY, on_change="rerun")
+ui.save(VIEW_KEY)
 selected = None
-if runs.empty:
-    st.info("No runs match these filters.", icon=":material/filter_alt_off:")
-else:
-    selected = render_table(runs)
-    if len(runs) >= RUNS_LIMIT:
-        st.caption(f"Showing the newest {RUNS_LIMIT} matching runs; narrow the filters to see older ones.")
-    if access.writes:
-        run_actions.render_rerun_all(runs)
+if table_tab.open is not False:
+    with table_tab:
+        selected = render_runs(filters, writes=access.writes)
+if timeline_tab.open is not False:
+    with timeline_tab:
+        timeline.render(filters)
 selected = selected or st.session_state.get(run_actions.CHOSEN_RUN)
+write_link(bool(timeline_tab.open), selected)
 run = data.run(int(selected)) if selected else None
 if run is not None:
     st.divider()

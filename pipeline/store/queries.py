@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     type_coerce,
     union_all,
@@ -494,6 +495,48 @@ def runs_table(
     for name in ("parent_run_id", "resolved_by_run_id"):
         frame[name] = frame[name].astype("Int64")
     return frame
+
+
+TIMELINE_COLUMNS = [
+    "id", "source", "data_type", "coin", "worker_id", "status", "started_at", "finished_at",
+    "duration_seconds", "wait_seconds", "http_seconds", "resolved_by_run_id",
+]  # fmt: skip
+# How long before a window a run may have started and still reach into it (units take seconds to minutes;
+# a run still `running` is found whenever it started).
+TIMELINE_LOOKBACK = timedelta(hours=1)
+
+
+def run_timeline(
+    db: DatabaseCore, since: datetime, until: datetime | None = None, *, limit: int = 20_000
+) -> pd.DataFrame:
+    """The runs on screen in [since, until] (until: now) for the runs timeline, oldest first: those that
+    started in it, started shortly before and ended in it, or are still running; only the columns the
+    Gantt chart needs (at most `limit`, the newest).
+
+    Two index searches, one per kind: a range of the started_at index, and the older runs still `running`
+    from the (status, started_at) index; never a walk over the whole log.
+    """
+    r = DataIngestionLog
+    early = since - TIMELINE_LOOKBACK
+    columns = [getattr(r, c) for c in TIMELINE_COLUMNS]
+    recent = select(*columns).where(
+        r.started_at >= early, or_(r.finished_at.is_(None), r.finished_at >= since)
+    )
+    stuck = select(*columns).where(r.status == "running", r.started_at < early)
+    if until is not None:
+        recent = recent.where(r.started_at <= until)
+    both = union_all(recent, stuck).subquery()
+    stmt = (
+        select(*(both.c[c] for c in TIMELINE_COLUMNS))
+        .order_by(both.c.started_at.desc(), both.c.id.desc())
+        .limit(limit)
+    )
+    frame = _frame(db, stmt, TIMELINE_COLUMNS).iloc[::-1].reset_index(drop=True)
+    for name in ("started_at", "finished_at"):
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    frame["status"] = [str(getattr(s, "value", s)) for s in frame["status"]]
+    frame["resolved_by_run_id"] = frame["resolved_by_run_id"].astype("Int64")
+    return _floats(frame, ["duration_seconds", "wait_seconds", "http_seconds"])
 
 
 def runs_by_status(db: DatabaseCore, since: datetime) -> dict[str, int]:

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ import pytest
 from benchmarks.harness.processes import free_port
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
+from pipeline.models import DataIngestionLog
 from tests.dashboard.helpers import ROOT
 from tests.dashboard.seed import Incidents, seed_failed_price_run, seed_findings, seed_incidents, seed_prices
 from tests.support.browser import SCREENSHOTS, chromium_page, needs_chromium
@@ -209,6 +210,71 @@ def test_rerun_of_a_failed_run_is_served_by_the_scheduler(stack, browser_page):
     assert stack.db.get_run(request.result_run_id).parent_run_id == stack.failed_run
     screenshot(page, "runs")
     print(f"screenshots in {SCREENSHOTS}")
+
+
+def seed_an_hour_of_runs(db: DatabaseService) -> None:
+    """Runs of a second worker over the last hour that take seconds to minutes, as units against the real
+    APIs do (the simulator answers in milliseconds): the timeline's bars and their parts are then wide
+    enough to be seen, beside the live scheduler's."""
+    now = datetime.now(UTC)
+    jobs = [("blockchair", "blocks", "bitcoin"), ("blockchair", "transactions", "ethereum"),
+            ("coingecko", "prices", "dogecoin")]  # fmt: skip
+    with db.session_factory.begin() as session:
+        for i in range(18):
+            source, data_type, coin = jobs[i % 3]
+            started = now - timedelta(minutes=58 - 3 * i)
+            seconds = 40.0 + 25 * (i % 4)
+            session.add(
+                DataIngestionLog(
+                    source=source, data_type=data_type, coin=coin, trigger="schedule", params={},
+                    status="partial" if i % 7 == 3 else "success", worker_id="scheduler:batch-host:4242",
+                    started_at=started, finished_at=started + timedelta(seconds=seconds),
+                    duration_seconds=seconds, wait_seconds=seconds * 0.3 if source == "coingecko" else 2.0,
+                    http_seconds=None if i < 2 else seconds * 0.45,
+                )
+            )  # fmt: skip
+
+
+def test_runs_timeline_shows_the_units_and_a_click_opens_one(stack, browser_page):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    seed_an_hour_of_runs(stack.db)
+    open_page(page, stack, "runs?view=timeline&window=1h&by=job")
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    expect(chart).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("click a bar to open the run")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Time of the [\d,]+ finished runs? in this window"))).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "runs-timeline")
+    # Plotly answers clicks on its drag layer where a bar is (after a hover there): the widest success bar.
+    bars = chart.locator(".barlayer .trace.bars").first.locator(".point path")
+    box = max(
+        (b for b in (bars.nth(i).bounding_box() for i in range(bars.count())) if b), key=lambda b: b["width"]
+    )
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    expect(page.locator(".hoverlayer .hovertext").first).to_be_visible(timeout=10_000)
+    expect(page.locator(".hoverlayer")).to_contain_text("click to open the run")
+    screenshot(page, "runs-timeline-hover")
+    page.mouse.click(x, y)
+    expect(page.get_by_role("heading", name=re.compile(r"Run #\d+"))).to_be_visible(timeout=30_000)
+    assert re.search(r"[?&]run=\d+", page.url), page.url
+    screenshot(page, "runs-timeline-clicked")
+    print(f"screenshots: {SCREENSHOTS}/runs-timeline.png, runs-timeline-hover.png, runs-timeline-clicked.png")
+
+
+def test_simulator_page_lists_the_simulator_s_faults_and_requests(stack, browser_page):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    open_page(page, stack, "simulator")
+    expect(page.get_by_text("Inject a fault")).to_be_visible(timeout=30_000)
+    command = "crypto-pipeline simulate fault add --endpoint blocks --kind 503"
+    expect(page.get_by_text(command)).to_be_visible()
+    expect(page.get_by_text("Requests served")).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "simulator")
 
 
 def test_an_alert_link_opens_the_incident_and_it_can_be_acknowledged(stack, browser_page):
