@@ -637,9 +637,11 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_row(run: DataIngestionLogData) -> list[str]:
     if run.start_date:
-        target = f"{run.start_date}..{run.end_date}"
+        target = f"{run.start_date} .. {run.end_date or 'today'}"
     elif run.start_height is not None:
-        target = f"{run.start_height}..{run.end_height}"
+        # An open slice runs to the chain's tip, whatever that is when the run reads it.
+        end = "tip" if run.end_height is None else f"{run.end_height:,}"
+        target = f"{run.start_height:,} .. {end}"
     else:
         target = "-"  # a whole unit (an incremental run), not a recorded slice
     return [

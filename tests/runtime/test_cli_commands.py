@@ -300,7 +300,7 @@ def test_runs_prints_headers_and_abandoned_selects_abandoned_failures(db, cli):
     headers, rows = table(done.out)
     assert headers == RUN_HEADERS
     assert [r[0] for r in rows] == [str(abandoned), str(failed), str(ok)]
-    assert rows[2][2:6] == ["success", "blockchair/blocks", "bitcoin", "10..19"]
+    assert rows[2][2:6] == ["success", "blockchair/blocks", "bitcoin", "10 .. 19"]
     assert rows[1][-1] == "RetriableSourceError: HTTP 503 from the source"
 
     _, rows = table(cli(url_of(db), "runs", "--status", "abandoned").out)
@@ -488,3 +488,14 @@ def test_alerts_test_reports_each_channel(cli, receiver, tmp_path):
         *["/services/T0001/B0002/broken0token0abcdefgh"] * 2,
     ]
     assert not (tmp_path / "crypto.db").exists()
+
+
+def test_an_open_slice_reads_to_the_tip():
+    from pipeline.runtime.cli import _run_row
+    from pipeline.schemas import DataIngestionLogData
+
+    run = DataIngestionLogData(
+        id=7, source="blockchair", data_type="blocks", coin="bitcoin", status="running",
+        started_at=datetime(2026, 12, 1, tzinfo=UTC), start_height=870139, end_height=None,
+    )  # fmt: skip
+    assert _run_row(run)[5] == "870,139 .. tip"
