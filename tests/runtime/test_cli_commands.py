@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,46 +27,17 @@ from pipeline.errors import DatabaseNotFound, DatabaseUnavailable
 from pipeline.services import incidents
 from pipeline.store.incidents import IncidentFinding
 from pipeline.store.runs import RunSlice
+from tests.support.cli import Cli, in_process_cli
 from tests.support.factories import store_blocks
 
 PASSWORD = "s3cret-Pa55word"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n{self.out}{self.err}"
-
-
-Cli = Callable[..., Outcome]
-
-
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path) -> Iterator[Cli]:  # noqa: ANN001
-    """`crypto-pipeline ARGS` in this process against `url`, with no .env and no inherited setting."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli_module, "configure_logging", lambda *_args, **_kwargs: None)
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name, raising=False)
-
-    def run(url: str, *args: str, **env: object) -> Outcome:
-        monkeypatch.setenv("DATABASE_URL", url)
-        for key, value in env.items():
-            monkeypatch.setenv(key, str(value))
-        get_settings.cache_clear()
-        capsys.readouterr()
-        try:
-            code = cli_module.main(list(args))
-        except SystemExit as exc:  # argparse: usage errors and --help
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Outcome(code, captured.out, captured.err)
-
-    yield run
+    """`crypto-pipeline ARGS` in this process against the database at `url`."""
+    run = in_process_cli(monkeypatch, capsys, tmp_path)
+    yield lambda url, *args, **env: run(*args, DATABASE_URL=url, **env)
     get_settings.cache_clear()
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +20,16 @@ import pytest
 import pipeline.runtime.cli as cli_module
 import pipeline.simulator as simulator_module
 from benchmarks.harness.processes import free_port
-from pipeline.config import Settings, get_settings, load_settings
+from pipeline.config import get_settings, load_settings
 from pipeline.runtime.launcher import demo_overrides, write_env_file
 from pipeline.simulator import FaultRule, Simulator, SimulatorConfig
-
-
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n{self.out}{self.err}"
-
-
-Cli = Callable[..., Outcome]
+from tests.support.cli import Cli, in_process_cli
 
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Iterator[Cli]:
     """`crypto-pipeline ARGS` in this process, in an empty directory, with no inherited setting."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli_module, "configure_logging", lambda *_args, **_kwargs: None)
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name, raising=False)
-
-    def run(*args: str, **env: object) -> Outcome:
-        for key, value in env.items():
-            monkeypatch.setenv(key, str(value))
-        get_settings.cache_clear()
-        capsys.readouterr()
-        try:
-            code = cli_module.main(list(args))
-        except SystemExit as exc:  # argparse: usage errors and --help
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Outcome(code, captured.out, captured.err)
-
-    yield run
+    yield in_process_cli(monkeypatch, capsys, tmp_path)
     get_settings.cache_clear()
 
 
