@@ -22,7 +22,7 @@ from pipeline.columns import decimal_to_text
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseError
-from pipeline.runtime.demo import read_demo_progress
+from pipeline.runtime.demo import describe_progress, read_demo_progress
 from pipeline.runtime.launcher import read_launcher_state
 from pipeline.schemas import (
     AlertDeliveryData,
@@ -37,7 +37,7 @@ from pipeline.schemas import (
 from pipeline.services import coverage, gapfill, quality
 from pipeline.services.freshness import Freshness, freshness_report
 from pipeline.simulator.control import SimulatorControl
-from pipeline.simulator.faults import FaultRule
+from pipeline.simulator.faults import FAULT_ENDPOINTS, FAULT_KINDS, FaultRule
 from pipeline.store import queries
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,11 @@ def demo_progress() -> dict[str, Any] | None:
     if not state_file:
         return None
     return read_demo_progress(Path(state_file).parent / DEMO_PROGRESS_FILE)
+
+
+def demo_line(progress: dict[str, Any]) -> str:
+    """One sentence on how far the demo has come ("Demo: step 3 of 6 done — ...")."""
+    return describe_progress(progress)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
@@ -572,10 +577,15 @@ def simulator_stats() -> dict[str, Any]:
     return simulator().stats()
 
 
-def add_simulator_fault(rule: FaultRule) -> None:
+# What the Simulator page offers (the simulator's own lists).
+FAULT_KIND_CHOICES = FAULT_KINDS
+FAULT_ENDPOINT_CHOICES = FAULT_ENDPOINTS
+
+
+def add_simulator_fault(kind: str, endpoint: str, chain: str | None, times: int | None) -> None:
     """Arm one fault rule in the simulator (a write: refused when the dashboard is read-only)."""
     _require_writes()
-    simulator().add_fault(rule)
+    simulator().add_fault(FaultRule(kind, endpoint=endpoint, chain=chain, times=times))
 
 
 def clear_simulator_faults() -> None:

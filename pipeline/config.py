@@ -64,9 +64,14 @@ _PASSWORD_IN_URL = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
 _PASSWORD_LOOSE = re.compile(r"((?:^|[\s'\"/])[^\s:/@'\"]*:)(?!\*\*\*@)[^/\s'\"]*@")
 
 
+# libpq also takes the password as a query parameter: postgresql://u@h/db?password=...
+_PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&\s'\"]*", re.IGNORECASE)
+
+
 def mask_url_password(text: str) -> str:
-    """Replace the password of every `scheme://user:password@` in text with ***, even in a URL that
-    does not parse (a typo must not put a password on a screen or in a log)."""
+    """Replace the password of every `scheme://user:password@` (and `?password=`) in text with ***, even
+    in a URL that does not parse (a typo must not put a password on a screen or in a log)."""
+    text = _PASSWORD_IN_QUERY.sub(r"\1***", text)
     return _PASSWORD_LOOSE.sub(r"\1***@", _PASSWORD_IN_URL.sub(r"\1***@", text))
 
 

@@ -319,6 +319,8 @@ def test_in_memory_sqlite_is_recognised_but_still_valid_settings(url, in_memory)
         ("postgresql://root@db/crypto", "postgresql://root@db/crypto"),
         ("postgresql://db:5432/crypto", "postgresql://db:5432/crypto"),
         ("sqlite:////var/lib/crypto.db", "sqlite:////var/lib/crypto.db"),
+        ("postgresql://u@db/c?password=pw&sslmode=require", "postgresql://u@db/c?password=***&sslmode=require"),
+        ("postgresql://u@db/c?sslmode=require&PASSWORD=pw", "postgresql://u@db/c?sslmode=require&PASSWORD=***"),
     ],
 )
 def test_url_passwords_are_masked_even_in_text_that_does_not_parse(text, masked):

@@ -71,25 +71,9 @@ def start_scheduler(log_path: Path, level: str = "INFO", **settings: object) -> 
         )
 
 
-# `crypto-pipeline watch` as a script, for a checkout whose command line does not have the subcommand yet.
-_WATCH_SCRIPT = (
-    "import sys\n"
-    "from pipeline.config import load_settings\n"
-    "from pipeline.logs import configure_logging\n"
-    "from pipeline.runtime.watch import run_watch\n"
-    "settings = load_settings()\n"
-    "configure_logging(sys.argv[1], secrets=settings.secrets())\n"
-    "sys.exit(run_watch(settings))\n"
-)
-
-
 def watch_command(level: str = "INFO") -> list[str]:
     """The argument list of a `crypto-pipeline watch` process (the watcher: incident rules and alerts)."""
-    from pipeline.runtime.cli import COMMANDS
-
-    if "watch" in COMMANDS:
-        return [sys.executable, "-m", "pipeline.runtime.cli", "--log-level", level, "watch"]
-    return [sys.executable, "-c", _WATCH_SCRIPT, level]
+    return [sys.executable, "-m", "pipeline.runtime.cli", "--log-level", level, "watch"]
 
 
 def start_watcher(log_path: Path, level: str = "INFO", **settings: object) -> subprocess.Popen:

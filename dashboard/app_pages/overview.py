@@ -13,7 +13,6 @@ import streamlit as st
 from dashboard import charts, data, outage
 from dashboard import components as ui
 from dashboard.incident_frames import open_incidents_frame
-from pipeline.runtime.demo import describe_progress
 
 LIVE_SECONDS = 10
 WORKER_STATES = ("up", "stale", "down", "stopped")  # stopped: signed off cleanly (grey), not down
@@ -177,7 +176,7 @@ def render_demo() -> None:
     progress = data.demo_progress()
     if progress is None:
         return
-    st.info(ui.literal(describe_progress(progress)), icon=":material/tour:")
+    st.info(ui.literal(data.demo_line(progress)), icon=":material/tour:")
     with st.expander("Demo steps and where to look", icon=":material/map:"):
         for line in demo_steps(progress):
             st.markdown(line)

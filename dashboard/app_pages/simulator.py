@@ -14,7 +14,6 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard import data, gate
-from pipeline.simulator.faults import FAULT_ENDPOINTS, FAULT_KINDS, FaultRule
 
 NOTICE = "simulator_notice"
 TIMES = {"once": "Once", "n": "N times", "until_cleared": "Until cleared"}
@@ -70,9 +69,14 @@ def render_add(stats: dict[str, Any]) -> None:
     kind_col, endpoint_col, chain_col, times_col, n_col = st.columns(
         [2, 2, 2, 3, 1], vertical_alignment="bottom"
     )
-    kind = kind_col.selectbox("Kind", FAULT_KINDS, index=FAULT_KINDS.index("503"), key="sim_kind")
+    kind = kind_col.selectbox(
+        "Kind", data.FAULT_KIND_CHOICES, index=data.FAULT_KIND_CHOICES.index("503"), key="sim_kind"
+    )
     endpoint = endpoint_col.selectbox(
-        "Endpoint", FAULT_ENDPOINTS, index=FAULT_ENDPOINTS.index("blocks"), key="sim_endpoint"
+        "Endpoint",
+        data.FAULT_ENDPOINT_CHOICES,
+        index=data.FAULT_ENDPOINT_CHOICES.index("blocks"),
+        key="sim_endpoint",
     )
     chain = chain_col.selectbox(
         "Chain or coin", chain_options(stats), key="sim_chain", format_func=lambda c: c or "any"
@@ -87,9 +91,7 @@ def render_add(stats: dict[str, Any]) -> None:
     what = ui.literal(f"{kind} on {endpoint}" + (f" ({chain})" if chain else ""))
     if st.button(f"Add fault: {what}", key="sim_add", icon=":material/add_circle:", type="primary"):
         try:
-            data.add_simulator_fault(
-                FaultRule(str(kind), endpoint=str(endpoint), chain=chain or None, times=times)
-            )
+            data.add_simulator_fault(str(kind), endpoint=str(endpoint), chain=chain or None, times=times)
         except (OSError, ValueError) as exc:
             st.error(f"The fault was not added: {ui.literal(data.redact(str(exc)))}", icon=":material/error:")
             return

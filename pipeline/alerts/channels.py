@@ -428,6 +428,8 @@ class DeliveryOutcome:
     ok: bool
     attempts: int
     error: str | None
+    # The channel refused for good (a 404, bad credentials): trying again later would not help either.
+    permanent: bool = False
 
 
 def _is_retriable(exc: BaseException) -> bool:
@@ -475,10 +477,12 @@ def send_with_retries(
         reraise=True,
     )
     error: str
+    permanent = False
     try:
         retrying(channel.send, msg)
     except AlertDeliveryError as exc:
         error = str(exc)
+        permanent = not exc.retriable
     except Exception as exc:
         # A bug or an error no channel anticipated: alerting must not take its caller (a watcher loop)
         # down with it, so this is a failed outcome too, not retried. No traceback in the log: its
@@ -487,7 +491,12 @@ def send_with_retries(
         logger.error("alert via %s failed unexpectedly: %s", channel.name, channel.redact(error))
     else:
         return DeliveryOutcome(ok=True, attempts=_attempts_made(retrying), error=None)
-    return DeliveryOutcome(ok=False, attempts=_attempts_made(retrying), error=truncate(channel.redact(error)))
+    return DeliveryOutcome(
+        ok=False,
+        attempts=_attempts_made(retrying),
+        error=truncate(channel.redact(error)),
+        permanent=permanent,
+    )
 
 
 def _attempts_made(retrying: Retrying) -> int:

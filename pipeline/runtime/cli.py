@@ -23,7 +23,7 @@ Exit codes:
   found no simulator answering at its URL.
 - 2: usage or configuration (a bad argument, an unknown id, a missing `--env-file`, `alerts test` with no
   channel configured).
-- 3 to 10: one per database cause (`DatabaseError.exit_code`, listed in the README).
+- 3 to 11: one per database cause (`DatabaseError.exit_code`, listed in the README).
 - 130: Ctrl-C. 141: stdout closed early (`status | head -1`), which ends quietly.
 """
 
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="workers, open incidents, freshness and recent runs",
         description=(
             "Workers, open incidents, freshness and the last runs. Exit 0 when healthy, 1 when an"
-            " error-level incident is open or a freshness measure is at fail, 3 to 10 for a database that"
+            " error-level incident is open or a freshness measure is at fail, 3 to 11 for a database that"
             " cannot be used (one code per cause)."
         ),
     )

@@ -253,16 +253,6 @@ class Launcher:
         db = DatabaseService(settings=settings)
         db.require_persistent()
         db.create_tables()
-        current = db.read_meta(SERVING)
-        if current is not None and _serving_elsewhere(db, current):
-            owner = json.loads(current)
-            db.dispose()
-            msg = (
-                f"another crypto-pipeline up already serves {mask_url_password(settings.DATABASE_URL)}:"
-                f" its dashboard is {owner.get('url')} (pid {owner.get('pid')} on {owner.get('host')});"
-                " open it, or stop that one first"
-            )
-            raise RuntimeError(msg)
         mine = json.dumps(
             {
                 "url": f"http://{self.host}:{self.port}",
@@ -271,7 +261,20 @@ class Launcher:
                 "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
-        db.write_meta(SERVING, mine)
+        # One statement decides between two `up`s started together: the claim is taken only if there is
+        # none, or if it still holds the stale value we read (its `up` is gone).
+        current = db.claim_meta(SERVING, mine)
+        while current != mine and not _serving_elsewhere(db, current):
+            current = db.claim_meta(SERVING, mine, replacing=current)
+        if current != mine:
+            owner = json.loads(current)
+            db.dispose()
+            msg = (
+                f"another crypto-pipeline up already serves {mask_url_password(settings.DATABASE_URL)}:"
+                f" its dashboard is {owner.get('url')} (pid {owner.get('pid')} on {owner.get('host')});"
+                " open it, or stop that one first"
+            )
+            raise RuntimeError(msg)
         self.serving = (db, mine)
 
     def watch(self) -> int:
@@ -347,7 +350,7 @@ def _serving_elsewhere(db: DatabaseService, claim: str) -> bool:
         owner = json.loads(claim)
         pid, host = int(owner["pid"]), str(owner["host"])
     except (ValueError, KeyError, TypeError):
-        return False
+        return False  # not a claim we can read: take it over
     if host != socket.gethostname():
         return any(w.host == host and w.state == "up" for w in db.get_workers())
     if pid == os.getpid():
@@ -392,8 +395,7 @@ def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | N
         raise
     mode = " (demo: simulated APIs, database ./data/demo.db)" if demo else ""
     world = f"  Settings of this world: {DEMO_ENV_FILE} (crypto-pipeline --env-file {DEMO_ENV_FILE} status)\n"
-    sink: WebhookSink | None = getattr(launcher, "sink", None)  # (a stand-in Launcher may have none)
-    alerts = f"  Alerts: {sink.url}/received (demo webhook sink)\n" if sink else ""
+    alerts = f"  Alerts: {launcher.sink.url}/received (demo webhook sink)\n" if launcher.sink else ""
     print(
         f"\n  Dashboard: {url}{mode}\n{alerts}{world if demo else ''}"
         "  Scheduler: running. Watcher: running. Press Ctrl-C to stop.\n",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pipeline.alerts import Channel, configured_channels
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from pipeline.errors import DatabaseUnavailable
+from pipeline.errors import DatabaseError, DatabaseUnavailable
 from pipeline.outage import Outage
 from pipeline.services.alerting import Delivered, deliver_due
 from pipeline.services.incidents import KINDS, evaluate
@@ -53,6 +53,7 @@ class Watcher:
         self.stop_event = stop_event or threading.Event()
         self.outage = outage or Outage()
         self.channels: list[Channel] = configured_channels(settings)  # a bad setting fails at start
+        self.exit_code = 0
 
     def round(self) -> WatchRound:
         """One evaluation of every rule, then one delivery of everything owed."""
@@ -69,7 +70,14 @@ class Watcher:
                 incident.key,
                 incident.resolution,
             )
-        delivered = deliver_due(self.db, self.settings, self.channels, self.worker_id, sleep=self._backoff)
+        delivered = deliver_due(
+            self.db,
+            self.settings,
+            self.channels,
+            self.worker_id,
+            sleep=self._backoff,
+            stopping=self.stop_event.is_set,
+        )
         return WatchRound(
             opened=[i.id for i in reconciled.opened],
             resolved=[i.id for i in reconciled.resolved],
@@ -88,6 +96,12 @@ class Watcher:
                 self.round()
             except DatabaseUnavailable as exc:
                 wait = min(wait, self.outage.failed(exc))
+            except DatabaseError as exc:  # replaced, corrupt, a newer schema: waiting will not help
+                # The loop ends (the `watch` process exits with the cause's code); the event is left
+                # alone, since in a scheduler it is the scheduler's, which judges its database itself.
+                logger.error("watcher %s stops: %s", self.worker_id, exc)
+                self.exit_code = exc.exit_code
+                return
             except Exception:  # noqa: BLE001 - a watcher must outlive any one bad round
                 logger.exception("watch round failed")
             else:
@@ -118,4 +132,5 @@ def run_watch(settings: Settings) -> int:
     logger.info("watcher %s starting; alert channels: %s", watcher.worker_id, channels)
     watcher.run()
     logger.info("watcher %s stopped", watcher.worker_id)
-    return 0
+    db.dispose()
+    return watcher.exit_code

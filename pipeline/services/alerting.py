@@ -7,8 +7,10 @@ own thread for a round, so a channel that is down delays only its own messages, 
 scheduler delivers from its watcher thread, not from the thread that runs units.
 
 Guarantees (README, Alerts): a FIRING message only for an incident open at least ALERT_AFTER_MINUTES and
-not silenced; a RESOLVED message only to a channel that got the FIRING one; a delivery whose sender died
-mid-way, or that failed every attempt, is taken over after RETRY_AFTER, up to three rounds of attempts.
+not silenced; a RESOLVED message only to a channel that got the FIRING one; a delivery that failed every
+attempt is tried again after RETRY_AFTER, up to three rounds (a permanent refusal, such as a 404, is not);
+one whose sender died mid-way is taken over once a whole send would have ended (`retry_after`). That
+last case is the one way a message can arrive twice: a sender killed between sending and recording it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from datetime import timedelta
 from pipeline.alerts import (
     AlertMessage,
     Channel,
+    DeliveryOutcome,
     configured_channels,
     incident_url,
     make_test_message,
     send_with_retries,
 )
+from pipeline.alerts.channels import BACKOFF_MAX_SECONDS
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.ranges import utcnow
@@ -76,6 +80,13 @@ def message_for(incident: IncidentData, event: str, settings: Settings) -> Alert
     )
 
 
+def retry_after(settings: Settings) -> timedelta:
+    """How long a claimed message is left to its sender before another process may take it over: longer
+    than a whole send with every retry can take, so a slow but live sender is never doubled."""
+    one_attempt = settings.ALERT_TIMEOUT_SECONDS * 2 + BACKOFF_MAX_SECONDS  # SMTP: connect, then the talk
+    return max(RETRY_AFTER, timedelta(seconds=settings.ALERT_MAX_ATTEMPTS * one_attempt))
+
+
 def deliver_due(
     db: DatabaseService,
     settings: Settings,
@@ -83,42 +94,56 @@ def deliver_due(
     worker_id: str,
     *,
     sleep: Callable[[float], None] | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> list[Delivered]:
-    """Send every message some channel owes now; returns what this process sent (or failed to)."""
+    """Send every message some channel owes now; returns what this process sent (or failed to).
+
+    Stops claiming new messages once `stopping()` says the process is stopping.
+    """
     if not channels:
         return []
     max_attempts = settings.ALERT_MAX_ATTEMPTS * ROUNDS
+    takeover = retry_after(settings)
     due = db.alerts_due(
         after=timedelta(minutes=settings.ALERT_AFTER_MINUTES),
         channels=[c.name for c in channels],
-        retry_after=RETRY_AFTER,
+        retry_after=takeover,
         max_attempts=max_attempts,
     )
     if not due:
         return []
+    # Built before any claim: a message that cannot be built must not leave a claimed row behind.
+    messages = [(incident, event, message_for(incident, event, settings)) for incident, event in due]
 
     def run_channel(channel: Channel) -> list[Delivered]:
         done = []
-        for incident, event in due:
+        for incident, event, message in messages:
+            if stopping():
+                break
             claim = db.claim_delivery(
-                incident.id,
-                event,
-                channel.name,
-                worker_id,
-                retry_after=RETRY_AFTER,
-                max_attempts=max_attempts,
+                incident.id, event, channel.name, worker_id, retry_after=takeover, max_attempts=max_attempts
             )
             if claim is None:
                 continue  # another process sends it, or this channel is not owed this message
-            extra = {"sleep": sleep} if sleep is not None else {}
-            outcome = send_with_retries(
-                channel,
-                message_for(incident, event, settings),
-                attempts=settings.ALERT_MAX_ATTEMPTS,
-                backoff_seconds=settings.ALERT_BACKOFF_SECONDS,
-                **extra,
-            )
-            db.finish_delivery(claim, sent=outcome.ok, attempts=outcome.attempts, error=outcome.error)
+            outcome = DeliveryOutcome(ok=False, attempts=0, error="not sent: the sender stopped")
+            try:
+                extra = {"sleep": sleep} if sleep is not None else {}
+                outcome = send_with_retries(
+                    channel,
+                    message,
+                    attempts=settings.ALERT_MAX_ATTEMPTS,
+                    backoff_seconds=settings.ALERT_BACKOFF_SECONDS,
+                    **extra,
+                )
+            finally:  # recorded whatever happened, so the row never stays `sending` for nothing
+                db.finish_delivery(
+                    claim,
+                    sent=outcome.ok,
+                    attempts=outcome.attempts,
+                    error=outcome.error,
+                    worker_id=worker_id,
+                    give_up=max_attempts if outcome.permanent else None,
+                )
             if outcome.ok:
                 logger.info("alert %s #%s sent to %s", event, incident.id, channel.name)
             else:

@@ -4,11 +4,13 @@ Every rule reads the database only, so any process can evaluate it: the schedule
 `crypto-pipeline watch`, which must notice a dead scheduler. Kinds and what opens / resolves them:
 
 - unit (error): a run of the unit failed for a reason that needs a person; resolves when later runs
-  made every such failure good (the next incremental success, or a successful replay of the slice).
+  made every such failure good (the next incremental success, or a successful replay of the slice), or
+  when the coin is taken out of ingestion.
 - freshness (error): a coin's newest block or price is past its fail threshold; resolves under it.
 - quality (error): an error-level data-quality finding in the last 24 hours; resolves after 24 hours
   without a new one.
-- scheduler (error): no scheduler beats and the last one did not stop cleanly; resolves on a new beat.
+- scheduler (error): no scheduler beats and the last one seen did not stop cleanly; resolves on a new
+  beat (or once the last one seen is one that stopped cleanly).
 - quota (warning): a source's requests of the last 24 hours reach QUOTA_WARN_RATIO of its daily budget;
   resolves when they fall below it.
 
@@ -40,11 +42,22 @@ SUMMARY_CHARS = 400
 
 
 def unit_findings(db: DatabaseService) -> list[IncidentFinding]:
-    """One finding per unit with failed runs that nothing has made good yet."""
+    """One finding per unit of an active coin with failed runs that nothing has made good yet.
+
+    A coin taken out of ingestion (inactive or disabled) is never run again, so its failures could never
+    be made good: they stop counting, and its incident resolves.
+    """
     db.resolve_fixed_runs()
+    active = {
+        name
+        for coin in db.get_coins(active_only=True)
+        for name in (coin.symbol, coin.coingecko_id, coin.blockchair_chain)
+        if name
+    }
     by_unit: dict[tuple[str, str, str | None], list[DataIngestionLogData]] = defaultdict(list)
     for run in db.unresolved_failures():
-        by_unit[(run.source, run.data_type, run.coin)].append(run)
+        if run.coin is None or run.coin in active:
+            by_unit[(run.source, run.data_type, run.coin)].append(run)
     findings = []
     for (source, data_type, coin), runs in by_unit.items():
         first, last = runs[0], runs[-1]
@@ -95,7 +108,6 @@ def quality_findings(db: DatabaseService) -> list[IncidentFinding]:
             key=f"{check}/{subject}",
             level=ERROR,
             summary=f"{check} on {subject} {row['slice']}: {row['observed']}"[:SUMMARY_CHARS],
-            coin=subject,
             last_run_id=row["run_id"] if isinstance(row["run_id"], int) else None,
         )
         for (check, subject), row in newest.items()
@@ -107,10 +119,9 @@ def scheduler_findings(db: DatabaseService) -> list[IncidentFinding]:
     workers = db.get_workers()
     if not workers or any(w.state == WorkerState.UP for w in workers):
         return []
-    died = [w for w in workers if w.stopped_at is None]
-    if not died:
-        return []  # every scheduler was stopped on purpose
-    last = max(died, key=lambda w: w.last_beat)
+    last = max(workers, key=lambda w: w.last_beat)
+    if last.stopped_at is not None:
+        return []  # the last scheduler was stopped on purpose (an older one's death is history)
     return [
         IncidentFinding(
             kind="scheduler",
@@ -144,6 +155,7 @@ def quota_findings(db: DatabaseService, settings: Settings) -> list[IncidentFind
 
 def evaluate(db: DatabaseService, settings: Settings, kinds: Collection[str] = KINDS) -> Reconciled:
     """Run the rules of `kinds` and open / resolve incidents to match what they find."""
+    observed_at = db.db_now()  # before reading: see reconcile_incidents
     findings: list[IncidentFinding] = []
     if "unit" in kinds:
         findings += unit_findings(db)
@@ -155,7 +167,7 @@ def evaluate(db: DatabaseService, settings: Settings, kinds: Collection[str] = K
         findings += scheduler_findings(db)
     if "quota" in kinds:
         findings += quota_findings(db, settings)
-    return db.reconcile_incidents(kinds, findings)
+    return db.reconcile_incidents(kinds, findings, observed_at=observed_at)
 
 
 def is_error_level_open(db: DatabaseService) -> bool:

@@ -31,7 +31,8 @@ from pipeline.store.runs import RunLogMixin
 # nobody; if the replay fails too, that failure does.
 SELF_HEALING = ("Interrupted", "Abandoned", "DatabaseUnavailable")
 # Incremental runs start from the unit's bookmark, so a later success of one of them covers what an
-# earlier one failed to fetch. Replays and backfills cover only their own slice.
+# earlier one failed to fetch (for a date range, if it spans the failed one's days). Replays and backfills
+# cover only their own slice.
 INCREMENTAL_TRIGGERS = ("schedule", "manual")
 MADE_GOOD_BY = (IngestionStatus.SUCCESS, IngestionStatus.PARTIAL)
 RECONCILE_LOCK = 0x494E4344  # "INCD"
@@ -95,9 +96,19 @@ class IncidentMixin(RunLogMixin):
 
     # ------------------------------------------------------------------ open and resolve
 
-    def reconcile_incidents(self, kinds: Collection[str], findings: Sequence[IncidentFinding]) -> Reconciled:
+    def reconcile_incidents(
+        self,
+        kinds: Collection[str],
+        findings: Sequence[IncidentFinding],
+        *,
+        observed_at: datetime | None = None,
+    ) -> Reconciled:
         """Make the open incidents of `kinds` match `findings`: open what is new, refresh what goes on,
-        resolve what is no longer found. Serialized, so concurrent watchers agree."""
+        resolve what is no longer found. Serialized, so concurrent watchers agree.
+
+        `observed_at` is when the findings were read (the database's clock): findings older than another
+        watcher's verdict neither reopen an incident it resolved since, nor resolve one it opened since.
+        """
         wanted = {(f.kind, f.key): f for f in findings if f.kind in kinds}
         opened: list[int] = []
         resolved: list[int] = []
@@ -106,12 +117,27 @@ class IncidentMixin(RunLogMixin):
                 conn.execute(select(func.pg_advisory_xact_lock(RECONCILE_LOCK)))
             now = self.db_now(conn)
             current = conn.execute(
-                select(Incident.id, Incident.kind, Incident.key, Incident.last_run_id).where(
-                    Incident.resolved_at.is_(None), Incident.kind.in_(kinds)
-                )
+                select(
+                    Incident.id,
+                    Incident.kind,
+                    Incident.key,
+                    Incident.last_run_id,
+                    Incident.summary,
+                    Incident.level,
+                    Incident.opened_at,
+                ).where(Incident.resolved_at.is_(None), Incident.kind.in_(kinds))
             ).all()
+            if observed_at is not None:
+                for kind, key in conn.execute(
+                    select(Incident.kind, Incident.key).where(
+                        Incident.kind.in_(kinds), Incident.resolved_at >= observed_at
+                    )
+                ):
+                    wanted.pop((kind, key), None)  # resolved by someone who saw newer data
             for row in current:
                 finding = wanted.pop((row.kind, row.key), None)
+                if finding is None and observed_at is not None and row.opened_at >= observed_at:
+                    continue  # opened by someone who saw newer data
                 if finding is None:
                     conn.execute(
                         update(Incident)
@@ -119,7 +145,11 @@ class IncidentMixin(RunLogMixin):
                         .values(resolved_at=now, **_resolution(conn, row.id, row.kind))
                     )
                     resolved.append(row.id)
-                elif finding.last_run_id != row.last_run_id:
+                elif (finding.last_run_id, finding.summary, finding.level) != (
+                    row.last_run_id,
+                    row.summary,
+                    row.level,
+                ):
                     conn.execute(
                         update(Incident)
                         .where(Incident.id == row.id)
@@ -186,6 +216,7 @@ class IncidentMixin(RunLogMixin):
                 Incident.kind == "unit",
                 Incident.key == unit_key(run.source, run.data_type, run.coin),
                 Incident.first_run_id <= run_id,
+                Incident.last_run_id >= run_id,
             )
             .order_by(Incident.id.desc())
             .limit(1)
@@ -349,22 +380,42 @@ class IncidentMixin(RunLogMixin):
             ).scalar()
             return taken
 
-    def finish_delivery(self, delivery_id: int, *, sent: bool, attempts: int, error: str | None) -> None:
-        """Record how a delivery ended; the first sent FIRING message marks its incident notified."""
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        sent: bool,
+        attempts: int,
+        error: str | None,
+        worker_id: str | None = None,
+        give_up: int | None = None,
+    ) -> None:
+        """Record how a delivery ended; the first sent FIRING message marks its incident notified.
+
+        Given `worker_id`, only while that worker still holds the claim. `give_up` (a failure that no
+        later attempt can cure, such as a 404) records that many attempts (the most a message is given), so
+        it is not tried again.
+        """
+        guard = [AlertDelivery.id == delivery_id]
+        if worker_id is not None:
+            guard += [AlertDelivery.claimed_by == worker_id, AlertDelivery.status == "sending"]
         with self.transaction() as conn:
             now = self.db_now(conn)
+            tried = AlertDelivery.attempts + attempts
             row = conn.execute(
                 update(AlertDelivery)
-                .where(AlertDelivery.id == delivery_id)
+                .where(*guard)
                 .values(
                     status="sent" if sent else "failed",
-                    attempts=AlertDelivery.attempts + attempts,
+                    attempts=tried if give_up is None else give_up,
                     error=None if sent else error,
                     updated_at=now,
                     sent_at=now if sent else None,
                 )
                 .returning(AlertDelivery.incident_id, AlertDelivery.event)
-            ).one()
+            ).one_or_none()
+            if row is None:
+                return  # taken over meanwhile: the new holder records its own outcome
             if sent and row.event == "firing":
                 conn.execute(
                     update(Incident)
@@ -390,11 +441,17 @@ def _resolution(conn: Connection, incident_id: int, kind: str) -> dict[str, obje
     if kind != "unit":
         return {"resolution": "the condition cleared"}
     incident = conn.execute(
-        select(Incident.first_run_id, Incident.last_run_id).where(Incident.id == incident_id)
+        select(
+            Incident.first_run_id, Incident.last_run_id, Incident.source, Incident.data_type, Incident.coin
+        ).where(Incident.id == incident_id)
     ).one()
     by = conn.scalar(
         select(func.max(DataIngestionLog.resolved_by_run_id)).where(
-            DataIngestionLog.id.between(incident.first_run_id or 0, incident.last_run_id or 0)
+            DataIngestionLog.id.between(incident.first_run_id or 0, incident.last_run_id or 0),
+            DataIngestionLog.source == incident.source,
+            DataIngestionLog.data_type == incident.data_type,
+            DataIngestionLog.coin.is_not_distinct_from(incident.coin),
+            DataIngestionLog.status == IngestionStatus.FAILED,
         )
     )
     text = f"run #{by} succeeded" if by else "its failed runs no longer count (made good or removed)"
@@ -415,6 +472,15 @@ def _resolve_fixed_runs(conn: Connection) -> int:
             later.trigger.in_(INCREMENTAL_TRIGGERS),
             later.status.in_(MADE_GOOD_BY),
             later.id > failed.id,
+            # A run of a date range (prices) covers the failed one's days; block runs start from the
+            # bookmark the failed run did not move, so they always do.
+            or_(
+                failed.start_date.is_(None),
+                and_(
+                    later.start_date <= failed.start_date,
+                    or_(failed.end_date.is_(None), later.end_date >= failed.end_date),
+                ),
+            ),
         )
         .scalar_subquery()
     )

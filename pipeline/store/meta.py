@@ -7,7 +7,7 @@ never mix with real ones.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from pipeline.errors import WorldMismatch
 from pipeline.models import PipelineMeta
@@ -42,20 +42,22 @@ class MetaMixin(DatabaseCore):
             )
             raise WorldMismatch(msg)
 
-    def read_meta(self, key: str) -> str | None:
-        """One fact, or None."""
-        with self.engine.connect() as conn:
-            value: str | None = conn.scalar(select(PipelineMeta.value).where(PipelineMeta.key == key))
-        return value
-
-    def write_meta(self, key: str, value: str) -> None:
-        """Set one fact (insert or replace)."""
+    def claim_meta(self, key: str, value: str, *, replacing: str | None = None) -> str:
+        """Set a fact if it is absent (or, given `replacing`, if it still holds that value); returns the
+        fact as it stands afterwards, so a caller knows whether its claim won."""
         with self.transaction() as conn:
             now = self.db_now(conn)
+            if replacing is not None:
+                conn.execute(
+                    update(PipelineMeta)
+                    .where(PipelineMeta.key == key, PipelineMeta.value == replacing)
+                    .values(value=value, updated_at=now)
+                )
+            # Absent (never set, or removed meanwhile): insert, unless someone else just did.
             stmt = dialect_insert(conn, PipelineMeta).values(key=key, value=value, updated_at=now)
-            conn.execute(
-                stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "updated_at": now})
-            )
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+            stands: str = conn.execute(select(PipelineMeta.value).where(PipelineMeta.key == key)).scalar_one()
+        return stands
 
     def delete_meta(self, key: str, *, value: str) -> None:
         """Remove a fact, only if it still holds `value` (someone else's is left alone)."""

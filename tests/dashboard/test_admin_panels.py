@@ -118,7 +118,7 @@ def test_read_only_hides_and_refuses_fault_changes(sqlite_populated, use_databas
     from dashboard import data
 
     with pytest.raises(PermissionError, match="DASHBOARD_READ_ONLY"):
-        data.add_simulator_fault(FaultRule("500"))
+        data.add_simulator_fault("500", endpoint="any", chain=None, times=1)
     with pytest.raises(PermissionError):
         data.clear_simulator_faults()
     assert len(simulator.stats()["faults"]) == 1

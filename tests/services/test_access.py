@@ -158,6 +158,7 @@ class _StubLauncher:
     def __init__(self, _settings: object, *, demo: bool, host: str, port: int | None) -> None:
         self.url = f"http://{host}:{port}"
         self.stopping = False
+        self.sink = None
 
     def start(self) -> str:
         return self.url

@@ -4,11 +4,12 @@ makes it good, one open incident per key however many evaluators, and the other 
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from pipeline.database import DatabaseService
+from pipeline.models import CoinMetadata
 from pipeline.services import incidents
 from pipeline.store.runs import RunSlice
 from tests.support.settings import make_settings
@@ -23,9 +24,14 @@ def run(
     trigger: str = "schedule",
     parent: int | None = None,
     error_class: str | None = "RetriableSourceError",
+    days: tuple[date, date] | None = None,
 ) -> int:
+    source = "coingecko" if data_type == "prices" else "blockchair"
+    start, end = days or (None, None)
     run_id = db.start_run(
-        RunSlice("blockchair", data_type, coin, {"coin": coin}), trigger=trigger, parent_run_id=parent
+        RunSlice(source, data_type, coin, {"coin": coin}, start_date=start, end_date=end),
+        trigger=trigger,
+        parent_run_id=parent,
     )
     failed = status == "failed"
     db.finish_run(
@@ -241,3 +247,84 @@ def test_a_failed_message_is_owed_again_after_a_while_but_not_for_ever(db, setti
     assert db.claim_delivery(incident.id, "firing", "webhook", "w3", **later) is None
     [row] = db.get_deliveries(incident_id=incident.id)
     assert (row.status, row.attempts) == ("failed", 6)
+
+
+def test_the_resolving_run_is_of_the_incident_s_own_unit(db, settings):
+    run(db, "failed", data_type="blocks")
+    run(db, "failed", data_type="transactions")
+    run(db, "failed", data_type="blocks")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    tx_fix = run(db, "success", data_type="transactions")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    blocks_fix = run(db, "success", data_type="blocks")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    by_key = {i.key: i.resolved_by_run_id for i in unit_incidents(db)}
+    assert by_key == {"blockchair/blocks/bitcoin": blocks_fix, "blockchair/transactions/bitcoin": tx_fix}
+
+
+def test_a_price_run_makes_good_only_a_failure_whose_days_it_covers(db, settings):
+    failed = run(db, "failed", data_type="prices", days=(date(2026, 11, 1), date(2026, 11, 30)))
+    run(db, "success", data_type="prices", days=(date(2026, 12, 1), date(2026, 12, 1)))  # the latest price
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert len(unit_incidents(db, open_only=True)) == 1
+    covering = run(db, "success", data_type="prices", days=(date(2026, 11, 1), date(2026, 11, 30)))
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert unit_incidents(db, open_only=True) == []
+    assert db.get_run(failed).resolved_by_run_id == covering
+
+
+def test_a_coin_taken_out_of_ingestion_no_longer_keeps_its_incident_open(db, settings):
+    run(db, "failed", coin="dogecoin")
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert len(unit_incidents(db, open_only=True)) == 1
+    with db.engine.begin() as conn:
+        conn.execute(
+            CoinMetadata.__table__.update().where(CoinMetadata.symbol == "DOGE").values(is_active=False)
+        )
+    incidents.evaluate(db, settings, kinds=["unit"])
+    assert unit_incidents(db, open_only=True) == []
+
+
+def test_an_older_dead_scheduler_is_history_once_a_newer_one_stopped_cleanly(db, database_url):
+    settings = make_settings(database_url, HEARTBEAT_STALE_SECONDS=0.2)
+    service = DatabaseService(settings=settings)
+    service.beat("killed", current_job=None)
+    threading.Event().wait(0.3)
+    service.beat("stopped", current_job=None)
+    service.stop_worker("stopped")
+    threading.Event().wait(0.3)
+    assert incidents.scheduler_findings(service) == []
+
+
+def test_findings_read_before_another_watcher_resolved_do_not_reopen(db, settings):
+    run(db, "failed")
+    stale_moment = db.db_now()
+    stale = incidents.unit_findings(db)  # read while the unit was failing
+    incidents.evaluate(db, settings, kinds=["unit"])
+    run(db, "success")
+    incidents.evaluate(db, settings, kinds=["unit"])  # a second watcher resolves it
+    reopened = db.reconcile_incidents(["unit"], stale, observed_at=stale_moment).opened
+    assert reopened == []
+    assert unit_incidents(db, open_only=True) == []
+
+
+def test_a_permanent_refusal_is_not_tried_again(db, settings):
+    run(db, "failed")
+    [incident] = incidents.evaluate(db, settings, kinds=["unit"]).opened
+    later = {"retry_after": timedelta(0), "max_attempts": 6}
+    claim = db.claim_delivery(incident.id, "firing", "webhook", "w", **later)
+    db.finish_delivery(claim, sent=False, attempts=1, error="webhook: HTTP 404", worker_id="w", give_up=6)
+    assert db.alerts_due(after=timedelta(0), channels=["webhook"], **later) == []
+    assert db.claim_delivery(incident.id, "firing", "webhook", "w2", **later) is None
+
+
+def test_a_sender_that_lost_its_claim_records_nothing(db, settings):
+    run(db, "failed")
+    [incident] = incidents.evaluate(db, settings, kinds=["unit"]).opened
+    later = {"retry_after": timedelta(0), "max_attempts": 6}
+    claim = db.claim_delivery(incident.id, "firing", "webhook", "slow", **later)
+    assert db.claim_delivery(incident.id, "firing", "webhook", "fast", **later) == claim  # taken over
+    db.finish_delivery(claim, sent=True, attempts=1, error=None, worker_id="fast")
+    db.finish_delivery(claim, sent=False, attempts=5, error="late", worker_id="slow")  # ignored
+    [row] = db.get_deliveries(incident_id=incident.id)
+    assert (row.status, row.attempts, row.claimed_by) == ("sent", 1, "fast")
