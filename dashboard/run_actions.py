@@ -6,6 +6,9 @@ can only ever act on the run whose id the user saw on the button.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -44,9 +47,10 @@ def render_details(run: DataIngestionLogData) -> None:
     for col, (label, value) in zip(cols, figures, strict=True):
         col.metric(label, f"{value:,}", border=True)
     if run.start_date:
-        span = f"{run.start_date} .. {run.end_date}"
+        span = f"{run.start_date} .. {run.end_date or 'today'}"
     elif run.start_height is not None:
-        span = f"{run.start_height} .. {run.end_height}"
+        # An open slice runs to the chain's tip, whatever that is when the run reads it.
+        span = f"{run.start_height:,} .. {'tip' if run.end_height is None else f'{run.end_height:,}'}"
     else:
         span = "–"  # a run that failed before it knew its slice (the parameters below still say it)
     duration = "–" if run.duration_seconds is None else f"{run.duration_seconds:.1f} s"
@@ -64,10 +68,46 @@ def render_details(run: DataIngestionLogData) -> None:
     render_resolution(run)
     left, right = st.columns(2)
     with left, st.expander("Replay parameters", icon=":material/tune:"):
-        st.json(run.params)
+        st.dataframe(params_table(run.params), hide_index=True)
     with right, st.expander(f"Rejected samples ({len(run.rejected_samples or [])})", icon=":material/block:"):
-        st.json(run.rejected_samples or [])
+        samples = samples_table(run.rejected_samples or [])
+        if samples.empty:
+            st.caption("No record was rejected.")
+        else:
+            st.dataframe(samples, hide_index=True)
     render_lineage(run)
+
+
+def _text(value: Any) -> str:
+    """A cell's text: strings as they are, anything else as compact JSON (never a Python repr)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+
+
+def params_table(params: dict[str, Any]) -> pd.DataFrame:
+    """A run's replay parameters as `parameter | value` rows."""
+    return pd.DataFrame({"parameter": list(params), "value": [_text(v) for v in params.values()]})
+
+
+def samples_table(samples: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rejected records as a table: the reason first, then one column per field of the record.
+
+    A sample keeps the record as JSON text, cut at a size bound; a record that no longer parses (cut, or
+    not an object) stays whole in a `record` column.
+    """
+    rows = []
+    for sample in samples:
+        row = {"reason": _text(sample.get("reason", ""))}
+        raw = sample.get("record")
+        try:
+            record = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            row |= {str(k): _text(v) for k, v in record.items()}
+        elif raw is not None:
+            row["record"] = _text(raw)
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("–") if rows else pd.DataFrame()
 
 
 def render_resolution(run: DataIngestionLogData) -> None:

@@ -380,9 +380,8 @@ def test_hostile_values_are_shown_as_text_on_every_page(stack, page):
     assert flat(short(seeded.port, "WORKER")) in captions
     assert flat(short(seeded.port, "BY")) in captions
     assert flat(short(seeded.port, "CLAIM")) in captions
-    json_text = shown(page, '[data-testid="stJson"]')
-    assert "HOSTILE-param" in json_text
-    assert "HOSTILE-reason" in json_text
+    # Parameters and rejected samples are tables now (a canvas grid: plain text, read in an AppTest test,
+    # tests/dashboard/test_run_detail.py); here it is enough that nothing above was interpreted.
 
     # The incident view: its summary (the run's error), who acknowledged it and why, who silenced it, and
     # the alert channel's error.
