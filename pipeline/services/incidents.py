@@ -48,15 +48,17 @@ def unit_findings(db: DatabaseService) -> list[IncidentFinding]:
     be made good: they stop counting, and its incident resolves.
     """
     db.resolve_fixed_runs()
-    active = {
+    active = {c.symbol for c in db.get_coins(active_only=True)}
+    retired = {
         name
-        for coin in db.get_coins(active_only=True)
+        for coin in db.get_coins()
+        if coin.symbol not in active
         for name in (coin.symbol, coin.coingecko_id, coin.blockchair_chain)
         if name
     }
     by_unit: dict[tuple[str, str, str | None], list[DataIngestionLogData]] = defaultdict(list)
     for run in db.unresolved_failures():
-        if run.coin is None or run.coin in active:
+        if run.coin not in retired:
             by_unit[(run.source, run.data_type, run.coin)].append(run)
     findings = []
     for (source, data_type, coin), runs in by_unit.items():
