@@ -10,9 +10,11 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from pipeline.database import DatabaseService
 from pipeline.models import DataIngestionLog
+from tests.support import factories
 
 PRICE_DAYS = 120
 BTC_GAP = (30, 28)  # days ago: bitcoin has no price from today-30 to today-28
@@ -321,32 +323,10 @@ class Incidents:
     fixing_run: int
 
 
-def finished_run(
-    db: DatabaseService,
-    status: str,
-    *,
-    source: str = "blockchair",
-    data_type: str = "blocks",
-    coin: str = "bitcoin",
-    trigger: str = "schedule",
-    error_class: str = "SourceUnavailable",
-    error_message: str = "HTTP 503 from blockchair",
-) -> int:
-    """A run as a unit leaves it: `start_run`, then `finish_run` with its outcome."""
-    from pipeline.store.runs import RunSlice
-
-    run_id = db.start_run(
-        RunSlice(source, data_type, coin, {"coin": coin}), trigger=trigger, parent_run_id=None
-    )
-    failed = status == "failed"
-    db.finish_run(
-        run_id,
-        status=status,
-        finished_at=datetime.now(UTC),
-        error_class=error_class if failed else None,
-        error_message=error_message if failed else None,
-    )
-    return run_id
+# Runs of the seeded incidents fail as a Blockchair outage says it.
+finished_run = partial(
+    factories.finished_run, error_class="SourceUnavailable", error_message="HTTP 503 from blockchair"
+)
 
 
 def seed_incidents(db: DatabaseService, *, coin: str = "bitcoin") -> Incidents:

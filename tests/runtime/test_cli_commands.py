@@ -26,9 +26,8 @@ from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseNotFound, DatabaseUnavailable
 from pipeline.services import incidents
 from pipeline.store.incidents import IncidentFinding
-from pipeline.store.runs import RunSlice
 from tests.support.cli import Cli, in_process_cli
-from tests.support.factories import store_blocks
+from tests.support.factories import finished_run, store_blocks
 
 PASSWORD = "s3cret-Pa55word"
 
@@ -53,21 +52,10 @@ def add_run(
     error_class: str = "RetriableSourceError",
     heights: tuple[int, int] | None = None,
 ) -> int:
-    low, high = heights or (None, None)
-    run_id = db.start_run(
-        RunSlice("blockchair", data_type, "bitcoin", {"chain": "bitcoin"}, start_height=low, end_height=high),
-        trigger="schedule",
-        parent_run_id=None,
-    )
-    failed = status == "failed"
-    db.finish_run(
-        run_id,
-        status=status,
-        finished_at=datetime.now(UTC),
-        error_class=error_class if failed else None,
-        error_message="HTTP 503 from the source" if failed else None,
-    )
-    return run_id
+    return finished_run(
+        db, status, data_type=data_type, params={"chain": "bitcoin"}, error_class=error_class,
+        heights=heights or (None, None),
+    )  # fmt: skip
 
 
 def table(out: str) -> tuple[list[str], list[list[str]]]:

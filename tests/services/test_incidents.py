@@ -12,6 +12,7 @@ from pipeline.database import DatabaseService
 from pipeline.models import CoinMetadata
 from pipeline.services import incidents
 from pipeline.store.runs import RunSlice
+from tests.support.factories import finished_run
 from tests.support.settings import make_settings
 
 
@@ -27,21 +28,10 @@ def run(
     days: tuple[date, date] | None = None,
 ) -> int:
     source = "coingecko" if data_type == "prices" else "blockchair"
-    start, end = days or (None, None)
-    run_id = db.start_run(
-        RunSlice(source, data_type, coin, {"coin": coin}, start_date=start, end_date=end),
-        trigger=trigger,
-        parent_run_id=parent,
-    )
-    failed = status == "failed"
-    db.finish_run(
-        run_id,
-        status=status,
-        finished_at=datetime.now(UTC),
-        error_class=error_class if failed else None,
-        error_message="HTTP 503 from the source" if failed else None,
-    )
-    return run_id
+    return finished_run(
+        db, status, source=source, data_type=data_type, coin=coin, trigger=trigger, parent=parent,
+        error_class=error_class, days=days or (None, None),
+    )  # fmt: skip
 
 
 def unit_incidents(db: DatabaseService, open_only: bool = False):
