@@ -196,16 +196,17 @@ def test_a_huge_range_is_clamped_to_what_the_plan_serves(sim, tmp_path):
         "--yes",
     ]
     done = run_cli(args, **_env(sim, url))
+    today = datetime.now(UTC).date()  # now, not at import: a suite that runs past midnight UTC moves on
     assert done.returncode == 0, done.stdout + done.stderr
     assert sim.request_counts()["market_chart_range"] == 1  # one window: the plan's last 365 days
     db = DatabaseService(settings=make_settings(url))
     prices = db.get_market_prices(coin_id="bitcoin", limit=None)
     assert len(prices) == 365
-    assert min(p.price_date for p in prices) == TODAY - timedelta(days=364)
+    assert min(p.price_date for p in prices) == today - timedelta(days=364)
     run = db.get_ingestion_logs(limit=1)[0]
     assert (run.status.value, run.params["unavailable_before"]) == (
         "success",
-        str(TODAY - timedelta(days=364)),
+        str(today - timedelta(days=364)),
     )
     db.dispose()
 
