@@ -173,6 +173,13 @@ class Settings(BaseSettings):
     TRANSACTIONS_WINDOW_BLOCKS: int = Field(6, ge=0)
     WATCH_ADDRESSES: dict[str, list[str]] = {}
     PRICE_BACKFILL_DAYS: int = Field(30, ge=1)
+    # Hourly (and, within the last day, 5-minute) price points are kept for this many days back, within
+    # the plan's history; the first run fetches them in windows of at most 90 days (CoinGecko serves
+    # hourly points only for windows of 2-90 days when no interval is sent).
+    HOURLY_DAYS: int = Field(90, ge=1, le=3650)
+    # Quote currencies of the price points and candles (CoinGecko vs_currency codes). The seed's daily
+    # USD table is filled whatever this says.
+    QUOTE_CURRENCIES: CoinList = ["usd"]
 
     # Schedule
     BLOCKS_INTERVAL_MINUTES: float = Field(10, gt=0)
@@ -230,6 +237,17 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
 
     _split_coins = field_validator("COINS", mode="before")(_split_list)
+    _split_quotes = field_validator("QUOTE_CURRENCIES", mode="before")(_split_list)
+
+    @field_validator("QUOTE_CURRENCIES")
+    @classmethod
+    def _check_quotes(cls, value: list[str]) -> list[str]:
+        quotes = list(dict.fromkeys(q.strip().lower() for q in value if q.strip()))
+        bad = [q for q in quotes if not re.fullmatch(r"[a-z0-9]{2,10}", q)]
+        if bad or not quotes:
+            msg = f"QUOTE_CURRENCIES must be CoinGecko vs_currency codes such as usd,eur,btc; got {value!r}"
+            raise ValueError(msg)
+        return quotes
     _split_hosts = field_validator("DASHBOARD_ALLOWED_HOSTS", mode="before")(_split_list)
     _split_emails = field_validator("ALERT_EMAIL_TO", mode="before")(_split_list)
 
@@ -275,6 +293,12 @@ class Settings(BaseSettings):
         if self.COINGECKO_HISTORY_DAYS is not None:
             return self.COINGECKO_HISTORY_DAYS
         return None if self.COINGECKO_API_PLAN == "pro" else 365
+
+    @property
+    def hourly_days(self) -> int:
+        """HOURLY_DAYS within the plan's history (365 days on the public and demo plans)."""
+        history = self.coingecko_history_days
+        return self.HOURLY_DAYS if history is None else min(self.HOURLY_DAYS, history)
 
     @property
     def data_world(self) -> str:

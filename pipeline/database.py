@@ -25,13 +25,14 @@ from pipeline.store.coordination import CoordinationMixin
 from pipeline.store.incidents import IncidentMixin
 from pipeline.store.meta import MetaMixin
 from pipeline.store.records import RecordMixin
+from pipeline.store.rollups import RollupMixin
 from pipeline.store.stats import StatsMixin
 
 __all__ = ["DatabaseService", "db_service"]
 
 
 class DatabaseService(
-    RecordMixin, StatsMixin, BookmarkMixin, CoordinationMixin, IncidentMixin, MetaMixin
+    RecordMixin, RollupMixin, StatsMixin, BookmarkMixin, CoordinationMixin, IncidentMixin, MetaMixin
 ):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL.
 

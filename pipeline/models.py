@@ -143,6 +143,71 @@ class MarketPrice(AuditMixin, Base):
     market_cap_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
 
 
+class PricePoint(AuditMixin, Base):
+    """A price sample in one quote currency: CoinGecko's 5-minute and hourly points (and daily points in
+    quotes other than USD, whose daily snapshot stays in `market_prices`)."""
+
+    __tablename__ = "price_points"
+
+    coin_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quote: Mapped[str] = mapped_column(String(10), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    price: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+    volume_24h: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    market_cap: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    sampling: Mapped[str] = mapped_column(String(2), nullable=False)
+
+
+class PriceCandle(AuditMixin, Base):
+    """OHLC candles per coin, quote and interval, rebuilt from `price_points` in the transaction that
+    stores the points, so that reading candles never touches the points."""
+
+    __tablename__ = "price_candles"
+
+    coin_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quote: Mapped[str] = mapped_column(String(10), primary_key=True)
+    interval: Mapped[str] = mapped_column(String(2), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    open: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+    high: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+    low: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+    close: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+    volume: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    samples: Mapped[int] = mapped_column(Integer, nullable=False)
+    sampling: Mapped[str] = mapped_column(String(2), nullable=False)
+
+
+class DailyPriceStats(AuditMixin, Base):
+    """Per coin and day, analytics of the daily USD close, kept current when daily prices are stored."""
+
+    __tablename__ = "daily_price_stats"
+
+    coin_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    close: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+    daily_return: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    volatility_30d: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    running_peak: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+    drawdown: Mapped[Decimal] = mapped_column(ExactDecimal(), nullable=False)
+
+
+class ChainDailyStats(AuditMixin, Base):
+    """Per chain and UTC day, totals of the stored blocks, kept current when blocks are stored."""
+
+    __tablename__ = "chain_daily_stats"
+
+    coin_symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    blocks: Mapped[int] = mapped_column(Integer, nullable=False)
+    transactions: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    fees_native: Mapped[int] = mapped_column(NativeAmount(), nullable=False)
+    fees_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    mean_block_interval_s: Mapped[float | None] = mapped_column(Float)
+    mean_block_size: Mapped[float | None] = mapped_column(Float)
+    first_height: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_height: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class DataIngestionLog(AuditMixin, Base):
     """One ingestion unit (source x data type x coin x slice): what was asked, what happened."""
 
@@ -151,6 +216,8 @@ class DataIngestionLog(AuditMixin, Base):
         Index("ix_data_ingestion_logs_started", "started_at"),
         Index("ix_data_ingestion_logs_status_started", "status", "started_at"),
         Index("ix_data_ingestion_logs_unit", "source", "data_type", "coin", "started_at"),
+        # The runs that covered a coin's missing days (store/coverage.py price_run_outcomes).
+        Index("ix_data_ingestion_logs_unit_end", "source", "data_type", "coin", "end_date", "start_date"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

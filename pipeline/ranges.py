@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 # CoinGecko's market_chart/range returns daily points for any span above 90 days; one request per window
 # of at most a year keeps a long backfill to a handful of calls.
 MAX_WINDOW_DAYS = 365
+# Without an interval, a window of 2-90 days gets hourly points (above 90 days, daily ones).
+MAX_HOURLY_WINDOW = timedelta(days=90)
+HOUR = timedelta(hours=1)
 
 
 def utcnow() -> datetime:
@@ -41,6 +44,25 @@ def day_windows(days: Iterable[date], max_days: int = MAX_WINDOW_DAYS) -> list[t
         else:
             windows.append((day, day))
     return windows
+
+
+def hour_windows(
+    hours: Iterable[datetime], max_span: timedelta = MAX_HOURLY_WINDOW
+) -> list[tuple[datetime, datetime]]:
+    """Cover the given hour starts with the fewest windows [first, end) spanning at most `max_span`
+    (greedy from the oldest hour, which is optimal for windows of a fixed length on a line)."""
+    windows: list[tuple[datetime, datetime]] = []
+    for hour in sorted(set(hours)):
+        if windows and hour + HOUR - windows[-1][0] <= max_span:
+            windows[-1] = (windows[-1][0], hour + HOUR)
+        else:
+            windows.append((hour, hour + HOUR))
+    return windows
+
+
+def hour_floor(ts: datetime) -> datetime:
+    """The start of the UTC hour holding `ts`."""
+    return ts.replace(minute=0, second=0, microsecond=0)
 
 
 def earliest_servable(coin: CoinMetadataData, settings: Settings, today: date) -> date:

@@ -247,6 +247,93 @@ class MarketPriceData(Record):
         return None if value in (0, "0") else value
 
 
+QUOTE_PATTERN = r"^[a-z0-9]{2,10}$"
+# How densely a price series was sampled: CoinGecko's 5-minute, hourly or daily (00:00 UTC) points.
+SAMPLINGS = ("5m", "1h", "1d")
+CANDLE_INTERVALS = ("1h", "4h", "1d", "1w")
+
+
+class PricePointData(Record):
+    """One price sample of a coin in a quote currency at a UTC instant (hourly or finer, or a daily
+    00:00 point in a quote other than USD); volume is CoinGecko's rolling 24 h volume at that instant."""
+
+    coin_id: str = Field(min_length=1, max_length=64)
+    quote: str = Field(pattern=QUOTE_PATTERN)
+    ts: datetime
+    price: Decimal = Field(gt=0, lt=Decimal("1e20"))
+    volume_24h: Usd | None = None
+    market_cap: Usd | None = None
+    sampling: str = Field("1h", pattern=r"^(5m|1h|1d)$")
+
+    @field_validator("ts")
+    @classmethod
+    def _not_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        value = _as_utc(value)
+        if value > _now(info) + timedelta(minutes=5):
+            msg = f"time {value.isoformat()} is in the future"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("volume_24h", "market_cap", mode="before")
+    @classmethod
+    def _zero_is_unknown(cls, value: Any) -> Any:
+        return None if value in (0, "0") else value
+
+
+class CandleData(Record):
+    """An OHLC candle built from stored samples. `start` is the bucket's first instant (UTC, weeks start
+    on Monday); `open` is the last sample before the bucket when the previous bucket has one, so candles
+    join up; `volume` is the bucket's share of the rolling 24 h volume; `sampling` names the coarsest
+    samples it was built from (a candle from hourly samples is labelled so)."""
+
+    coin_id: str
+    quote: str
+    interval: str
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal | None = None
+    samples: int
+    sampling: str
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _as_utc(value)
+
+
+class DailyPriceStatsData(Record):
+    """Analytics of a coin's daily USD close: the return since the day before (None after a missing
+    day), the standard deviation of the last 30 daily returns, the running peak and the drawdown from it
+    (0 at a new peak, -0.25 a quarter below it)."""
+
+    coin_id: str
+    day: date
+    close: Decimal
+    daily_return: Decimal | None = None
+    volatility_30d: Decimal | None = None
+    running_peak: Decimal
+    drawdown: Decimal
+
+
+class ChainDailyStatsData(Record):
+    """A chain's activity on one UTC day, from its stored blocks: fees in the chain's base units (satoshi,
+    wei) and, when the day has a stored USD price, in USD."""
+
+    coin_symbol: str
+    day: date
+    blocks: int
+    transactions: int
+    fees_native: int
+    fees_usd: Decimal | None = None
+    mean_block_interval_s: float | None = None
+    mean_block_size: float | None = None
+    first_height: int
+    last_height: int
+
+
 class CoinMetadataData(Record):
     """A coin the pipeline knows about."""
 

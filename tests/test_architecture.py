@@ -18,7 +18,18 @@ PACKAGES = ("pipeline", "dashboard")
 
 BASE = {
     f"pipeline.{name}"
-    for name in ("config", "errors", "logs", "columns", "ranges", "lazy", "schemas", "models", "outage")
+    for name in (
+        "config",
+        "errors",
+        "logs",
+        "columns",
+        "ranges",
+        "lazy",
+        "schemas",
+        "models",
+        "outage",
+        "rollups",
+    )
 }
 
 # Which layer may import which: a layer imports itself and the layers listed, never one above it.

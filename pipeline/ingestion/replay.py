@@ -10,6 +10,7 @@ not fit the source's daily request budget, all before the first request.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypedDict
@@ -19,22 +20,23 @@ from pipeline.database import DatabaseService
 from pipeline.errors import ConfigError
 from pipeline.ingestion.base import Ingestor
 from pipeline.ingestion.blockchair import BlockchairIngestor
-from pipeline.ingestion.coingecko import CoinGeckoIngestor
+from pipeline.ingestion.coingecko import GRANULARITIES, CoinGeckoIngestor
 from pipeline.ingestion.units import IngestionResult
-from pipeline.schemas import CoinMetadataData, DataIngestionLogData
+from pipeline.schemas import QUOTE_PATTERN, CoinMetadataData, DataIngestionLogData
 from pipeline.services.gapfill import (
     SliceCost,
     address_cost,
     block_range_cost,
     check_budget,
     price_day_cost,
+    price_points_cost,
     price_range_cost,
     transaction_range_cost,
 )
 
 DATA_TYPES = {
     "blockchair": ("blocks", "transactions", "addresses"),
-    "coingecko": ("prices", "price_by_date"),
+    "coingecko": ("prices", "price_by_date", "price_points"),
 }
 MAX_HEIGHT = 2**63 - 1  # the BIGINT columns heights are stored in
 MAX_ADDRESS_CHARS = 128
@@ -63,6 +65,8 @@ class Slice:
     start: date | None = None
     end: date | None = None
     addresses: tuple[str, ...] = ()
+    quote: str = "usd"
+    granularity: str = "hourly"
 
     def days(self) -> tuple[date, date]:
         """The date range of a price slice."""
@@ -155,6 +159,15 @@ class Replayer:
         if start > end:
             msg = f"start {start} is after end {end}"
             raise InvalidSlice(msg)
+        if data_type == "price_points":
+            quote, granularity = params.get("quote", "usd"), params.get("granularity", "hourly")
+            if not isinstance(quote, str) or not re.fullmatch(QUOTE_PATTERN, quote):
+                msg = f"quote must be a currency code such as usd, not {quote!r}"
+                raise InvalidSlice(msg)
+            if granularity not in GRANULARITIES:
+                msg = f"granularity must be hourly or daily, not {granularity!r}"
+                raise InvalidSlice(msg)
+            return Slice(source, data_type, coin, start=start, end=end, quote=quote, granularity=granularity)
         return Slice(source, data_type, coin, start=start, end=end)
 
     @staticmethod
@@ -181,6 +194,17 @@ class Replayer:
             gecko = self.coingecko
             today = gecko.clock().date()
             return price_range_cost(gecko.db, gecko.settings, coin, *checked.days(), today=today)
+        if checked.data_type == "price_points":
+            gecko = self.coingecko
+            return price_points_cost(
+                gecko.db,
+                gecko.settings,
+                coin,
+                *checked.days(),
+                quote=checked.quote,
+                granularity=checked.granularity,
+                now=gecko.clock(),
+            )
         if checked.data_type == "price_by_date":
             gecko = self.coingecko
             return price_day_cost(gecko.settings, coin, checked.days()[0], today=gecko.clock().date())
@@ -222,4 +246,8 @@ class Replayer:
         start, end = checked.days()
         if data_type == "price_by_date":
             return self.coingecko.ingest_price_for_date(coin, start, **kwargs)
+        if data_type == "price_points":
+            return self.coingecko.ingest_price_points(
+                coin, start, end, quote=checked.quote, granularity=checked.granularity, **kwargs
+            )
         return self.coingecko.ingest_price_range(coin, start, end, **kwargs)

@@ -10,14 +10,14 @@ each block's `transaction_count` inside the transaction window.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from pipeline.ranges import contiguous_ranges, earliest_servable, utcnow
+from pipeline.ranges import HOUR, contiguous_ranges, earliest_servable, hour_floor, utcnow
 from pipeline.schemas import CoinMetadataData, IngestionStatus
 from pipeline.store.coverage import height_islands, price_run_outcomes
 
@@ -124,6 +124,17 @@ def missing_price_days(db: DatabaseService, coin_id: str, low: date, high: date)
     held = db.price_dates(coin_id, low, high)
     days = (low + timedelta(days=i) for i in range((high - low).days + 1))
     return [day for day in days if day not in held]
+
+
+def missing_price_hours(
+    db: DatabaseService, coin_id: str, quote: str, start: datetime, end: datetime
+) -> list[datetime]:
+    """Hour starts in [start, end) without an intraday price point, oldest first; the hour still under
+    way is never missing (its point is not due yet)."""
+    end = min(end, hour_floor(utcnow()))
+    held = db.price_point_hours(coin_id, quote, start, end)
+    hours = (start + HOUR * i for i in range(max(0, int((end - start) / HOUR))))
+    return [hour for hour in hours if hour not in held]
 
 
 def price_coverage(

@@ -1,6 +1,8 @@
 """Plan the fewest requests that fill every gap, show what they cost, and queue them for the scheduler.
 
 Prices: one `market_chart/range` request per coin per contiguous window of up to 365 missing days.
+Price points: per coin and quote, one request per window of at most 90 whole days that holds missing
+hours (within HOURLY_DAYS), since CoinGecko sends hourly points only for windows of up to 90 days.
 Blocks: one block-range listing per hole (100 heights per request). Transactions: one listing per range of
 incomplete blocks (100 transactions per request). The planned slices are queued as backfill requests, which
 the scheduler serves after its regular jobs, so "latest data" keeps priority.
@@ -20,13 +22,22 @@ from pydantic import BaseModel
 
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
-from pipeline.ranges import contiguous_ranges, day_windows, servable_range, utcnow
+from pipeline.ranges import (
+    MAX_HOURLY_WINDOW,
+    contiguous_ranges,
+    day_windows,
+    hour_floor,
+    hour_windows,
+    servable_range,
+    utcnow,
+)
 from pipeline.schemas import CoinMetadataData, ReplayRequestData
 from pipeline.services.coverage import (
     HeightRange,
     block_coverage,
     held_height_ranges,
     missing_price_days,
+    missing_price_hours,
     price_coverage,
 )
 from pipeline.sources.blockchair import address_requests
@@ -114,6 +125,49 @@ def _price_slices(db: DatabaseService, settings: Settings, coin: CoinMetadataDat
     ]
 
 
+def hourly_gap_days(
+    db: DatabaseService, settings: Settings, coin: CoinMetadataData, quote: str, now: datetime | None = None
+) -> list[tuple[date, date]]:
+    """Windows of whole days (at most 90 each, so one request) holding hours without a price point, over
+    the HOURLY_DAYS window: its first day is left out when only partly inside, since the incremental run
+    starts the window there. A series not started yet (no point in that quote) has no gaps: its first
+    incremental run fetches the whole window at the same cost, and planning it too would fetch it twice."""
+    now = now or utcnow()
+    coin_id = coin.coingecko_id or coin.symbol.lower()
+    if db.get_latest_price(coin_id, quote) is None:
+        return []
+    first_day = (now - timedelta(days=settings.hourly_days)).date() + timedelta(days=1)
+    low, _high = servable_range(coin, settings, first_day, now.date(), now.date())
+    start = datetime.combine(low, datetime.min.time(), now.tzinfo)
+    missing = missing_price_hours(db, coin_id, quote, start, hour_floor(now))
+    return day_windows({h.date() for h in missing}, max_days=MAX_HOURLY_WINDOW.days)
+
+
+def _hourly_slices(db: DatabaseService, settings: Settings, coin: CoinMetadataData) -> list[PlannedSlice]:
+    coin_id = coin.coingecko_id or coin.symbol.lower()
+    slices = []
+    for quote in settings.QUOTE_CURRENCIES:
+        for first, last in hourly_gap_days(db, settings, coin, quote):
+            params: dict[str, object] = {
+                "coin_id": coin_id,
+                "quote": quote,
+                "granularity": "hourly",
+                "start": first.isoformat(),
+                "end": last.isoformat(),
+            }
+            slices.append(
+                PlannedSlice(
+                    source="coingecko",
+                    data_type="price_points",
+                    subject=coin_id,
+                    params=params,
+                    requests=1,
+                    description=f"hourly prices {coin_id}/{quote} {first}..{last}",
+                )
+            )
+    return slices
+
+
 def _chain_slices(db: DatabaseService, settings: Settings, coin: CoinMetadataData) -> list[PlannedSlice]:
     coverage = block_coverage(db, settings, coin)
     chain = coverage.chain
@@ -149,6 +203,7 @@ def plan_fill(db: DatabaseService, settings: Settings, coins: list[CoinMetadataD
     for coin in coins:
         if coin.coingecko_id:
             slices += _price_slices(db, settings, coin)
+            slices += _hourly_slices(db, settings, coin)
         if coin.blockchair_chain:
             slices += _chain_slices(db, settings, coin)
     by_source = {"coingecko": 0, "blockchair": 0}
@@ -225,6 +280,49 @@ def price_day_cost(
     low, high = servable_range(coin, settings, day, day, today or utcnow().date())
     coin_id = coin.coingecko_id or coin.symbol.lower()
     return SliceCost(source="coingecko", requests=int(low <= high), detail=f"price of {coin_id} on {day}")
+
+
+def price_points_cost(
+    db: DatabaseService,
+    settings: Settings,
+    coin: CoinMetadataData,
+    start: date,
+    end: date,
+    *,
+    quote: str,
+    granularity: str,
+    now: datetime | None = None,
+) -> SliceCost:
+    """Price points of [start, end] in `quote`: one request per window of missing hours (at most 90
+    days), or for daily points one per window of missing days (daily USD is `price_range_cost`)."""
+    now = now or utcnow()
+    coin_id = coin.coingecko_id or coin.symbol.lower()
+    if granularity == "daily" and quote == "usd":
+        return price_range_cost(db, settings, coin, start, end, today=now.date())
+    low, high = servable_range(coin, settings, start, end, now.date())
+    label = f"{granularity} prices {coin_id}/{quote} {start}..{end}"
+    if low > high:
+        return SliceCost(source="coingecko", requests=0, detail=f"{label} (no day the plan serves)")
+    if granularity == "daily":
+        held = {
+            p.ts.date()
+            for p in db.get_price_points(
+                coin_id=coin_id, start=low, end=high, quote=quote, granularity="daily"
+            )
+        }
+        days = [low + timedelta(days=i) for i in range((high - low).days + 1)]
+        missing_days = [d for d in days if d not in held]
+        requests = len(day_windows(missing_days))
+        return SliceCost(
+            source="coingecko", requests=requests, detail=f"{label} ({len(missing_days)} missing days)"
+        )
+    begin = datetime.combine(low, datetime.min.time(), now.tzinfo)
+    hours = missing_price_hours(db, coin_id, quote, begin, begin + timedelta(days=(high - low).days + 1))
+    return SliceCost(
+        source="coingecko",
+        requests=len(hour_windows(hours)),
+        detail=f"{label} ({len(hours):,} missing hours)",
+    )
 
 
 def block_range_cost(

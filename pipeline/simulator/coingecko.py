@@ -1,4 +1,17 @@
-"""CoinGecko endpoints: ping, simple/price, coins/{id}/history and coins/{id}/market_chart/range."""
+"""CoinGecko endpoints: ping, simple/price, coins/{id}/history and coins/{id}/market_chart/range.
+
+`market_chart/range` follows apis.md 2.4:
+
+- Without ``interval`` the granularity is automatic: a window of at most 1 day ending now (within one
+  5-minute step of the simulated clock) gets 5-minute points; any other window of at most 90 days gets
+  hourly points; longer windows get daily 00:00 UTC points. A trailing "now" point follows when the
+  window reaches now (on the 5-minute grid it is sometimes out of order, see `Market.chart`).
+- ``interval=daily`` works on every plan. ``hourly`` and ``5m`` are Enterprise-only in the docs we
+  follow: the ``public`` and ``demo`` plans get the 10005 plan error (HTTP 401), ``pro`` gets them, up to
+  100 days (hourly) or 10 days (5m) per request, longer windows a 422.
+- ``vs_currency`` is one of `QUOTES` (usd, eur, gbp at fixed rates, btc through bitcoin's price at the
+  same second); anything else is a 422.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +22,30 @@ from datetime import date, timedelta
 from typing import Any
 
 from pipeline.simulator.envelope import CG_10012_MESSAGE, Reply, cg_plan_error
-from pipeline.simulator.market import COINS, DAY, Market, day_ts, ts_day
+from pipeline.simulator.market import (
+    COINS,
+    DAY,
+    FIAT_RATES,
+    FIVE_MINUTES,
+    HOUR,
+    QUOTES,
+    Market,
+    day_ts,
+    ts_day,
+)
 
 _HISTORY_DATE = re.compile(r"(\d{2})-(\d{2})-(\d{4})")
-_INTERVALS = ("", "daily", "hourly")
-_EXTRA_FIAT = {"eur": 0.92, "gbp": 0.79}
+# interval value -> grid step; "" is auto-granularity.
+_INTERVALS: dict[str, int | None] = {"": None, "daily": DAY, "hourly": HOUR, "5m": FIVE_MINUTES}
+# Enterprise-only intervals (served on the pro plan here) and their longest window per request, in days.
+_PAID_INTERVAL_DAYS = {"hourly": 100, "5m": 10}
+# A window "ends now" for auto-granularity when its end is at most one 5-minute step before now, so a
+# client that computed `to` from its own clock a moment earlier still gets 5-minute points.
+_NOW_SLACK = FIVE_MINUTES
+CG_10005_MESSAGE = (
+    "Your API Key has no access to this endpoint/param. "
+    "Please upgrade your plan at https://www.coingecko.com/en/api/pricing to access it."
+)
 
 
 def _missing(name: str) -> Reply:
@@ -58,11 +90,14 @@ class CoinGeckoApi:
         for name in ("vs_currency", "from", "to"):
             if not params.get(name):
                 return _missing(name)
-        if params["vs_currency"].lower() != "usd":
+        quote = params["vs_currency"].lower()
+        if quote not in QUOTES:
             return Reply(422, {"error": "invalid vs_currency"})
         interval = params.get("interval", "").lower()
         if interval not in _INTERVALS:
             return Reply(422, {"error": "invalid interval"})
+        if interval in _PAID_INTERVAL_DAYS and self._plan != "pro":
+            return cg_plan_error(401, 10005, CG_10005_MESSAGE)
         try:
             start, end = float(params["from"]), float(params["to"])
         except ValueError:
@@ -72,8 +107,22 @@ class CoinGeckoApi:
         oldest = self._oldest_allowed()
         if oldest is not None and start < oldest:
             return self._too_old()
-        daily = interval == "daily" or (interval == "" and end - start > 90 * DAY)
-        return Reply(200, self._market.chart(coin, math.ceil(start), math.floor(end), self._now(), daily))
+        max_days = _PAID_INTERVAL_DAYS.get(interval)
+        if max_days is not None and end - start > max_days * DAY:
+            return Reply(422, {"error": f"interval={interval} allows at most {max_days} days per request"})
+        now = self._now()
+        step = _INTERVALS[interval] or self._auto_step(start, end, now)
+        body = self._market.chart(coin, math.ceil(start), math.floor(end), now, step=step, quote=quote)
+        return Reply(200, body)
+
+    @staticmethod
+    def _auto_step(start: float, end: float, now: float) -> int:
+        """Return CoinGecko's automatic granularity for the window [start, end] seen at ``now``."""
+        if end - start > 90 * DAY:
+            return DAY
+        if end - start <= DAY and end >= now - _NOW_SLACK:
+            return FIVE_MINUTES
+        return HOUR
 
     def _history(self, coin: str, params: dict[str, str]) -> Reply:
         raw = params.get("date")
@@ -119,7 +168,7 @@ class CoinGeckoApi:
 
     def _fiat(self, usd: float, coin: str, day: date) -> dict[str, float]:
         out = {"usd": usd}
-        out.update({code: usd * rate for code, rate in _EXTRA_FIAT.items()})
+        out.update({code: usd * rate for code, rate in FIAT_RATES.items() if code != "usd"})
         btc = self._market.price_on("bitcoin", day)
         if btc:
             out["btc"] = usd / btc
@@ -130,7 +179,9 @@ class CoinGeckoApi:
             if not params.get(name):
                 return _missing(name)
         ids = [i.strip() for i in params["ids"].split(",") if i.strip()]
-        currencies = {c.strip().lower() for c in params["vs_currencies"].split(",")}
+        asked = [c.strip().lower() for c in params["vs_currencies"].split(",")]
+        # Known quotes in the order asked, once each; an unknown one is ignored as the real API does.
+        quotes = [q for q in dict.fromkeys(asked) if q in QUOTES]
         flags = {
             k: params.get(k, "false").lower() == "true"
             for k in (
@@ -145,20 +196,22 @@ class CoinGeckoApi:
         for coin in ids:
             if coin not in COINS:
                 continue
-            values = self._market.value_at(coin, now)
             entry: dict[str, Any] = {}
-            # An unknown currency yields an empty object, as the real API does.
-            if values is not None and "usd" in currencies:
+            for quote in quotes:
+                values = self._market.value_in(coin, now, quote)
+                if values is None:
+                    continue
                 price, mcap, volume = values
-                entry["usd"] = round(price, 8)
+                entry[quote] = price if quote == "btc" else round(price, 8)
                 if flags["include_market_cap"]:
-                    entry["usd_market_cap"] = mcap
+                    entry[f"{quote}_market_cap"] = mcap
                 if flags["include_24hr_vol"]:
-                    entry["usd_24h_vol"] = volume
+                    entry[f"{quote}_24h_vol"] = volume
                 if flags["include_24hr_change"]:
-                    previous = self._market.value_at(coin, now - DAY)
-                    entry["usd_24h_change"] = (price / previous[0] - 1) * 100 if previous else None
-                if flags["include_last_updated_at"]:
-                    entry["last_updated_at"] = int(now)
+                    previous = self._market.value_in(coin, now - DAY, quote)
+                    entry[f"{quote}_24h_change"] = (price / previous[0] - 1) * 100 if previous else None
+            # An unknown currency yields an empty object, as the real API does.
+            if entry and flags["include_last_updated_at"]:
+                entry["last_updated_at"] = int(now)
             body[coin] = entry
         return Reply(200, body)

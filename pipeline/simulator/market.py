@@ -1,4 +1,10 @@
-"""Deterministic daily price, market-cap and volume series for the simulated coins."""
+"""Deterministic daily price, market-cap and volume series for the simulated coins.
+
+Values exist at any second (`Market.value_at`): a daily log-price walk, interpolated within the day, plus
+an intraday wiggle that vanishes at 00:00 UTC. Charts on any grid (daily, hourly, 5-minute) sample that
+one function, so a point at a given second has the same value whatever grid or range asked for it.
+Quotes other than USD are fixed fiat rates (`FIAT_RATES`) or bitcoin's own price at the same second.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,11 @@ from pipeline.simulator.detrand import digest_int, rng_for
 
 DAY = 86_400
 HOUR = 3_600
+FIVE_MINUTES = 300
+CHART_STEPS = (FIVE_MINUTES, HOUR, DAY)
+# Fixed USD -> fiat rates; "btc" is priced from the bitcoin series instead (see `Market.value_in`).
+FIAT_RATES: dict[str, float] = {"usd": 1.0, "eur": 0.92, "gbp": 0.79}
+QUOTES: tuple[str, ...] = (*FIAT_RATES, "btc")
 _EPOCH = date(1970, 1, 1)
 NULL_MCAP_EVERY = 97
 MISSING_MCAP_EVERY = 113
@@ -178,7 +189,7 @@ class _Series:
 
 
 class Market:
-    """Seeded price model; a (coin, day) value never depends on which range is asked for."""
+    """Seeded price model; a (coin, second, quote) value never depends on which range is asked for."""
 
     def __init__(self, seed: int) -> None:
         self._seed = seed
@@ -261,12 +272,44 @@ class Market:
         values = self.value_at(coin_id, day_ts(day))
         return values[0] if values else 0.0
 
+    def value_in(self, coin_id: str, ts: float, quote: str = "usd") -> tuple[float, float, float] | None:
+        """Return (price, market cap, 24h volume) at UNIX time ``ts`` in ``quote`` (one of `QUOTES`).
+
+        Fiat quotes apply the fixed `FIAT_RATES` to the USD values; ``btc`` divides them by bitcoin's
+        USD price at the same ``ts`` (so bitcoin's own btc price is exactly 1.0). None before the coin
+        (or, for ``btc``, bitcoin) was priced. An unknown quote raises ValueError.
+        """
+        if quote == "btc":
+            values = self.value_at(coin_id, ts)
+            btc = values if coin_id == "bitcoin" else self.value_at("bitcoin", ts)
+            if values is None or btc is None:
+                return None
+            return values[0] / btc[0], values[1] / btc[0], values[2] / btc[0]
+        rate = FIAT_RATES.get(quote)
+        if rate is None:
+            raise ValueError(f"unknown quote currency {quote!r}")
+        values = self.value_at(coin_id, ts)
+        if values is None or quote == "usd":
+            return values
+        return values[0] * rate, values[1] * rate, values[2] * rate
+
     def chart(
-        self, coin_id: str, start: int, end: int, now: float, daily: bool
+        self, coin_id: str, start: int, end: int, now: float, *, step: int = HOUR, quote: str = "usd"
     ) -> dict[str, list[list[float | None]]]:
-        """Build the market_chart/range body for [start, end] seconds, as seen at time ``now``."""
+        """Build the market_chart/range body for [start, end] seconds, as seen at time ``now``.
+
+        Points sit on the ``step`` grid (`CHART_STEPS`: 5 minutes, hourly or daily at 00:00 UTC), valued
+        in ``quote`` (see `value_in`). When the window reaches ``now``, a trailing "now" point follows,
+        as in the real API; its value is the model's value at its own (millisecond) timestamp. On the
+        5-minute grid, when ``now`` is less than 1 s past the last grid point, that "now" point is
+        stamped 1 s early, so it lands BEFORE the grid point it follows (the real 1-day sample had it
+        955 ms early): deterministic in ``now``, and clients must sort.
+        """
+        if step not in CHART_STEPS:
+            raise ValueError(f"chart step must be one of {CHART_STEPS}, not {step!r}")
+        if quote not in QUOTES:
+            raise ValueError(f"unknown quote currency {quote!r}")
         coin = COINS[coin_id]
-        step = DAY if daily else HOUR
         first = max(-(-start // step) * step, day_ts(coin.start))
         last = min(end, int(now))
         grid = list(range(first, last + 1, step))
@@ -275,7 +318,7 @@ class Market:
         caps: list[list[float | None]] = []
         volumes: list[list[float | None]] = []
         for ts in grid:
-            values = self.value_at(coin_id, ts)
+            values = self.value_in(coin_id, ts, quote)
             if values is None:
                 continue
             price, mcap, volume = values
@@ -286,10 +329,12 @@ class Market:
             if quirk != "missing":
                 caps.append([ms, None if quirk == "null" else mcap])
         if end >= now and (not grid or grid[-1] != now):
-            values = self.value_at(coin_id, now)
+            # The trailing "now" point of the real API: current time, not a grid boundary.
+            ms = int(now * 1000)
+            if step == FIVE_MINUTES and grid and now - grid[-1] < 1:
+                ms -= 1000
+            values = self.value_in(coin_id, ms / 1000, quote)
             if values is not None:
-                # The trailing "now" point of the real API: current time, not a day boundary.
-                ms = int(now * 1000)
                 prices.append([ms, values[0]])
                 caps.append([ms, values[1]])
                 volumes.append([ms, values[2]])

@@ -241,6 +241,19 @@ class Simulator:
             raise KeyError(coin_id)
         return self._service.market.expected_daily(coin_id, start, end, ts_day(self._service.now()))
 
+    def expected_price(
+        self, coin_id: str, at: datetime, quote: str = "usd"
+    ) -> tuple[float, float, float] | None:
+        """Return (price, market cap, 24 h volume) in ``quote`` at ``at``, as a chart point there holds
+        them (a defective market cap at that point is not applied)."""
+        if coin_id not in COINS:
+            raise KeyError(coin_id)
+        return self._service.market.value_in(coin_id, at.timestamp(), quote)
+
+    def now(self) -> datetime:
+        """Return the simulator's clock (UTC)."""
+        return datetime.fromtimestamp(self._service.now(), UTC)
+
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted."""
         logger.info("simulator listening on %s (anchor time %s)", self.base_url, self.anchor_time.isoformat())

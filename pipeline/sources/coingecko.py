@@ -23,7 +23,7 @@ from pipeline.http.auth import NO_AUTH, Auth
 from pipeline.http.classify import SourceRules, as_int, as_text, plain_api_error
 from pipeline.http.client import ApiClient
 from pipeline.http.limits import never
-from pipeline.schemas import MarketPriceData
+from pipeline.schemas import MarketPriceData, PricePointData
 from pipeline.sources.common import ParseResult, Reject, format_error, validate_into, validation_context
 
 if TYPE_CHECKING:
@@ -199,4 +199,70 @@ def parse_history(
         "volume_usd": _unknown_if_not_number(_usd(market_data, "total_volume")),
     }
     validate_into(result, MarketPriceData, market_data, fields, validation_context(now))
+    return result
+
+
+# Median spacing of a reply's points up to which it counts as 5-minute, and as hourly, samples.
+_FIVE_MINUTE_SPACING_MS = 10 * 60_000
+_HOURLY_SPACING_MS = 2 * 3_600_000
+
+
+def sampling_of(stamps: list[int], default: str = "1h") -> str:
+    """'5m', '1h' or '1d': the sampling of a reply, from the median spacing of its sorted timestamps
+    (CoinGecko picks it from the window; real hourly replies are spaced irregularly around 3600 s).
+    With fewer than three points the spacing says little, and `default` (what the window asked for)
+    is the answer."""
+    if len(stamps) < 3:
+        return default
+    gaps = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    median = gaps[len(gaps) // 2]
+    if median <= _FIVE_MINUTE_SPACING_MS:
+        return "5m"
+    return "1h" if median <= _HOURLY_SPACING_MS else "1d"
+
+
+def parse_price_points(
+    payload: Any,
+    *,
+    coin_id: str,
+    quote: str,
+    now: datetime | None = None,
+    reaches_now: bool = False,
+    daily: bool = False,
+    expected_sampling: str = "1h",
+    endpoint: str = "/coins/{id}/market_chart/range",
+) -> ParseResult[PricePointData]:
+    """A `market_chart/range` reply as price points in `quote`, oldest first.
+
+    When the requested window `reaches_now`, the reply's last `prices` entry is CoinGecko's "now" point
+    (the current price at the moment of the request, sometimes stamped before the point ahead of it) and
+    is dropped, as the daily parser drops it: the sample grid's own points are the stored series. With
+    `daily`, only 00:00 UTC points are kept (a daily reply in a quote other than USD). The points'
+    sampling is read from their spacing, or is `expected_sampling` for a reply of one or two points.
+    """
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("prices"), list):
+        raise format_error(SOURCE, endpoint, "response has no 'prices' array")
+    result: ParseResult[PricePointData] = ParseResult()
+    sent = payload["prices"]
+    result.rows_seen = len(sent)
+    trimmed = dict(payload)
+    if reaches_now and sent:
+        trimmed["prices"] = sent[:-1]
+    prices = _series(trimmed, "prices", result.rejects)
+    caps = _series(payload, "market_caps", None)
+    volumes = _series(payload, "total_volumes", None)
+    stamps = sorted(ts for ts in prices if not daily or ts % MS_PER_DAY == 0)
+    sampling = "1d" if daily else sampling_of(stamps, expected_sampling)
+    ctx = validation_context(now)
+    for ts in stamps:
+        fields = {
+            "coin_id": coin_id,
+            "quote": quote,
+            "ts": datetime.fromtimestamp(ts / 1000, UTC),
+            "price": prices[ts],
+            "market_cap": _unknown_if_not_number(caps.get(ts)),
+            "volume_24h": _unknown_if_not_number(volumes.get(ts)),
+            "sampling": sampling,
+        }
+        validate_into(result, PricePointData, [ts, prices[ts]], fields, ctx)
     return result

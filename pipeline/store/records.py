@@ -8,7 +8,7 @@ call (or the caller's, given `conn`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import Any, cast
@@ -24,6 +24,7 @@ from pipeline.models import (
     CoinMetadata,
     DataIngestionLog,
     MarketPrice,
+    PricePoint,
 )
 from pipeline.schemas import (
     BlockchainAddressData,
@@ -32,17 +33,26 @@ from pipeline.schemas import (
     CoinMetadataData,
     DataIngestionLogData,
     MarketPriceData,
+    PricePointData,
     UpsertResult,
     describe_validation_error,
 )
 from pipeline.store.engine import DatabaseCore, RecordT
+from pipeline.store.rollups import refresh_candles, refresh_chain_days, refresh_daily_stats
 from pipeline.store.upsert import UpsertSpec, upsert
 
 logger = logging.getLogger(__name__)
 
 _SPECS = {
     model: UpsertSpec.for_table(cast("Table", model.__table__))
-    for model in (BlockchainBlock, BlockchainTransaction, BlockchainAddress, MarketPrice, CoinMetadata)
+    for model in (
+        BlockchainBlock,
+        BlockchainTransaction,
+        BlockchainAddress,
+        MarketPrice,
+        PricePoint,
+        CoinMetadata,
+    )
 }
 
 
@@ -65,7 +75,12 @@ class RecordMixin(DatabaseCore):
     # ------------------------------------------------------------------ writes
 
     def _bulk_upsert(
-        self, orm: type[Any], model: type[RecordT], records: Iterable[Any], conn: Connection | None
+        self,
+        orm: type[Any],
+        model: type[RecordT],
+        records: Iterable[Any],
+        conn: Connection | None,
+        on_written: Callable[[list[Any]], None] | None = None,
     ) -> UpsertResult:
         """Validate lazily and write DB_BATCH_SIZE rows at a time, all in one transaction.
 
@@ -75,14 +90,20 @@ class RecordMixin(DatabaseCore):
         stored at another height, a check or foreign key) or that contradict another record of their
         batch do not fail the call: the rest is written and they come back in `result.rejects`, with
         their reason, for the caller to count (the ingestors put them in the run's tally).
+
+        `on_written`, when given, is called with every batch that inserted or changed a row, for the
+        rollups those rows feed (a batch that changed nothing feeds nothing).
         """
         if conn is None:
             with self.transaction() as own:
-                return self._bulk_upsert(orm, model, records, own)
+                return self._bulk_upsert(orm, model, records, own, on_written)
         result = UpsertResult()
         validated = validate_records(model, records)
         while batch := list(islice(validated, self.batch_size)):
-            result += upsert(conn, _SPECS[orm], batch)
+            batch_result = upsert(conn, _SPECS[orm], batch)
+            result += batch_result
+            if on_written is not None and (batch_result.inserted or batch_result.updated):
+                on_written(batch)
         if result.rejects:
             logger.warning(
                 "%s: %d records rejected (first: %s)",
@@ -98,7 +119,16 @@ class RecordMixin(DatabaseCore):
         A block whose hash is stored at another height, or claimed by another height of the same call's
         batch, is not written and comes back in `result.rejects` with the reason.
         """
-        return self._bulk_upsert(BlockchainBlock, BlockchainBlockData, blocks, conn)
+        if conn is None:
+            with self.transaction() as own:
+                return self.insert_blocks(blocks, conn=own)
+        days: dict[str, set[datetime]] = {}
+        result = self._bulk_upsert(
+            BlockchainBlock, BlockchainBlockData, blocks, conn, _collect(days, "coin_symbol", "time")
+        )
+        for coin_symbol, times in days.items():
+            refresh_chain_days(conn, coin_symbol, times)
+        return result
 
     def insert_transactions(
         self, transactions: Iterable[Any], *, conn: Connection | None = None
@@ -111,8 +141,32 @@ class RecordMixin(DatabaseCore):
         return self._bulk_upsert(BlockchainAddress, BlockchainAddressData, addresses, conn)
 
     def insert_market_prices(self, prices: Iterable[Any], *, conn: Connection | None = None) -> UpsertResult:
-        """Upsert daily prices (models or dicts)."""
-        return self._bulk_upsert(MarketPrice, MarketPriceData, prices, conn)
+        """Upsert daily prices (models or dicts); the analytics of the days from the first one changed
+        are rebuilt in the same transaction."""
+        if conn is None:
+            with self.transaction() as own:
+                return self.insert_market_prices(prices, conn=own)
+        days: dict[str, set[date]] = {}
+        result = self._bulk_upsert(
+            MarketPrice, MarketPriceData, prices, conn, _collect(days, "coin_id", "price_date")
+        )
+        for coin_id, changed in days.items():
+            refresh_daily_stats(conn, coin_id, min(changed))
+        return result
+
+    def insert_price_points(self, points: Iterable[Any], *, conn: Connection | None = None) -> UpsertResult:
+        """Upsert price points (models or dicts); the candles of the buckets they touch are rebuilt in
+        the same transaction."""
+        if conn is None:
+            with self.transaction() as own:
+                return self.insert_price_points(points, conn=own)
+        stamps: dict[tuple[str, str], set[datetime]] = {}
+        result = self._bulk_upsert(
+            PricePoint, PricePointData, points, conn, _collect(stamps, ("coin_id", "quote"), "ts")
+        )
+        for (coin_id, quote), touched in stamps.items():
+            refresh_candles(conn, coin_id, quote, touched)
+        return result
 
     def upsert_coins(self, coins: Iterable[Any], *, conn: Connection | None = None) -> UpsertResult:
         """Add or change coins (models or dicts)."""
@@ -212,3 +266,16 @@ def _start_of(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
         return _as_aware(value)
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def _collect(
+    into: dict[Any, set[Any]], key: str | tuple[str, ...], value: str
+) -> Callable[[list[Any]], None]:
+    """A batch callback that adds each record's `value` attribute to `into[its key attribute(s)]`."""
+
+    def add(batch: list[Any]) -> None:
+        for record in batch:
+            k = tuple(getattr(record, a) for a in key) if isinstance(key, tuple) else getattr(record, key)
+            into.setdefault(k, set()).add(getattr(record, value))
+
+    return add
