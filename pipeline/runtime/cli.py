@@ -167,6 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--data-types", type=_coins, help=f"Blockchair: {', '.join(BLOCKCHAIR_TYPES)}")
     ingest.add_argument("--start", type=_date, help="CoinGecko: first day (YYYY-MM-DD)")
     ingest.add_argument("--end", type=_date, help="CoinGecko: last day (default: today)")
+    ingest.add_argument(
+        "--granularity",
+        choices=["daily", "hourly"],
+        default="daily",
+        help="CoinGecko: daily 00:00 snapshots (default) or hourly points (default range: HOURLY_DAYS)",
+    )
+    ingest.add_argument(
+        "--quotes",
+        type=_coins,
+        help="CoinGecko: quote currencies, e.g. usd,eur,btc (default: usd for "
+        "daily, QUOTE_CURRENCIES for hourly)",
+    )
+    sub.add_parser(
+        "rebuild-rollups", help="rebuild every candle and daily analytics row from the stored raw rows"
+    )
 
     backfill = sub.add_parser("backfill", help="fill a date range of prices, asking only for missing days")
     backfill.add_argument("what", choices=["prices"])
@@ -408,6 +423,15 @@ def cmd_init_db(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_rebuild_rollups(_args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild the candles and the daily analytics from the raw rows (they are kept current by every
+    write; this repairs them after a hand edit of the raw tables, or checks them)."""
+    counts = _db(settings).rebuild_rollups()
+    for table, rows in counts.items():
+        print(f"{table}: {rows:,} rows")
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     """Print database statistics: text, or JSON with --json."""
     stats = _db(settings, write=False).get_database_stats()
@@ -536,9 +560,17 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         ingestor = CoinGeckoIngestor(settings=settings, db=db)
         coins = [ingestor.coin(c) for c in args.coins] if args.coins else _price_coins(ingestor)
         end = args.end or ingestor.clock().date()
-        start = args.start or end - timedelta(days=settings.PRICE_BACKFILL_DAYS - 1)
+        hourly = args.granularity == "hourly"
+        span = settings.hourly_days if hourly else settings.PRICE_BACKFILL_DAYS
+        start = args.start or end - timedelta(days=span - 1)
         _check_range(start, end)
-        results = [ingestor.ingest_price_range(coin, start, end) for coin in coins]
+        quotes = [q.lower() for q in args.quotes] if args.quotes else None
+        quotes = quotes or (settings.QUOTE_CURRENCIES if hourly else ["usd"])
+        results = [
+            ingestor.ingest_price_points(coin, start, end, quote=quote, granularity=args.granularity)
+            for coin in coins
+            for quote in quotes
+        ]
     for result in results:
         _print_result(result)
     return _exit_code(results)
@@ -1017,6 +1049,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "incidents": cmd_incidents,
     "watch": cmd_watch,
     "alerts": cmd_alerts,
+    "rebuild-rollups": cmd_rebuild_rollups,
 }
 
 

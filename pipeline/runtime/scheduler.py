@@ -104,6 +104,15 @@ class Scheduler:
         def blockchair(data_type: str) -> Callable[[CoinMetadataData], IngestionResult | None]:
             return lambda coin: self.blockchair.ingest(coin, data_type, trigger=SCHEDULE_TRIGGER)
 
+        def price_points(quote: str) -> Callable[[CoinMetadataData], IngestionResult | None]:
+            return lambda coin: self.coingecko.ingest_latest_points(coin, quote, trigger=SCHEDULE_TRIGGER)
+
+        # One job per quote currency: hourly points, and within the last day 5-minute ones (the latest
+        # intraday price); one request per coin and quote per run once the window is filled.
+        points = [
+            Job(f"price_points_{quote}", s.LATEST_PRICE_INTERVAL_MINUTES, priced, price_points(quote))
+            for quote in s.QUOTE_CURRENCIES
+        ]
         return [
             Job("blocks", s.BLOCKS_INTERVAL_MINUTES, chains, blockchair("blocks")),
             Job("transactions", s.TRANSACTIONS_INTERVAL_MINUTES, chains, blockchair("transactions")),
@@ -116,6 +125,7 @@ class Scheduler:
                 self._daily_price,
                 daily_after=lambda now: (now.hour, now.minute) >= (daily_at.hour, daily_at.minute),
             ),
+            *points,
         ]
 
     def _coins(self, attribute: str) -> list[CoinMetadataData]:

@@ -11,10 +11,12 @@ import pytest
 from sqlalchemy import delete
 
 from pipeline import rollups
+from pipeline.config import get_settings
 from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.models import PricePoint
 from pipeline.simulator import Simulator, SimulatorConfig
+from tests.support.cli import in_process_cli
 from tests.support.databases import migrated_database
 from tests.support.settings import make_settings
 
@@ -97,13 +99,15 @@ def test_other_quotes_carry_their_own_values(sim, gecko):
     now = datetime.now(UTC)
     eur = gecko.db.get_price_points(coin_id="ethereum", quote="eur", start=now - timedelta(days=2), end=now)
     usd = gecko.db.get_price_points(coin_id="ethereum", quote="usd", start=now - timedelta(days=2), end=now)
-    assert eur and not usd
+    assert eur
+    assert not usd
     point = eur[len(eur) // 2]
     assert point.price == _exact(sim.expected_price("ethereum", point.ts, "eur")[0])
     candles = gecko.db.get_candles(
         coin_id="ethereum", interval="1d", quote="eur", start=now - timedelta(days=3), end=now
     )
-    assert candles and all(c.quote == "eur" for c in candles)
+    assert candles
+    assert all(c.quote == "eur" for c in candles)
 
 
 def test_a_year_of_three_coins_costs_at_most_fifteen_requests(sim, database_url):
@@ -155,7 +159,8 @@ def test_a_failed_price_point_run_replays_its_slice(sim, gecko):
         conn.execute(delete(PricePoint).where(PricePoint.coin_id == "bitcoin"))
     replayer = Replayer(gecko.settings, gecko.db, coingecko=gecko)
     again = replayer.replay(run)
-    assert again is not None and again.status == "success"
+    assert again is not None
+    assert again.status == "success"
     assert again.records_inserted == 48
 
 
@@ -187,3 +192,51 @@ def test_candles_follow_the_points_they_are_built_from(sim, gecko):
         assert week.high == max(c.high for c in parts)
         assert week.low == min(c.low for c in parts)
         assert week.volume == sum((c.volume for c in parts), Decimal(0))
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, tmp_path):
+    run = in_process_cli(monkeypatch, capsys, tmp_path)
+    yield run
+    get_settings.cache_clear()
+
+
+def test_cli_ingests_hourly_points_in_each_quote_and_rebuilds_rollups(sim, gecko, cli):
+    env = {
+        "DATABASE_URL": gecko.settings.DATABASE_URL,
+        "COINGECKO_BASE_URL": sim.coingecko_url,
+        "COINGECKO_API_KEY": CG_KEY,
+        "COINGECKO_API_PLAN": "demo",
+    }
+    today = datetime.now(UTC).date()
+    first, last = today - timedelta(days=4), today - timedelta(days=3)
+    args = ["ingest", "coingecko", "--granularity", "hourly", "--quotes", "usd,eur", "--coins", "ethereum"]
+    done = cli(*args, "--start", first.isoformat(), "--end", last.isoformat(), **env)
+    assert done.code == 0, done
+    for quote in ("usd", "eur"):
+        points = gecko.db.get_price_points(coin_id="ethereum", quote=quote, start=first, end=last)
+        assert len(points) == 48
+        candles = gecko.db.get_candles(coin_id="ethereum", quote=quote, interval="1d", start=first, end=last)
+        assert [c.start.date() for c in candles] == [first, last]
+    daily = cli(
+        *args[:3],
+        "daily",
+        "--quotes",
+        "eur",
+        "--coins",
+        "ethereum",
+        "--start",
+        first.isoformat(),
+        "--end",
+        last.isoformat(),
+        **env,
+    )
+    assert daily.code == 0, daily
+    eur_days = gecko.db.get_price_points(
+        coin_id="ethereum", quote="eur", start=first, end=last, granularity="daily"
+    )
+    assert [p.ts.date() for p in eur_days] == [first, last]
+    assert eur_days[0].price == _exact(sim.expected_price("ethereum", eur_days[0].ts, "eur")[0])
+    rebuilt = cli("rebuild-rollups", **env)
+    assert rebuilt.code == 0, rebuilt
+    assert "price_candles:" in rebuilt.out

@@ -5,7 +5,7 @@ The per-revision tests walk the script directory, so a new revision is covered w
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,7 +17,7 @@ from sqlalchemy import table as sql_table
 
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
-from pipeline.models import SEED_COINS, Base
+from pipeline.models import SEED_COINS, Base, MarketPrice
 from pipeline.schemas import UpsertResult
 from pipeline.store.schema import alembic_config
 from tests.support.settings import make_settings
@@ -316,3 +316,25 @@ def test_migrations_run_from_database_url_without_a_connection(database_url, mon
         check_models_match(service)
     finally:
         service.dispose()
+
+
+def test_the_upgrade_that_adds_the_rollups_builds_them_from_the_rows_already_stored(fresh):
+    migrate(fresh, "upgrade", "0007")
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(40)]
+    rows = [
+        {
+            "coin_id": "bitcoin",
+            "price_date": d,
+            "price_usd": Decimal(100 + i),
+            "created_at": STAMP,
+            "updated_at": STAMP,
+        }
+        for i, d in enumerate(days)
+    ]
+    with fresh.transaction() as conn:
+        conn.execute(MarketPrice.__table__.insert(), rows)
+    fresh.create_tables()
+    stats = fresh.get_daily_price_stats(["bitcoin"], days[0], days[-1])
+    assert len(stats) == 40
+    assert stats[-1].daily_return == (Decimal(139) / Decimal(138) - 1).quantize(Decimal("1e-12"))
+    assert stats[-1].volatility_30d is not None

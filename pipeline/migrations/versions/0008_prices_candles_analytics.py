@@ -7,10 +7,14 @@ Create Date: 2026-12-02 01:10:00
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import sqlalchemy as sa
 from alembic import op
 
 import pipeline.columns
+from pipeline.models import BlockchainBlock
+from pipeline.store.rollups import refresh_chain_days, refresh_daily_stats
 
 revision = "0008"
 down_revision = "0007"
@@ -81,6 +85,24 @@ def upgrade() -> None:
         *_audit(),
         sa.PrimaryKeyConstraint("coin_symbol", "day", name=op.f("pk_chain_daily_stats")),
     )
+
+    _fill_rollups()
+
+
+def _fill_rollups() -> None:
+    """Build the analytics of the prices and blocks already stored, so that an upgraded database shows
+    them at once (price points are new here, so there are no candles to build). This uses the rollup
+    code of the release that adds them; later releases rebuild with `crypto-pipeline rebuild-rollups`."""
+    conn = op.get_bind()
+    coins = conn.execute(sa.text("SELECT DISTINCT coin_id FROM market_prices")).scalars().all()
+    for coin_id in coins:
+        refresh_daily_stats(conn, coin_id, date.min + timedelta(days=31))
+    chains = conn.execute(sa.text("SELECT DISTINCT coin_symbol FROM blockchain_blocks")).scalars().all()
+    for symbol in chains:
+        times = conn.execute(
+            sa.select(BlockchainBlock.time).where(BlockchainBlock.coin_symbol == symbol)
+        ).scalars()
+        refresh_chain_days(conn, symbol, list(times))
 
 
 def downgrade() -> None:
