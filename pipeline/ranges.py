@@ -60,6 +60,17 @@ def hour_windows(
     return windows
 
 
+def contiguous_hours(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """Runs of consecutive hour starts as [first, end) spans."""
+    runs: list[tuple[datetime, datetime]] = []
+    for hour in sorted(set(hours)):
+        if runs and hour == runs[-1][1]:
+            runs[-1] = (runs[-1][0], hour + HOUR)
+        else:
+            runs.append((hour, hour + HOUR))
+    return runs
+
+
 def hour_floor(ts: datetime) -> datetime:
     """The start of the UTC hour holding `ts`."""
     return ts.replace(minute=0, second=0, microsecond=0)

@@ -880,7 +880,8 @@ def _coverage_coins(db: DatabaseService, names: list[str] | None) -> list[CoinMe
 
 def cmd_gaps(args: argparse.Namespace, settings: Settings) -> int:
     """Print what is missing, as ranges; exit 1 when there is a gap."""
-    from pipeline.services.coverage import block_coverage, price_coverage
+    from pipeline.ranges import contiguous_hours
+    from pipeline.services.coverage import block_coverage, hourly_window_gaps, price_coverage
     from pipeline.services.gapfill import coverage_window
 
     db = _db(settings, write=False)
@@ -892,6 +893,12 @@ def cmd_gaps(args: argparse.Namespace, settings: Settings) -> int:
             for r in coverage.gaps:
                 print(f"prices   {coverage.coin_id:<12} {r.start}..{r.end} {r.state.value} ({r.days} days)")
                 found += 1
+            for quote in settings.QUOTE_CURRENCIES:
+                for first, after in contiguous_hours(hourly_window_gaps(db, settings, coin, quote)):
+                    hours = int((after - first) / timedelta(hours=1))
+                    span = f"{first:%Y-%m-%d %H:00}..{after - timedelta(hours=1):%Y-%m-%d %H:00}"
+                    print(f"hourly   {coverage.coin_id + '/' + quote:<12} {span} missing ({hours} hours)")
+                    found += 1
         if coin.blockchair_chain:
             chain = block_coverage(db, settings, coin)
             for hole in chain.holes:

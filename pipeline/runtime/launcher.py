@@ -50,6 +50,8 @@ DEMO_ENV_KEYS = (
     "COINGECKO_BASE_URL",
     "COINGECKO_API_PLAN",
     "SIMULATED_DATA",
+    "HOURLY_DAYS",
+    "QUOTE_CURRENCIES",
     "ALERT_WEBHOOK_URL",
     "DASHBOARD_URL",
 )
@@ -112,6 +114,11 @@ def demo_overrides(sim_url: str) -> dict[str, object]:
         "ADDRESSES_INTERVAL_MINUTES": 5,
         "LATEST_PRICE_INTERVAL_MINUTES": 5,
         "PRICE_BACKFILL_DAYS": 365,
+        # A year of hourly candles in three quotes: 5 requests per coin and quote on the first run, then
+        # one per run; the simulator has no monthly quota, so the demo's budget is set above its use.
+        "HOURLY_DAYS": 365,
+        "QUOTE_CURRENCIES": "usd,eur,btc",
+        "COINGECKO_DAILY_REQUEST_BUDGET": 5000,
         "TRANSACTIONS_WINDOW_BLOCKS": 30,
         "WATCH_ADDRESSES": json.dumps(DEMO_WATCH),
     }

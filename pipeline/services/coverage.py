@@ -137,6 +137,26 @@ def missing_price_hours(
     return [hour for hour in hours if hour not in held]
 
 
+def hourly_window_gaps(
+    db: DatabaseService, settings: Settings, coin: CoinMetadataData, quote: str, now: datetime | None = None
+) -> list[datetime]:
+    """The hours of the HOURLY_DAYS window without a price point in `quote`, oldest first.
+
+    The window's first day is left out when only partly inside (the incremental run starts the window
+    there), and so are days the plan cannot serve. A series not started yet (no point in that quote)
+    has no gaps: its first incremental run fetches the whole window, and a backfill of it would fetch
+    it twice.
+    """
+    now = now or utcnow()
+    coin_id = coin.coingecko_id or coin.symbol.lower()
+    if db.get_latest_price(coin_id, quote) is None:
+        return []
+    first_day = (now - timedelta(days=settings.hourly_days)).date() + timedelta(days=1)
+    low = max(first_day, earliest_servable(coin, settings, now.date()))
+    start = datetime.combine(low, datetime.min.time(), now.tzinfo)
+    return missing_price_hours(db, coin_id, quote, start, hour_floor(now))
+
+
 def price_coverage(
     db: DatabaseService, settings: Settings, coin: CoinMetadataData, start: date, end: date
 ) -> PriceCoverage:

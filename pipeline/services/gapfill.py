@@ -26,7 +26,6 @@ from pipeline.ranges import (
     MAX_HOURLY_WINDOW,
     contiguous_ranges,
     day_windows,
-    hour_floor,
     hour_windows,
     servable_range,
     utcnow,
@@ -36,6 +35,7 @@ from pipeline.services.coverage import (
     HeightRange,
     block_coverage,
     held_height_ranges,
+    hourly_window_gaps,
     missing_price_days,
     missing_price_hours,
     price_coverage,
@@ -128,18 +128,9 @@ def _price_slices(db: DatabaseService, settings: Settings, coin: CoinMetadataDat
 def hourly_gap_days(
     db: DatabaseService, settings: Settings, coin: CoinMetadataData, quote: str, now: datetime | None = None
 ) -> list[tuple[date, date]]:
-    """Windows of whole days (at most 90 each, so one request) holding hours without a price point, over
-    the HOURLY_DAYS window: its first day is left out when only partly inside, since the incremental run
-    starts the window there. A series not started yet (no point in that quote) has no gaps: its first
-    incremental run fetches the whole window at the same cost, and planning it too would fetch it twice."""
-    now = now or utcnow()
-    coin_id = coin.coingecko_id or coin.symbol.lower()
-    if db.get_latest_price(coin_id, quote) is None:
-        return []
-    first_day = (now - timedelta(days=settings.hourly_days)).date() + timedelta(days=1)
-    low, _high = servable_range(coin, settings, first_day, now.date(), now.date())
-    start = datetime.combine(low, datetime.min.time(), now.tzinfo)
-    missing = missing_price_hours(db, coin_id, quote, start, hour_floor(now))
+    """Windows of whole days (at most 90 each, so one request) that hold the hourly gaps
+    (`coverage.hourly_window_gaps`)."""
+    missing = hourly_window_gaps(db, settings, coin, quote, now)
     return day_windows({h.date() for h in missing}, max_days=MAX_HOURLY_WINDOW.days)
 
 

@@ -240,3 +240,33 @@ def test_cli_ingests_hourly_points_in_each_quote_and_rebuilds_rollups(sim, gecko
     rebuilt = cli("rebuild-rollups", **env)
     assert rebuilt.code == 0, rebuilt
     assert "price_candles:" in rebuilt.out
+
+
+def test_gaps_and_fill_gaps_name_missing_hours_and_plan_one_request_per_window(sim, gecko, cli):
+    env = {
+        "DATABASE_URL": gecko.settings.DATABASE_URL,
+        "COINGECKO_BASE_URL": sim.coingecko_url,
+        "COINGECKO_API_KEY": CG_KEY,
+        "COINGECKO_API_PLAN": "demo",
+        "HOURLY_DAYS": 30,
+        "COINS": "dogecoin",
+    }
+    coin = gecko.coin("dogecoin")
+    gecko.ingest_latest_points(coin, "usd")
+    now = datetime.now(UTC)
+    hole = rollups.bucket_start(now - timedelta(days=3), "1h")
+    with gecko.db.transaction() as conn:
+        conn.execute(
+            delete(PricePoint).where(
+                PricePoint.coin_id == "dogecoin", PricePoint.ts >= hole, PricePoint.ts < hole + 3 * HOUR
+            )
+        )
+    gaps = cli("gaps", "--coins", "dogecoin", **env)
+    hourly = [line for line in gaps.out.splitlines() if line.startswith("hourly")]
+    assert gaps.code == 1
+    assert hourly == [
+        f"hourly   dogecoin/usd {hole:%Y-%m-%d %H:00}..{hole + 2 * HOUR:%Y-%m-%d %H:00} missing (3 hours)"
+    ]
+    plan = cli("fill-gaps", "--coins", "dogecoin", "--dry-run", **env)
+    assert plan.code == 0, plan
+    assert f"hourly prices dogecoin/usd {hole.date()}..{(hole + 2 * HOUR).date()}: 1 request(s)" in plan.out
