@@ -41,7 +41,6 @@ NAMING_CONVENTION = {
 }
 
 
-
 class Base(DeclarativeBase):
     """Declarative base with the naming convention."""
 
@@ -208,6 +207,17 @@ class ChainDailyStats(AuditMixin, Base):
     last_height: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class ChainDayPending(Base):
+    """A chain day whose blocks changed since its `chain_daily_stats` row was built: written in the
+    transaction that stores the blocks, cleared by the rebuild (at the end of the unit), so a crash in
+    between leaves the day marked rather than wrong."""
+
+    __tablename__ = "chain_days_pending"
+
+    coin_symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
 class DataIngestionLog(AuditMixin, Base):
     """One ingestion unit (source x data type x coin x slice): what was asked, what happened."""
 
@@ -218,6 +228,15 @@ class DataIngestionLog(AuditMixin, Base):
         Index("ix_data_ingestion_logs_unit", "source", "data_type", "coin", "started_at"),
         # The runs that covered a coin's missing days (store/coverage.py price_run_outcomes).
         Index("ix_data_ingestion_logs_unit_end", "source", "data_type", "coin", "end_date", "start_date"),
+        # Runs and rows inserted per day, status and data type, read from the index alone
+        # (store/queries.py run_log_per_day on SQLite).
+        Index(
+            "ix_data_ingestion_logs_type_status_started",
+            "data_type",
+            "status",
+            "started_at",
+            "records_inserted",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -155,6 +155,8 @@ class BlockchairIngestor(Ingestor):
             tally.fetched += page.rows_seen
             tally.add_rejects(page.rejects)
             reorganised += self._store_blocks(coin, page, tally)
+        # The chain's daily totals, for the days this unit's pages touched: once per unit, not per page.
+        self.db.refresh_chain_rollups(coin.symbol)
         replay = {"chain": chain, "start_height": start, "end_height": end}
         if reorganised:
             replay["reorganised_heights"] = reorganised

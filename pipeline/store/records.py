@@ -38,7 +38,12 @@ from pipeline.schemas import (
     describe_validation_error,
 )
 from pipeline.store.engine import DatabaseCore, RecordT
-from pipeline.store.rollups import refresh_candles, refresh_chain_days, refresh_daily_stats
+from pipeline.store.rollups import (
+    mark_chain_days,
+    refresh_candles,
+    refresh_daily_stats,
+    refresh_pending_chain_days,
+)
 from pipeline.store.upsert import UpsertSpec, upsert
 
 logger = logging.getLogger(__name__)
@@ -114,20 +119,27 @@ class RecordMixin(DatabaseCore):
         return result
 
     def insert_blocks(self, blocks: Iterable[Any], *, conn: Connection | None = None) -> UpsertResult:
-        """Upsert blocks (models or dicts); pass `conn` to join the caller's transaction.
+        """Upsert blocks (models or dicts); pass `conn` to join the caller's transaction (then call
+        `refresh_chain_rollups` once the unit is done, to bring the chain's daily totals up to date).
 
         A block whose hash is stored at another height, or claimed by another height of the same call's
         batch, is not written and comes back in `result.rejects` with the reason.
         """
         if conn is None:
+            # A call with its own transaction also rebuilds the days it touched before committing.
             with self.transaction() as own:
-                return self.insert_blocks(blocks, conn=own)
+                result = self.insert_blocks(blocks, conn=own)
+                refresh_pending_chain_days(own)
+                return result
         days: dict[str, set[datetime]] = {}
         result = self._bulk_upsert(
             BlockchainBlock, BlockchainBlockData, blocks, conn, _collect(days, "coin_symbol", "time")
         )
+        # In the caller's transaction the days are only marked (a few rows), and rebuilt once at the end
+        # of the unit (`refresh_chain_rollups`): re-reading a day of 7,200 Ethereum blocks for every
+        # page of 100 would make loading blocks several times slower.
         for coin_symbol, times in days.items():
-            refresh_chain_days(conn, coin_symbol, times)
+            mark_chain_days(conn, coin_symbol, times)
         return result
 
     def insert_transactions(

@@ -12,12 +12,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, delete, func, select
 
 from pipeline import rollups
 from pipeline.models import (
     BlockchainBlock,
     ChainDailyStats,
+    ChainDayPending,
     DailyPriceStats,
     MarketPrice,
     PriceCandle,
@@ -31,7 +32,7 @@ from pipeline.schemas import (
     MarketPriceData,
     PricePointData,
 )
-from pipeline.store.engine import DatabaseCore
+from pipeline.store.engine import DatabaseCore, dialect_insert
 from pipeline.store.upsert import UpsertSpec, upsert
 
 _CANDLES = UpsertSpec.for_table(cast("Table", PriceCandle.__table__))
@@ -140,12 +141,47 @@ def refresh_daily_stats(conn: Connection, coin_id: str, first_day: date) -> None
         upsert(conn, _DAILY, [DailyPriceStatsData(coin_id=coin_id, **s.__dict__) for s in chunk])
 
 
-def refresh_chain_days(conn: Connection, coin_symbol: str, stamps: Iterable[datetime]) -> None:
-    """Rebuild the totals of the days the given block times fall on (and of the neighbouring day when a
-    time is within two hours of midnight)."""
+def _block_days(stamps: Iterable[datetime]) -> set[date]:
     days: set[date] = set()
     for ts in stamps:
         days.update({(ts - _BLOCK_TIME_SLACK).date(), ts.date(), (ts + _BLOCK_TIME_SLACK).date()})
+    return days
+
+
+def mark_chain_days(conn: Connection, coin_symbol: str, stamps: Iterable[datetime]) -> None:
+    """Mark the days of these block times (and the neighbouring day within two hours of midnight) as
+    pending a rebuild, in the caller's transaction: a few rows, however many blocks."""
+    rows = [{"coin_symbol": coin_symbol, "day": day} for day in sorted(_block_days(stamps))]
+    if rows:
+        conn.execute(dialect_insert(conn, ChainDayPending).values(rows).on_conflict_do_nothing())
+
+
+def refresh_pending_chain_days(conn: Connection, coin_symbol: str | None = None) -> int:
+    """Rebuild the chain days marked pending (of one chain, or all) and clear their marks; returns the
+    number of days rebuilt. Run once per unit, so a backfill of many pages re-reads each day once."""
+    stmt = select(ChainDayPending.coin_symbol, ChainDayPending.day)
+    if coin_symbol is not None:
+        stmt = stmt.where(ChainDayPending.coin_symbol == coin_symbol)
+    pending: dict[str, list[date]] = {}
+    for symbol, day in conn.execute(stmt):
+        pending.setdefault(symbol, []).append(day)
+    for symbol, days in pending.items():
+        _rebuild_chain_days(conn, symbol, days)
+        conn.execute(
+            delete(ChainDayPending).where(
+                ChainDayPending.coin_symbol == symbol, ChainDayPending.day.in_(days)
+            )
+        )
+    return sum(len(days) for days in pending.values())
+
+
+def refresh_chain_days(conn: Connection, coin_symbol: str, stamps: Iterable[datetime]) -> None:
+    """Rebuild the totals of the days the given block times fall on (and of the neighbouring day when a
+    time is within two hours of midnight)."""
+    _rebuild_chain_days(conn, coin_symbol, _block_days(stamps))
+
+
+def _rebuild_chain_days(conn: Connection, coin_symbol: str, days: Iterable[date]) -> None:
     ordinals = sorted(d.toordinal() for d in days)
     for low, high in contiguous_ranges(ordinals):
         first, last = date.fromordinal(low), date.fromordinal(high)
@@ -319,6 +355,12 @@ class RollupMixin(DatabaseCore):
             ChainDailyStatsData,
         )
 
+    def refresh_chain_rollups(self, coin_symbol: str | None = None) -> int:
+        """Rebuild the chain days pending since their blocks changed (the ingestor calls this at the end
+        of each unit); returns the number of days rebuilt."""
+        with self.transaction() as conn:
+            return refresh_pending_chain_days(conn, coin_symbol)
+
     def rebuild_rollups(self) -> dict[str, int]:
         """Rebuild every candle and analytics row from the raw rows (after an upgrade that added them,
         or to check them); one transaction per coin and table. Returns the rows of each rollup table."""
@@ -343,6 +385,7 @@ class RollupMixin(DatabaseCore):
                     select(BlockchainBlock.time).where(BlockchainBlock.coin_symbol == symbol)
                 ).all()
                 refresh_chain_days(conn, symbol, times)
+                conn.execute(delete(ChainDayPending).where(ChainDayPending.coin_symbol == symbol))
         with self.engine.connect() as conn:
             return {
                 table.__tablename__: conn.execute(select(func.count()).select_from(table)).scalar_one()

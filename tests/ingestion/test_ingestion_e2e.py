@@ -316,3 +316,15 @@ def test_transaction_window_of_explicit_range_counts_in_database(sim, blockchair
     with blockchair.db.engine.connect() as conn:
         stored = conn.scalar(select(func.count()).select_from(BlockchainTransaction))
     assert stored == sum(len(sim.expected_transactions("ethereum", h)) for h in range(tip - 20, tip + 1))
+
+
+def test_a_block_run_leaves_the_chain_days_rebuilt_from_what_it_stored(blockchair):
+    result = blockchair.ingest_blocks(blockchair.coin("ethereum"))
+    assert result.status == "success", result.error_message
+    blocks = blockchair.db.get_blocks(coin_symbol="ETH", limit=None)
+    days = {b.time.date() for b in blocks}
+    stats = blockchair.db.get_chain_daily_stats("ETH", min(days), max(days))
+    assert {s.day for s in stats} == days
+    assert sum(s.blocks for s in stats) == len(blocks) == 250
+    assert sum(s.fees_native for s in stats) == sum(b.fee_total or 0 for b in blocks)
+    assert blockchair.db.refresh_chain_rollups("ETH") == 0  # nothing left pending

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete, select
 
-from pipeline.models import ChainDailyStats, DailyPriceStats, PriceCandle
+from pipeline.models import ChainDailyStats, ChainDayPending, DailyPriceStats, PriceCandle
 from pipeline.services.analytics import return_correlation
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -306,3 +306,18 @@ def test_an_upgrade_builds_the_analytics_of_rows_stored_before_it(db):
             144,
             12,
         ]
+
+
+def test_blocks_stored_in_a_callers_transaction_mark_their_days_until_the_unit_rebuilds_them(db):
+    start = datetime(2026, 5, 1, 22, tzinfo=UTC)
+    blocks = [_block("BTC", 700_000 + i, start + timedelta(minutes=10 * i), 2000, "0.5") for i in range(30)]
+    for i in range(0, 30, 10):  # pages, each with its own transaction, as the ingestor stores them
+        with db.transaction() as conn:
+            db.insert_blocks(blocks[i : i + 10], conn=conn)
+    assert _stored_days(db, "BTC") == {}  # marked, not yet rebuilt: a crash here loses no mark
+    with db.engine.connect() as conn:
+        pending = conn.execute(select(ChainDayPending.day).order_by(ChainDayPending.day)).scalars().all()
+    assert pending == [date(2026, 5, 1), date(2026, 5, 2)]
+    assert db.refresh_chain_rollups("BTC") == 2
+    assert _stored_days(db, "BTC") == _recomputed_days(blocks)
+    assert db.refresh_chain_rollups("BTC") == 0

@@ -86,6 +86,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("coin_symbol", "day", name=op.f("pk_chain_daily_stats")),
     )
 
+    op.create_table(
+        "chain_days_pending",
+        sa.Column("coin_symbol", sa.String(length=16), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint("coin_symbol", "day", name=op.f("pk_chain_days_pending")),
+    )
     _fill_rollups()
 
 
@@ -106,5 +112,11 @@ def _fill_rollups() -> None:
 
 
 def downgrade() -> None:
-    for table in ("chain_daily_stats", "daily_price_stats", "price_candles", "price_points"):
+    for table in (
+        "chain_days_pending",
+        "chain_daily_stats",
+        "daily_price_stats",
+        "price_candles",
+        "price_points",
+    ):
         op.drop_table(table)
