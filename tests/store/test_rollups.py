@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pandas as pd
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 
 from pipeline.models import ChainDailyStats, ChainDayPending, DailyPriceStats, PriceCandle
 from pipeline.services.analytics import return_correlation
@@ -321,3 +321,23 @@ def test_blocks_stored_in_a_callers_transaction_mark_their_days_until_the_unit_r
     assert db.refresh_chain_rollups("BTC") == 2
     assert _stored_days(db, "BTC") == _recomputed_days(blocks)
     assert db.refresh_chain_rollups("BTC") == 0
+
+
+def test_reading_candles_reads_only_the_candles_table(db):
+    db.insert_price_points(_points("bitcoin", 24 * 10, seed=41))
+    statements: list[str] = []
+
+    def capture(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        candles = db.get_candles(
+            coin_id="bitcoin", interval="1w", start=T0 - timedelta(days=365), end=T0 + timedelta(days=30)
+        )
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]  # not connection pragmas
+    assert candles
+    assert queries
+    assert all("price_candles" in q and "price_points" not in q for q in queries)
