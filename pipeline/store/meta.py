@@ -7,7 +7,7 @@ never mix with real ones.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from pipeline.errors import WorldMismatch
 from pipeline.models import PipelineMeta
@@ -63,3 +63,22 @@ class MetaMixin(DatabaseCore):
         """Remove a fact, only if it still holds `value` (someone else's is left alone)."""
         with self.transaction() as conn:
             conn.execute(delete(PipelineMeta).where(PipelineMeta.key == key, PipelineMeta.value == value))
+
+    def replica_lag_seconds(self) -> float | None:
+        """How far this database, when it is a PostgreSQL standby, trails its primary, in seconds: 0 when
+        it has replayed all the WAL it received (an idle primary does not make a standby look behind),
+        else the age of the last transaction it replayed. None when it is not a standby (SQLite, or a
+        primary)."""
+        if self.dialect != "postgresql":
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT pg_is_in_recovery(),"
+                    " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
+                    " ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END"
+                )
+            ).one()
+        if not row[0]:
+            return None
+        return float(row[1] or 0)
