@@ -14,9 +14,9 @@ the default page, so for it the first `run()` itself is timed). Small and large 
 `--repeat` times (default 5: timings on a small machine are noisy); the median is reported with the
 ratio large/small (target: at most 1.5).
 
-Then every query of `pipeline.store.queries` (and the `DatabaseService` reads the dashboard calls) is run
-once on the large database with its statements captured, and `EXPLAIN QUERY PLAN` is printed for each; a full
-scan of a large table (`SCAN <table>` without an index) is flagged.
+Then every query of `pipeline.store.queries` (and the `DatabaseService` and `pipeline.store.coverage`
+reads the dashboard calls) is run once on the large database with its statements captured, and `EXPLAIN
+QUERY PLAN` is printed for each; a full scan of a large table (`SCAN <table>` without an index) is flagged.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from pipeline.schemas import (  # noqa: E402
     CoinMetadataData,
     MarketPriceData,
 )
-from pipeline.store import queries  # noqa: E402
+from pipeline.store import coverage, queries  # noqa: E402
 
 FULL = {"transactions": 1_000_000, "blocks": 100_000, "price_days": 5 * 365, "runs": 20_000}
 CHAINS = {"BTC": 0.5, "ETH": 0.3, "DOGE": 0.2}  # share of the blocks
@@ -247,7 +247,14 @@ def view_calls(db: DatabaseService) -> list[tuple[str, Callable[[], Any]]]:
         ("queries.latest_failures", lambda: queries.latest_failures(db)),
         ("queries.run_log_per_day (log volume and growth)", lambda: queries.run_log_per_day(db, d90)),
         ("queries.rows_created_per_day (on request only)", lambda: queries.rows_created_per_day(db, d90)),
-        ("queries.table_row_counts", lambda: queries.table_row_counts(db)),
+        ("queries.table_row_estimates", lambda: queries.table_row_estimates(db)),
+        ("coverage.height_islands (coverage page, per chain)", lambda: coverage.height_islands(db, "BTC")),
+        ("coverage.price_run_outcomes (coverage page, per coin)",
+         lambda: coverage.price_run_outcomes(db, "bitcoin", today, today, ("prices", "price_by_date"))),
+        ("coverage.price_day_ranges (coverage page, per coin)",
+         lambda: coverage.price_day_ranges(db, "bitcoin", today - timedelta(days=364), today)),
+        ("db.transaction_deficits (coverage page, per chain)",
+         lambda: db.transaction_deficits("BTC", 869_995, 870_000)),
         ("queries.open_requests", lambda: queries.open_requests(db, [1, 2, 3])),
         ("db.get_workers", db.get_workers),
         ("db.get_coins", db.get_coins),
@@ -266,7 +273,7 @@ def explain_all(database_url: str) -> list[str]:
     def _capture(
         _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
     ) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             captured.append((statement, parameters))
 
     flagged = []

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,12 @@ from pipeline.schemas import (
     DataIngestionLogData,
     HealthStatus,
     IncidentData,
+    PricePointData,
     ReplayRequestData,
     SchedulerHeartbeatData,
     WorkerState,
 )
-from pipeline.services import coverage, gapfill, quality
+from pipeline.services import analytics, coverage, gapfill, quality
 from pipeline.services.freshness import Freshness, freshness_report
 from pipeline.simulator.control import SimulatorControl
 from pipeline.simulator.faults import FAULT_ENDPOINTS, FAULT_KINDS, FaultRule
@@ -461,8 +463,10 @@ def database_size() -> int | None:
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def table_counts() -> dict[str, int]:
-    """Rows per table, including the scheduler's coordination tables."""
-    return queries.table_row_counts(service())
+    """Rows per table, including the scheduler's coordination tables: exact up to
+    `queries.EXACT_COUNT_LIMIT` rows, estimated beyond (a `queries.RowCounts`, whose `approximate` names
+    the estimated tables), so that the cost does not grow with the tables."""
+    return queries.table_row_estimates(service())
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
@@ -663,3 +667,96 @@ def queue_fill(plan: gapfill.FillPlan) -> tuple[int, int]:
 def open_requests(run_ids: tuple[int, ...]) -> dict[int, str]:
     """Run id -> status of its open rerun request, for the runs shown."""
     return queries.open_requests(service(), run_ids)
+
+
+# ---------------------------------------------------------------------------------------------- candles
+
+CANDLE_COLUMNS = [
+    "coin_id", "quote", "interval", "start", "open", "high", "low", "close", "volume", "samples", "sampling",
+]  # fmt: skip
+POINT_COLUMNS = ["coin_id", "quote", "ts", "price", "volume", "market_cap", "sampling"]
+
+
+def quote_currencies() -> list[str]:
+    """The quote currencies prices are kept in (QUOTE_CURRENCIES; USD when it names none)."""
+    return list(settings().QUOTE_CURRENCIES) or ["usd"]
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def candles(
+    coin_ids: tuple[str, ...], quote: str, interval: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """The coins' candles of `interval` in `quote` whose bucket starts in [start, end], by coin then
+    time; prices and volume stay exact Decimals (the charts convert them, the CSV keeps them)."""
+    rows = [
+        candle.model_dump()
+        for coin in coin_ids
+        for candle in service().get_candles(
+            coin_id=coin, interval=interval, start=start, end=end, quote=quote
+        )
+    ]
+    frame = pd.DataFrame(rows, columns=CANDLE_COLUMNS)
+    frame["start"] = pd.to_datetime(frame["start"], utc=True)
+    return frame
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def daily_points(coin_ids: tuple[str, ...], quote: str, start: date, end: date) -> pd.DataFrame:
+    """The coins' daily 00:00 UTC points in `quote` over [start, end] (for USD the seed's daily prices),
+    by coin then day; the only prices older than the hourly window."""
+    rows = [
+        {**point.model_dump(), "volume": point.volume_24h}
+        for coin in coin_ids
+        for point in service().get_price_points(
+            coin_id=coin, start=start, end=end, quote=quote, granularity="daily"
+        )
+    ]
+    frame = pd.DataFrame(rows, columns=POINT_COLUMNS)
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def latest_prices(coin_ids: tuple[str, ...], quote: str) -> dict[str, PricePointData]:
+    """The newest intraday (5-minute) point of each coin in `quote`; coins without one are left out."""
+    found = {coin: service().get_latest_price(coin, quote) for coin in coin_ids}
+    return {coin: point for coin, point in found.items() if point is not None}
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def candle_quotes() -> list[tuple[str, str]]:
+    """The (coin_id, quote) pairs that have candles."""
+    return service().price_point_quotes()
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def price_stats(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
+    """Daily return, 30-day volatility, running peak and drawdown of the coins' USD closes in [start, end]."""
+    return analytics.price_stats_frame(service(), coin_ids, start, end)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def return_correlation(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
+    """Coin x coin correlation of daily USD returns over [start, end] (NaN with too few shared days)."""
+    return analytics.return_correlation(service(), coin_ids, start, end)
+
+
+def chain_decimals(coin_symbol: str) -> int:
+    """The decimals of a chain's base unit: 8 (satoshi) for bitcoin-like chains, 18 (wei) for ethereum."""
+    coin = next((c for c in coins() if c.symbol == coin_symbol), None)
+    return queries.DECIMALS.get(coin.chain_family if coin else "bitcoin", 8)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def chain_stats(coin_symbol: str, start: date, end: date) -> pd.DataFrame:
+    """A chain's daily rollups over [start, end]: blocks, transactions, fees in base units (`fees_native`),
+    in coin units (`fees`, exact Decimal) and USD, mean block interval and size, first and last height."""
+    frame = analytics.chain_stats_frame(service(), coin_symbol, start, end)
+    decimals = chain_decimals(coin_symbol)
+    frame["fees"] = pd.Series(
+        [Decimal(int(v)).scaleb(-decimals) for v in frame["fees_native"]], index=frame.index, dtype=object
+    )
+    frame["day"] = pd.to_datetime(frame["day"])
+    for column in ("blocks", "transactions", "first_height", "last_height"):
+        frame[column] = frame[column].astype("int64")
+    return frame

@@ -12,31 +12,64 @@ from dashboard import components as ui
 HISTORY_DAYS = 90
 
 
+ESTIMATE_SOURCES = {
+    "sqlite": "the span of its row ids (too high by any rows deleted from the middle of the table)",
+    "postgresql": "PostgreSQL's planner statistics",
+}
+
+
+def estimate_note() -> str:
+    """What ≈ means next to a count, and where the estimate comes from on this database."""
+    source = ESTIMATE_SOURCES.get(data.health().dialect, "the database's statistics")
+    return (
+        "≈ marks an estimate: a large table is not counted row by row on every visit; its count comes "
+        f"from {source}."
+    )
+
+
+def estimated(counts: dict[str, int]) -> frozenset[str]:
+    """The tables whose count is an estimate (`data.table_counts` names them in `approximate`)."""
+    return frozenset(getattr(counts, "approximate", ()))
+
+
+def count_text(counts: dict[str, int], table: str) -> str:
+    """A table's rows as shown: '1,234', or '≈ 1,234' when the count is an estimate."""
+    text = f"{counts.get(table, 0):,}"
+    return f"≈ {text}" if table in estimated(counts) else text
+
+
 def render_totals() -> dict[str, int]:
     """Headline numbers; returns the rows per table."""
     counts = data.table_counts()
     failed = data.runs_by_status(24).get("failed", 0)
     cols = st.columns(5)
     cols[0].metric("Database size", ui.size_text(data.database_size()), border=True)
-    cols[1].metric("Prices", f"{counts.get('market_prices', 0):,}", border=True)
-    cols[2].metric("Blocks", f"{counts.get('blockchain_blocks', 0):,}", border=True)
-    cols[3].metric("Transactions", f"{counts.get('blockchain_transactions', 0):,}", border=True)
+    cols[1].metric("Prices", count_text(counts, "market_prices"), border=True)
+    cols[2].metric("Blocks", count_text(counts, "blockchain_blocks"), border=True)
+    cols[3].metric("Transactions", count_text(counts, "blockchain_transactions"), border=True)
     cols[4].metric(
         "Runs",
-        f"{counts.get('data_ingestion_logs', 0):,}",
+        count_text(counts, "data_ingestion_logs"),
         f"{failed} failed in 24 h",
         delta_color="inverse" if failed else "off",
         border=True,
     )
+    if estimated(counts):
+        st.caption(estimate_note())
     return counts
 
 
 def render_tables(counts: dict[str, int]) -> None:
-    """Rows per table, scheduler tables included."""
+    """Rows per table, scheduler tables included; an estimated count is marked ≈ after the table name."""
+    approximate = estimated(counts)
+    caption = "Every table of the schema, scheduler tables included."
     ui.section(
-        "Rows per table", ":material/table_rows:", "Every table of the schema, scheduler tables included."
+        "Rows per table",
+        ":material/table_rows:",
+        caption + (" ≈ marks an estimated count." if approximate else ""),
     )
-    st.plotly_chart(charts.row_counts_chart(counts), key="db_rows_chart")
+    shown = {f"{name} ≈" if name in approximate else name: n for name, n in counts.items()}
+    st.plotly_chart(charts.row_counts_chart(shown), key="db_rows_chart")
 
 
 def render_coverage() -> None:

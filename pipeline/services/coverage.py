@@ -19,7 +19,7 @@ from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.ranges import HOUR, contiguous_ranges, earliest_servable, hour_floor, utcnow
 from pipeline.schemas import CoinMetadataData, IngestionStatus
-from pipeline.store.coverage import height_islands, price_run_outcomes
+from pipeline.store.coverage import height_islands, price_day_ranges, price_run_outcomes
 
 PRICE_DATA_TYPES = ("prices", "price_by_date")
 
@@ -98,16 +98,6 @@ class BlockCoverage(BaseModel):
         return sum(gap.missing for gap in self.incomplete_transactions)
 
 
-def _compress(days: list[tuple[date, CellState]]) -> list[DayRange]:
-    ranges: list[DayRange] = []
-    for day, state in days:
-        if ranges and ranges[-1].state == state and ranges[-1].end + timedelta(days=1) == day:
-            ranges[-1].end = day
-        else:
-            ranges.append(DayRange(start=day, end=day, state=state))
-    return ranges
-
-
 def _failed_days(db: DatabaseService, coin_id: str, missing: list[date]) -> set[date]:
     """Missing days whose most recent covering run failed."""
     if not missing:
@@ -160,23 +150,73 @@ def hourly_window_gaps(
 def price_coverage(
     db: DatabaseService, settings: Settings, coin: CoinMetadataData, start: date, end: date
 ) -> PriceCoverage:
-    """The state of every day of [start, end] for one coin."""
+    """The state of every day of [start, end] for one coin.
+
+    The stored days come from the database as runs of consecutive days (`price_day_ranges`), so the cost
+    follows the window and the gaps in it, not the number of stored rows; only missing days are listed.
+    """
     coin_id = coin.coingecko_id or coin.symbol.lower()
     today = utcnow().date()
     first_servable = earliest_servable(coin, settings, today)
-    present = db.price_dates(coin_id, start, end)
-    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    missing = [d for d in days if d not in present and first_servable <= d <= today]
+    held = price_day_ranges(db, coin_id, start, end)
+    states: list[tuple[date, date, CellState]] = []
+    missing: list[date] = []
+    day = start
+    for first, last in [*held, (end + timedelta(days=1), end)]:  # the sentinel closes the last gap
+        missing += _unheld(states, day, first - timedelta(days=1), first_servable, today)
+        if first <= last:
+            states.append((first, last, CellState.PRESENT))
+        day = last + timedelta(days=1)
     failed = _failed_days(db, coin_id, missing)
-    states = []
-    for day in days:
-        if day in present:
-            states.append((day, CellState.PRESENT))
-        elif day < first_servable or day > today:
-            states.append((day, CellState.UNAVAILABLE))
+    return PriceCoverage(
+        coin_id=coin_id, start=start, end=end, ranges=_merge(_split_failed(states, missing, failed))
+    )
+
+
+def _unheld(
+    states: list[tuple[date, date, CellState]], first: date, last: date, first_servable: date, today: date
+) -> list[date]:
+    """Append the days [first, last], which hold no price, to `states`: unavailable before
+    `first_servable` or after `today`, missing in between. Returns the missing days."""
+    if first > last:
+        return []
+    low, high = max(first, first_servable), min(last, today)
+    if low > high:
+        states.append((first, last, CellState.UNAVAILABLE))
+        return []
+    if first < low:
+        states.append((first, low - timedelta(days=1), CellState.UNAVAILABLE))
+    states.append((low, high, CellState.MISSING))
+    if high < last:
+        states.append((high + timedelta(days=1), last, CellState.UNAVAILABLE))
+    return [low + timedelta(days=i) for i in range((high - low).days + 1)]
+
+
+def _split_failed(
+    states: list[tuple[date, date, CellState]], missing: list[date], failed: set[date]
+) -> list[tuple[date, date, CellState]]:
+    """Missing ranges split into runs of missing and failed days (the other ranges as they are)."""
+    if not failed:
+        return states
+    out: list[tuple[date, date, CellState]] = []
+    for first, last, state in states:
+        if state != CellState.MISSING:
+            out.append((first, last, state))
+            continue
+        for day in missing[bisect_left(missing, first) : bisect_right(missing, last)]:
+            out.append((day, day, CellState.FAILED if day in failed else CellState.MISSING))
+    return out
+
+
+def _merge(states: list[tuple[date, date, CellState]]) -> list[DayRange]:
+    """Adjacent ranges of one state made one."""
+    merged: list[tuple[date, date, CellState]] = []
+    for first, last, state in states:
+        if merged and merged[-1][2] == state and merged[-1][1] + timedelta(days=1) == first:
+            merged[-1] = (merged[-1][0], last, state)
         else:
-            states.append((day, CellState.FAILED if day in failed else CellState.MISSING))
-    return PriceCoverage(coin_id=coin_id, start=start, end=end, ranges=_compress(states))
+            merged.append((first, last, state))
+    return [DayRange(start=first, end=last, state=state) for first, last, state in merged]
 
 
 def held_height_ranges(db: DatabaseService, coin_symbol: str) -> list[HeightRange]:

@@ -11,7 +11,7 @@ the bucket expression carries bound parameters.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal, overload
@@ -19,10 +19,12 @@ from typing import Any, Literal, overload
 import pandas as pd
 from pydantic import BaseModel
 from sqlalchemy import (
+    Connection,
     Date,
     Float,
     Integer,
     Select,
+    Table,
     and_,
     case,
     cast,
@@ -31,6 +33,8 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
+    true,
     type_coerce,
     union_all,
 )
@@ -185,16 +189,24 @@ def price_coverage(db: DatabaseCore, coin_ids: Sequence[str], start: date, end: 
 
 
 def date_coverage(db: DatabaseCore) -> pd.DataFrame:
-    """Per coin over all stored prices: first, last, days held, missing days between first and last."""
+    """Per coin over all stored prices: first, last, days held, missing days between first and last.
+
+    The coins are found by skipping through the (coin_id, price_date) key, one seek per coin; per coin
+    the first and last day are one seek each and only the count walks its entries (a GROUP BY would
+    decode every row's day for min and max).
+    """
+    p = MarketPrice
+    coins = _distinct_values(p.coin_id, "coins")
+    coin = p.coin_id == coins.c.value
     stmt = (
         select(
-            MarketPrice.coin_id,
-            func.min(MarketPrice.price_date),
-            func.max(MarketPrice.price_date),
-            func.count(),
+            coins.c.value,
+            select(func.min(p.price_date)).where(coin).scalar_subquery(),
+            select(func.max(p.price_date)).where(coin).scalar_subquery(),
+            select(func.count()).where(coin).scalar_subquery(),
         )
-        .group_by(MarketPrice.coin_id)
-        .order_by(MarketPrice.coin_id)
+        .where(coins.c.value.is_not(None))
+        .order_by(coins.c.value)
     )
     return _with_missing(_frame(db, stmt, ["coin_id", "first_date", "last_date", "days"]))
 
@@ -410,23 +422,21 @@ def addresses(db: DatabaseCore, coin_symbol: str | None = None) -> list[AddressB
 def height_coverage(db: DatabaseCore) -> pd.DataFrame:
     """Per chain: lowest and highest stored height, blocks held and heights missing between them.
 
-    One index range per known coin (UNION ALL) instead of a GROUP BY over the whole blocks index:
-    min/max are seeks and the count walks only that chain's entries.
+    One row per known coin, each figure a correlated subquery on that chain's index range instead of a
+    GROUP BY over the whole blocks index: lowest and highest are one index seek each (separate from the
+    count, since an aggregate that computes min, max and count together decodes every entry), and only the
+    count walks the chain's entries, the least an exact count of held heights can do.
     """
-    b = BlockchainBlock
+    b, m = BlockchainBlock, CoinMetadata
+    chain = b.coin_symbol == m.symbol
+    stmt = select(
+        m.symbol,
+        select(func.min(b.block_id)).where(chain).scalar_subquery(),
+        select(func.max(b.block_id)).where(chain).scalar_subquery(),
+        select(func.count()).where(chain).scalar_subquery(),
+    ).order_by(m.symbol)
     with db.engine.connect() as conn:
-        symbols = list(conn.scalars(select(CoinMetadata.symbol).order_by(CoinMetadata.symbol)))
-        if not symbols:
-            return pd.DataFrame(
-                columns=["coin_symbol", "min_height", "max_height", "blocks", "missing_heights"]
-            )
-        parts = [
-            select(
-                literal(symbol).label("coin_symbol"), func.min(b.block_id), func.max(b.block_id), func.count()
-            ).where(b.coin_symbol == symbol)
-            for symbol in symbols
-        ]
-        rows = conn.execute(union_all(*parts)).all()
+        rows = conn.execute(stmt).all()
     frame = pd.DataFrame(
         [tuple(r) for r in rows if r[3]], columns=["coin_symbol", "min_height", "max_height", "blocks"]
     )
@@ -603,21 +613,77 @@ def failures_by_resolution(db: DatabaseCore, since: datetime) -> dict[str, int]:
 def run_log_per_day(db: DatabaseCore, start: date) -> pd.DataFrame:
     """Run-log rows since a day per UTC day, status and data type: day, status, data_type, runs, rows.
 
-    One range scan of the started_at index feeds both the log-volume and the growth charts.
+    One read feeds both the log-volume and the growth charts. On PostgreSQL it is one range scan of the
+    started_at index, hash-aggregated. SQLite can only group by sorting, and sorting every run of the
+    window cost more than everything else on the Database page: there each (day, status, data type) cell
+    is counted and summed by seeks into the (data_type, status, started_at, records_inserted) index, which
+    walk only that cell's entries and never touch the table or a sorter.
     """
     r = DataIngestionLog
-    day = day_of(db, r.started_at).label("day")
-    stmt = (
-        select(
-            day, r.status, r.data_type, func.count().label("runs"), func.sum(r.records_inserted).label("rows")
+    if _is_sqlite(db):
+        stmt: Select[*tuple[Any, ...]] = _run_log_cells(start)
+    else:
+        day = day_of(db, r.started_at).label("day")
+        stmt = (
+            select(
+                day,
+                r.status,
+                r.data_type,
+                func.count().label("runs"),
+                func.sum(r.records_inserted).label("rows"),
+            )
+            .where(r.started_at >= start_of(start))
+            .group_by("day", r.status, r.data_type)
+            .order_by("day")
         )
-        .where(r.started_at >= start_of(start))
-        .group_by("day", r.status, r.data_type)
-        .order_by("day")
-    )
     frame = _frame(db, stmt, ["day", "status", "data_type", "runs", "rows"])
     frame["status"] = [str(getattr(s, "value", s)) for s in frame["status"]]
     return _days(_floats(frame, ["runs", "rows"]))
+
+
+def _run_log_cells(start: date) -> Select[*tuple[Any, ...]]:
+    """SQLite: (day, status, data_type, runs, rows) for every day from `start` to the newest run's, every
+    status and every data type in the log, cells without runs left out.
+
+    The statuses and data types are found by skipping through their indexes (one seek per value), the days
+    are numbered by a recursive CTE, and each cell's count and sum are correlated index range reads.
+    """
+    r = DataIngestionLog
+    at = type_coerce(r.started_at, Integer)  # epoch microseconds on SQLite
+    newest_day = select(func.max(at) // _US_PER_DAY).scalar_subquery()
+    first_day = (start - date(1970, 1, 1)).days
+    days = select(literal(first_day).label("day")).cte("days", recursive=True)
+    days = days.union_all(select((days.c.day + 1).label("day")).where(days.c.day < newest_day))
+    statuses = _distinct_values(r.status, "statuses")
+    types = _distinct_values(r.data_type, "types")
+    cell = and_(
+        r.status == statuses.c.value,
+        r.data_type == types.c.value,
+        at >= days.c.day * _US_PER_DAY,
+        at < (days.c.day + 1) * _US_PER_DAY,
+    )
+    cells = (
+        select(
+            days.c.day,
+            statuses.c.value.label("status"),
+            types.c.value.label("data_type"),
+            select(func.count()).where(cell).scalar_subquery().label("runs"),
+            select(func.sum(r.records_inserted)).where(cell).scalar_subquery().label("rows"),
+        )
+        .select_from(days.join(statuses, true()).join(types, true()))
+        .where(statuses.c.value.is_not(None), types.c.value.is_not(None))
+        .cte("cells")
+        .prefix_with("MATERIALIZED")  # counted once per cell, not again for the filter below
+    )
+    return select(*cells.c).where(cells.c.runs > 0).order_by(cells.c.day, cells.c.status, cells.c.data_type)
+
+
+def _distinct_values(column: Any, name: str) -> Any:
+    """A recursive CTE (column `value`) of the distinct values of a column that leads an index, then one
+    NULL: one index seek per value instead of a walk of the index."""
+    first = select(func.min(column).label("value")).cte(name, recursive=True)
+    following = select(func.min(column)).where(column > first.c.value).scalar_subquery()
+    return first.union_all(select(following.label("value")).where(first.c.value.is_not(None)))
 
 
 def log_volume_per_day(db: DatabaseCore, start: date, per_day: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -664,12 +730,100 @@ def rows_created_per_day(db: DatabaseCore, start: date, tables: Sequence[str] = 
 
 
 def table_row_counts(db: DatabaseCore) -> dict[str, int]:
-    """Rows per table of the schema."""
+    """Rows per table of the schema, each counted exactly (a walk of every table: see
+    `table_row_estimates` for a page)."""
     counts = {}
     with db.engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
             counts[table.name] = conn.scalar(select(func.count()).select_from(table)) or 0
     return counts
+
+
+# A table with more rows than this is not counted row by row on a page: its count is estimated.
+EXACT_COUNT_LIMIT = 10_000
+
+
+class RowCounts(dict[str, int]):
+    """Rows per table, a plain mapping to every caller; the tables named in `approximate` hold an
+    estimate, not an exact count (see `table_row_estimates`)."""
+
+    approximate: frozenset[str]
+
+    def __init__(self, counts: Mapping[str, int] | None = None, approximate: Iterable[str] = ()) -> None:
+        super().__init__(counts or {})
+        self.approximate = frozenset(approximate)
+
+
+def table_row_estimates(db: DatabaseCore, exact_limit: int = EXACT_COUNT_LIMIT) -> RowCounts:
+    """Rows per table of the schema at a cost that does not grow with the tables: exact up to
+    `exact_limit` rows, an estimate (named in `approximate`) beyond.
+
+    Every table is counted up to `exact_limit + 1` rows (a scan that stops there); one that holds no more
+    is counted exactly. A larger one is estimated from what the database keeps anyway:
+
+    - SQLite: the span of its row ids, max(rowid) - min(rowid) + 1 (two seeks of the table's b-tree).
+      Rows are appended and upserts update in place, so this is exact until rows are deleted from the
+      middle of a table, and then too high by those rows.
+    - PostgreSQL: the planner's own estimate, `pg_class.reltuples` (as of the last VACUUM or ANALYZE)
+      per page, times the pages the table has now.
+
+    A table without such an estimate (never analysed, or without row ids), or whose estimate is below the
+    bounded count (statistics older than the rows), is counted exactly.
+    """
+    tables = Base.metadata.sorted_tables
+    with db.engine.connect() as conn:
+        counts = _bounded_counts(db, conn, tables, exact_limit + 1)
+        large = [t for t in tables if counts[t.name] > exact_limit]
+        estimates = _row_estimates(db, conn, large) if large else {}
+        approximate = set()
+        for table in large:
+            estimate = estimates.get(table.name)
+            if estimate is None or estimate < counts[table.name]:  # none, or older than the rows
+                counts[table.name] = conn.scalar(select(func.count()).select_from(table)) or 0
+            else:
+                counts[table.name] = estimate
+                approximate.add(table.name)
+    return RowCounts(counts, approximate)
+
+
+def _bounded_counts(db: DatabaseCore, conn: Connection, tables: Sequence[Table], cap: int) -> dict[str, int]:
+    """Rows per table, each counted up to `cap` (one statement, one row; each scan stops at `cap` rows).
+
+    Written as text: the dashboard's first render builds a new engine, and compiling an expression of
+    this many subqueries cost more than running it."""
+    name = db.engine.dialect.identifier_preparer.quote
+    counts = ", ".join(
+        f"(SELECT count(*) FROM (SELECT 1 FROM {name(t.name)} LIMIT :cap) AS head_{i})"
+        for i, t in enumerate(tables)
+    )
+    row = conn.execute(text(f"SELECT {counts}"), {"cap": cap}).one()
+    return {t.name: int(n or 0) for t, n in zip(tables, row, strict=True)}
+
+
+def _row_estimates(db: DatabaseCore, conn: Connection, tables: Sequence[Table]) -> dict[str, int | None]:
+    """The estimated rows of some tables (see `table_row_estimates`); None where the database has none."""
+    if _is_sqlite(db):
+        name = db.engine.dialect.identifier_preparer.quote
+        spans = {
+            t.name: f"(SELECT max(rowid) FROM {name(t.name)}) - (SELECT min(rowid) FROM {name(t.name)}) + 1"
+            for t in tables
+            if t.dialect_options["sqlite"].get("with_rowid") is not False
+        }
+        row = conn.execute(text(f"SELECT {', '.join(spans.values())}")).one() if spans else ()
+        found: dict[str, float | None] = dict(zip(spans, row, strict=True))
+    else:
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, CASE WHEN c.reltuples < 0 OR c.relpages = 0 THEN NULL"
+                " ELSE c.reltuples::float8 / c.relpages"
+                " * (pg_relation_size(c.oid) / current_setting('block_size')::int) END"
+                " FROM pg_class AS c"
+                " WHERE c.oid IN (SELECT to_regclass(name) FROM unnest(CAST(:names AS text[])) AS name)"
+            ),
+            {"names": [t.name for t in tables]},
+        ).tuples()
+        found = dict(rows.all())
+    return {t.name: None if (e := found.get(t.name)) is None else round(e) for t in tables}
 
 
 # ---------------------------------------------------------------------------------------------- requests
