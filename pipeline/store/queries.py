@@ -821,8 +821,8 @@ def _row_estimates(db: DatabaseCore, conn: Connection, tables: Sequence[Table]) 
                 " WHERE c.oid IN (SELECT to_regclass(name) FROM unnest(CAST(:names AS text[])) AS name)"
             ),
             {"names": [t.name for t in tables]},
-        ).tuples()
-        found = dict(rows.all())
+        )
+        found = {str(name): estimate for name, estimate in rows}
     return {t.name: None if (e := found.get(t.name)) is None else round(e) for t in tables}
 
 
