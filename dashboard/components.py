@@ -470,3 +470,67 @@ def selectable_table(
         st.session_state.pop(f"{key}_selected", None)  # the user cleared the selection in this table
         st.session_state.pop(f"{key}_selected_from", None)
     return st.session_state.get(f"{key}_selected")
+
+
+# ---------------------------------------------------------------------------------------------- periods
+
+
+def window_dates(
+    preset: str, presets: Mapping[str, int | None], earliest: date | None, today: date
+) -> tuple[date, date]:
+    """The days a quick range covers when it means "the last N x 24 hours" (1D: yesterday and today;
+    'all' from the earliest stored day)."""
+    days = presets.get(preset)
+    if days is None:
+        return (earliest or today - timedelta(days=365)), today
+    return today - timedelta(days=days), today
+
+
+def _period_changed(preset_key: str, on_preset: Any) -> None:
+    if on_preset is not None:
+        on_preset(st.session_state.get(preset_key))
+
+
+def _dates_changed(preset_key: str, range_key: str, on_dates: Any) -> None:
+    st.session_state[preset_key] = CUSTOM
+    chosen = tuple(st.session_state.get(range_key) or ())
+    if on_dates is not None and len(chosen) == 2:
+        on_dates(chosen[0], chosen[1])
+
+
+def period_picker(
+    key: str,
+    *,
+    presets: Mapping[str, int | None],
+    labels: Mapping[str, str],
+    earliest: date | None,
+    default: str,
+    where: tuple[Any, Any] | None = None,
+    on_preset: Any = None,
+    on_dates: Any = None,
+) -> tuple[date, date, str]:
+    """Quick-range buttons (the page's `presets`, shown with `labels`) plus a date range; editing the
+    dates selects 'custom'. `where` places the two widgets (two columns); `on_preset(preset)` and
+    `on_dates(start, end)` run when the user changes them (before the rerun), e.g. to pick an interval."""
+    preset_key, range_key = f"{key}_preset", f"{key}_range"
+    today = utc_today()
+    keep(preset_key, range_key)
+    seed(preset_key, default)
+    preset = st.session_state[preset_key] or default
+    if preset != CUSTOM or range_key not in st.session_state:
+        st.session_state[range_key] = window_dates(
+            preset if preset != CUSTOM else default, presets, earliest, today
+        )
+    left, right = where or st.columns([3, 2], vertical_alignment="bottom")
+    left.segmented_control(
+        "Period", [*presets, CUSTOM], key=preset_key, required=True, format_func=lambda p: labels.get(p, p),
+        on_change=_period_changed, args=(preset_key, on_preset),
+    )  # fmt: skip
+    right.date_input(
+        "Dates (UTC)", key=range_key, min_value=EARLIEST_DAY, max_value=today, on_change=_dates_changed,
+        args=(preset_key, range_key, on_dates),
+    )  # fmt: skip
+    save(preset_key, range_key)
+    chosen = tuple(st.session_state[range_key])
+    start, end = (chosen[0], chosen[-1]) if chosen else window_dates(default, presets, earliest, today)
+    return start, end, st.session_state[preset_key] or default

@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import coverage_frames, gate, incident_frames
+from pipeline import rollups
 from pipeline.columns import decimal_to_text
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
@@ -675,6 +676,11 @@ CANDLE_COLUMNS = [
     "coin_id", "quote", "interval", "start", "open", "high", "low", "close", "volume", "samples", "sampling",
 ]  # fmt: skip
 POINT_COLUMNS = ["coin_id", "quote", "ts", "price", "volume", "market_cap", "sampling"]
+
+
+def bucket_start(moment: datetime, interval: str) -> datetime:
+    """The start of the candle of `interval` that holds `moment` (UTC; weeks start on Monday)."""
+    return rollups.bucket_start(moment, interval)
 
 
 def quote_currencies() -> list[str]:

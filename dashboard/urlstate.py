@@ -6,6 +6,7 @@ Pure functions (no Streamlit), so a bad link is a warning and never an exception
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -91,11 +92,85 @@ def parse_range(params: Mapping[str, Any], warnings: list[str], today: date) -> 
 
 
 def parse_period(
-    params: Mapping[str, Any], warnings: list[str], today: date
+    params: Mapping[str, Any],
+    warnings: list[str],
+    today: date,
+    presets: Iterable[str] = PRESETS,
 ) -> tuple[str | None, tuple[date, date] | None]:
-    """The preset and the explicit range of a link; an explicit range makes the preset 'custom'."""
-    preset = parse_choice(params, "preset", [*PRESETS, CUSTOM], warnings)
+    """The preset and the explicit range of a link; an explicit range makes the preset 'custom'.
+    `presets` names the page's presets (the shared 30d / 90d / 1y / all by default)."""
+    preset = parse_choice(params, "preset", [*presets, CUSTOM], warnings)
     dates = parse_range(params, warnings, today)
     if dates is not None:
         return CUSTOM, dates
     return (None if preset == CUSTOM else preset), None
+
+
+# ---------------------------------------------------------------------------------------------- prices
+
+# The Prices page's quick ranges (days back from now; None = everything stored). 30d and 90d keep the
+# names of the shared presets, so old links still open the same view.
+PRICE_PRESETS: dict[str, int | None] = {"1d": 1, "7d": 7, "30d": 30, "90d": 90, "1y": 365, "all": None}
+PRICE_PRESET_LABELS = {
+    "1d": "1D", "7d": "7D", "30d": "1M", "90d": "3M", "1y": "1Y", "all": "All", CUSTOM: "Custom",
+}  # fmt: skip
+INTERVALS = ("1h", "4h", "1d", "1w")
+# The interval a quick range opens with: about 24 to 200 candles.
+DEFAULT_INTERVALS = {"1d": "1h", "7d": "1h", "30d": "4h", "90d": "1d", "1y": "1d", "all": "1w"}
+COMPARE_MODES = ("auto", "index", "price", "multiples")
+PRICE_TABS = ("chart", "analytics", "data")
+
+
+def default_interval(preset: str, days: int | None = None) -> str:
+    """The interval that suits a quick range, or a custom range of `days` days."""
+    if preset in DEFAULT_INTERVALS:
+        return DEFAULT_INTERVALS[preset]
+    span = days or 90
+    for limit, interval in ((3, "1h"), (10, "1h"), (45, "4h"), (400, "1d")):
+        if span <= limit:
+            return interval
+    return "1w"
+
+
+@dataclass
+class PriceLink:
+    """What a Prices link asks for; None where the link says nothing valid (the widget keeps its value)."""
+
+    coins: list[str] | None = None
+    quote: str | None = None
+    interval: str | None = None
+    preset: str | None = None
+    dates: tuple[date, date] | None = None
+    tab: str | None = None
+    log: bool | None = None
+    mode: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_price_link(
+    params: Mapping[str, Any], *, coins: Iterable[str], quotes: Iterable[str], today: date
+) -> PriceLink:
+    """Every parameter of a Prices link: coins, quote, interval, preset or start/end, tab, log and mode.
+
+    Values are matched case-insensitively where they are codes (quote, interval, tab, mode); an unknown
+    value is dropped with a warning, and a link that names a preset but no interval gets the preset's
+    default interval.
+    """
+    warnings: list[str] = []
+    lowered = {
+        k: [str(v).lower() for v in (params[k] if isinstance(params[k], list | tuple) else [params[k]])]
+        for k in ("quote", "interval", "tab", "mode", "preset")
+        if k in params
+    }
+    link = PriceLink(warnings=warnings)
+    link.coins = parse_choices(params, "coins", coins, warnings)
+    link.quote = parse_choice(lowered, "quote", [q.lower() for q in quotes], warnings)
+    link.interval = parse_choice(lowered, "interval", INTERVALS, warnings)
+    link.preset, link.dates = parse_period({**params, **lowered}, warnings, today, PRICE_PRESETS)
+    link.tab = parse_choice(lowered, "tab", PRICE_TABS, warnings)
+    link.log = parse_bool(params, "log", warnings)
+    link.mode = parse_choice(lowered, "mode", COMPARE_MODES, warnings)
+    if link.interval is None and link.preset is not None:
+        days = None if link.dates is None else (link.dates[1] - link.dates[0]).days + 1
+        link.interval = default_interval(link.preset, days)
+    return link

@@ -7,6 +7,7 @@ scheduler would leave them, through `db.session_factory.begin()`.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -359,3 +360,101 @@ def seed_incidents(db: DatabaseService, *, coin: str = "bitcoin") -> Incidents:
         made_good_run=made_good,
         fixing_run=fixing,
     )
+
+
+# ---------------------------------------------------------------------------------------------- price points
+
+PRICE_LEVELS = {"bitcoin": 97_000.0, "ethereum": 3_400.0, "dogecoin": 0.18}
+HOURLY_GAP_HOURS = (100, 95)  # hours ago: bitcoin has no hourly point in this span (a 6-hour gap)
+
+
+def _walk(coin: str, hours: int, level: float) -> list[float]:
+    """A deterministic hourly random walk (about 2.5% daily volatility) that ends near `level`: a market
+    shock shared by every coin plus the coin's own, so that daily returns correlate as real ones do."""
+    import random
+
+    market, own = random.Random("market"), random.Random(coin)
+    loading = {"bitcoin": 0.8, "ethereum": 0.75, "dogecoin": 0.6}.get(coin, 0.5)
+    prices, value = [], 1.0
+    for i in range(hours):
+        shock = loading * market.gauss(0.0, 0.005) + (1 - loading**2) ** 0.5 * own.gauss(0.0, 0.005)
+        value *= math.exp(shock + 0.0002 * math.sin(i / 90 + len(coin)))
+        prices.append(value)
+    return [level * p / prices[-1] for p in prices]
+
+
+def seed_price_history(
+    db: DatabaseService,
+    now: datetime,
+    *,
+    coins: dict[str, float] | None = None,
+    daily_days: int = 400,
+    hourly_days: int = 90,
+    quotes: dict[str, float] | None = None,
+    gap: tuple[int, int] | None = HOURLY_GAP_HOURS,
+) -> dict[str, list[dict]]:
+    """Consistent prices at every resolution from one hourly walk per coin: daily USD snapshots
+    (`market_prices`) for `daily_days`, hourly points for the last `hourly_days` in each quote of `quotes`
+    (quote -> rate against USD), and 5-minute points over the last hour (the latest price). Candles are
+    built by `insert_price_points`. Returns the stored points per quote."""
+    coins = coins or PRICE_LEVELS
+    quotes = quotes or {"usd": 1.0}
+    top = now.replace(minute=0, second=0, microsecond=0)
+    hours = daily_days * 24
+    daily_rows, points = [], {q: [] for q in quotes}
+    for coin, level in coins.items():
+        walk = _walk(coin, hours + 1, level)
+        moments = [top - timedelta(hours=hours - i) for i in range(hours + 1)]
+        by_moment = dict(zip(moments, walk, strict=True))
+        for moment, price in by_moment.items():
+            if moment.hour == 0 and moment.date() < now.date():
+                daily_rows.append(
+                    {
+                        "coin_id": coin,
+                        "price_date": moment.date(),
+                        "price_usd": Decimal(f"{price:.10g}"),
+                        "volume_usd": Decimal(f"{price * 2.1e5 * (1.3 + math.sin(moment.toordinal())):.2f}"),
+                        "market_cap_usd": Decimal(f"{price * 1.9e7:.2f}"),
+                    }
+                )
+        lost = set()
+        if gap is not None and coin == "bitcoin":
+            lost = {top - timedelta(hours=h) for h in range(gap[1], gap[0] + 1)}
+        for quote, rate in quotes.items():
+            for moment in moments[-hourly_days * 24 :]:
+                if moment in lost:
+                    continue
+                price = by_moment[moment] * rate
+                points[quote].append(
+                    {
+                        "coin_id": coin,
+                        "quote": quote,
+                        "ts": moment + timedelta(minutes=55),
+                        "price": Decimal(f"{price:.10g}"),
+                        "volume_24h": Decimal(f"{price * 2.1e5 * (1.3 + math.sin(moment.hour / 4)):.2f}"),
+                        "market_cap": Decimal(f"{price * 1.9e7:.2f}"),
+                        "sampling": "1h",
+                    }
+                )
+            last = by_moment[moments[-1]] * rate
+            for five in range(1, 12):
+                moment = top + timedelta(minutes=5 * five)
+                if moment > now:
+                    break
+                points[quote].append(
+                    {
+                        "coin_id": coin,
+                        "quote": quote,
+                        "ts": moment,
+                        "price": Decimal(f"{last * (1 + 0.0004 * math.sin(five)):.10g}"),
+                        "volume_24h": Decimal(f"{last * 2.1e5:.2f}"),
+                        "sampling": "5m",
+                    }
+                )
+    # The hourly sample stamped hh:55 of the hour before now would be in the future: drop it.
+    for quote in quotes:
+        points[quote] = [p for p in points[quote] if p["ts"] <= now]
+    db.insert_market_prices(daily_rows)
+    for quote_points in points.values():
+        db.insert_price_points(quote_points)
+    return points
