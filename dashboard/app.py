@@ -87,6 +87,7 @@ ui.sidebar_badges(
     dialect=health.dialect,
     ok=down is None,
     revision=health.schema_revision,
+    replica_lag=data.replica_lag() if down is None and health.schema_revision else None,
 )
 if down is not None:
     outage.show(down)

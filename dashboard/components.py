@@ -115,8 +115,17 @@ def simulated_banner(simulated: bool) -> None:
         )
 
 
-def sidebar_badges(*, simulated: bool, read_only: bool, dialect: str, ok: bool, revision: str | None) -> None:
-    """Data-source, database and access badges in the sidebar (never the URL or any secret)."""
+def sidebar_badges(
+    *,
+    simulated: bool,
+    read_only: bool,
+    dialect: str,
+    ok: bool,
+    revision: str | None,
+    replica_lag: float | None = None,
+) -> None:
+    """Data-source, database and access badges in the sidebar (never the URL or any secret); with a
+    read replica, how far the data shown trails the primary."""
     with st.sidebar:
         st.caption("crypto-pipeline")
         if simulated:
@@ -128,6 +137,13 @@ def sidebar_badges(*, simulated: bool, read_only: bool, dialect: str, ok: bool, 
             st.badge(f"{name} · schema {revision or 'none'}", icon=":material/database:", color="blue")
         else:
             st.badge(f"{name} unreachable", icon=":material/database_off:", color="red")
+        if replica_lag is not None:
+            # Lag is what an analyst must know before trusting "latest": a few seconds is normal.
+            text, icon = f"Replica · lag {replica_lag:,.1f} s", ":material/dns:"
+            if replica_lag < 30:
+                st.badge(text, icon=icon, color="blue")
+            else:
+                st.badge(text, icon=icon, color="orange" if replica_lag < 300 else "red")
         if read_only:
             st.badge("Read-only", icon=":material/lock:", color="gray")
 

@@ -73,8 +73,24 @@ def _service(database_url: str) -> DatabaseService:
 
 
 def service() -> DatabaseService:
-    """The one DatabaseService (and engine) of this process for the configured database."""
+    """The service (and engine) of the primary database, DATABASE_URL: every write, and the reads that
+    must see the writes just made (the replay-request queue), go here."""
     return _service(settings().DATABASE_URL)
+
+
+def reader() -> DatabaseService:
+    """The service the pages read from: the replica of DATABASE_READ_URL when one is configured (reads
+    then scale out without touching the writers), else the primary."""
+    url = settings().DATABASE_READ_URL
+    return _service(url) if url else service()
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def replica_lag() -> float | None:
+    """Seconds the replica the pages read from trails its primary; None without a replica."""
+    if not settings().DATABASE_READ_URL:
+        return None
+    return reader().replica_lag_seconds()
 
 
 def redact(text: str | None) -> str | None:
@@ -92,14 +108,14 @@ def redact(text: str | None) -> str | None:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def health() -> HealthStatus:
     """Whether the database answers and which schema revision it is at (never raises)."""
-    return service().health_check()
+    return reader().health_check()
 
 
 def database_problem() -> str | None:
     """Why the database cannot be read right now, or None when it answers. Never cached: this is the
     probe of the outage banner, which must see the database come back."""
     try:
-        service().schema_revision()
+        reader().schema_revision()
     except DatabaseError as exc:  # its message is one line without a password (pipeline.errors)
         return redact(str(exc))
     except Exception as exc:  # noqa: BLE001 - a driver's own text may quote the URL: name the type only
@@ -130,13 +146,13 @@ def demo_line(progress: dict[str, Any]) -> str:
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def coins() -> list[CoinMetadataData]:
     """Known coins."""
-    return service().get_coins()
+    return reader().get_coins()
 
 
 @st.cache_data(ttl=WORKERS_TTL, show_spinner=False)
 def workers() -> list[SchedulerHeartbeatData]:
     """Scheduler workers seen in the last week, with state up / stale / down."""
-    return service().get_workers()
+    return reader().get_workers()
 
 
 def scheduler_alive() -> bool:
@@ -147,7 +163,7 @@ def scheduler_alive() -> bool:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def freshness() -> list[Freshness]:
     """Price age and block lag per active coin, with levels ok / warn / fail / unknown."""
-    return freshness_report(service().get_coins(active_only=True), settings())
+    return freshness_report(reader().get_coins(active_only=True), settings())
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -160,25 +176,25 @@ def _since(hours: int) -> datetime:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def runs_by_status(hours: int = 24) -> dict[str, int]:
     """Runs started in the last `hours` per status."""
-    return queries.runs_by_status(service(), _since(hours))
+    return queries.runs_by_status(reader(), _since(hours))
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def runs_per_hour(hours: int = 24) -> pd.DataFrame:
     """Runs per hour and status over the last `hours`."""
-    return queries.runs_per_hour(service(), _since(hours))
+    return queries.runs_per_hour(reader(), _since(hours))
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def latest_failures(limit: int = 10) -> pd.DataFrame:
     """The newest failed runs that nothing has made good yet, with their stored error."""
-    return queries.latest_failures(service(), limit, unresolved_only=True)
+    return queries.latest_failures(reader(), limit, unresolved_only=True)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def failures_by_resolution(hours: int = 24) -> dict[str, int]:
     """Failed runs started in the last `hours`: "unresolved" and "made_good" (by a later run)."""
-    return queries.failures_by_resolution(service(), _since(hours))
+    return queries.failures_by_resolution(reader(), _since(hours))
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
@@ -193,7 +209,7 @@ def runs(
 ) -> pd.DataFrame:
     """Runs matching the filters, newest first."""
     return queries.runs_table(
-        service(),
+        reader(),
         sources=sources,
         data_types=data_types,
         coins=coins,
@@ -211,20 +227,20 @@ def run_timeline(hours: int) -> tuple[pd.DataFrame, datetime]:
     read: the chart's "now", so that it stays the same figure while the read is cached (a new figure is a
     new chart, which would drop the bar just clicked)."""
     now = datetime.now(UTC)
-    return queries.run_timeline(service(), now - timedelta(hours=hours), limit=TIMELINE_LIMIT), now
+    return queries.run_timeline(reader(), now - timedelta(hours=hours), limit=TIMELINE_LIMIT), now
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def run_facets() -> queries.RunFacets:
     """The sources, data types and coins present in the run log."""
-    return queries.run_facets(service())
+    return queries.run_facets(reader())
 
 
 @st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
 def run(run_id: int) -> DataIngestionLogData | None:
     """One run, or None when the id is unknown."""
     try:
-        return service().get_run(run_id)
+        return reader().get_run(run_id)
     except LookupError:
         return None
 
@@ -232,7 +248,7 @@ def run(run_id: int) -> DataIngestionLogData | None:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def child_runs(run_id: int) -> list[DataIngestionLogData]:
     """Reruns made from a run, oldest first."""
-    return service().get_child_runs(run_id)
+    return reader().get_child_runs(run_id)
 
 
 @st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
@@ -247,32 +263,32 @@ def rerun_request(run_id: int) -> ReplayRequestData | None:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def incidents(open_only: bool = False, limit: int = 200) -> list[IncidentData]:
     """Incidents, open ones first, then newest first."""
-    return service().get_incidents(open_only=open_only, limit=limit)
+    return reader().get_incidents(open_only=open_only, limit=limit)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def resolved_incidents(hours: int = 24) -> list[IncidentData]:
     """Incidents resolved in the last `hours`."""
-    return service().get_incidents(resolved_since=_since(hours), limit=None)
+    return reader().get_incidents(resolved_since=_since(hours), limit=None)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def incident(incident_id: int) -> IncidentData | None:
     """One incident, or None when the id is unknown."""
-    return service().get_incident(incident_id)
+    return reader().get_incident(incident_id)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def deliveries(incident_id: int) -> list[AlertDeliveryData]:
     """The alert messages of one incident, newest first."""
-    return service().get_deliveries(incident_id=incident_id)
+    return reader().get_deliveries(incident_id=incident_id)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def incident_for_run(run_id: int) -> IncidentData | None:
     """The newest incident a failed run is part of, or None (also when the run is unknown)."""
     try:
-        return service().incident_for_run(run_id)
+        return reader().incident_for_run(run_id)
     except LookupError:
         return None
 
@@ -283,19 +299,19 @@ def incident_for_run(run_id: int) -> IncidentData | None:
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def prices(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
     """Daily prices of the coins in [start, end]."""
-    return queries.prices_frame(service(), coin_ids, start, end)
+    return queries.prices_frame(reader(), coin_ids, start, end)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def price_coverage(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
     """First/last day, days held and days missing per coin in [start, end]."""
-    return queries.price_coverage(service(), coin_ids, start, end)
+    return queries.price_coverage(reader(), coin_ids, start, end)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def price_bounds(coin_ids: tuple[str, ...]) -> tuple[date | None, date | None]:
     """First and last stored day over the coins."""
-    return queries.price_bounds(service(), coin_ids)
+    return queries.price_bounds(reader(), coin_ids)
 
 
 # ---------------------------------------------------------------------------------------------- chains
@@ -304,37 +320,37 @@ def price_bounds(coin_ids: tuple[str, ...]) -> tuple[date | None, date | None]:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def blocks_per_day(coin_symbol: str, start: date, end: date) -> pd.DataFrame:
     """Blocks, transactions, fees and sizes per day of one chain."""
-    return queries.blocks_per_day(service(), coin_symbol, start, end)
+    return queries.blocks_per_day(reader(), coin_symbol, start, end)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def transactions_per_day(coin_symbol: str, start: date, end: date) -> pd.DataFrame:
     """Chain and stored transactions per day of one chain."""
-    return queries.transactions_per_day(service(), coin_symbol, start, end)
+    return queries.transactions_per_day(reader(), coin_symbol, start, end)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def first_block_day(coin_symbol: str) -> date | None:
     """The day of a chain's oldest stored block."""
-    return queries.first_block_day(service(), coin_symbol)
+    return queries.first_block_day(reader(), coin_symbol)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def latest_blocks(coin_symbol: str, limit: int = 100) -> pd.DataFrame:
     """The newest blocks of a chain."""
-    return queries.latest_blocks(service(), coin_symbol, limit)
+    return queries.latest_blocks(reader(), coin_symbol, limit)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def block_transactions(coin_symbol: str, block_id: int) -> pd.DataFrame:
     """The stored transactions of one block."""
-    return queries.block_transactions(service(), coin_symbol, block_id)
+    return queries.block_transactions(reader(), coin_symbol, block_id)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def addresses(coin_symbol: str) -> pd.DataFrame:
     """Watched addresses of a chain, balances as exact coin-unit text and USD."""
-    rows = queries.addresses(service(), coin_symbol)
+    rows = queries.addresses(reader(), coin_symbol)
     return pd.DataFrame(
         {
             "address": [a.address for a in rows],
@@ -359,7 +375,7 @@ def coverage_window() -> tuple[date, date]:
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def coverage_coins() -> list[CoinMetadataData]:
     """The active coins coverage, gap filling and the checks are about."""
-    return service().get_coins(active_only=True)
+    return reader().get_coins(active_only=True)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
@@ -368,7 +384,7 @@ def price_coverage_ranges(start: date, end: date) -> pd.DataFrame:
     rows = []
     for coin in coverage_coins():
         if coin.coingecko_id:
-            found = coverage.price_coverage(service(), settings(), coin, start, end)
+            found = coverage.price_coverage(reader(), settings(), coin, start, end)
             rows += [(found.coin_id, r.start, r.end, r.state.value, r.days) for r in found.ranges]
     return pd.DataFrame(rows, columns=["coin_id", "start", "end", "state", "days"])
 
@@ -380,7 +396,7 @@ def block_coverage_ranges() -> pd.DataFrame:
     for coin in coverage_coins():
         if not coin.blockchair_chain:
             continue
-        found = coverage.block_coverage(service(), settings(), coin)
+        found = coverage.block_coverage(reader(), settings(), coin)
         parts = (("held", found.held), ("hole", found.holes), ("incomplete", found.incomplete_transactions))
         for kind, ranges in parts:
             rows += [
@@ -393,7 +409,7 @@ def block_coverage_ranges() -> pd.DataFrame:
 
 def fill_plan() -> gapfill.FillPlan:
     """The fewest slices that close every gap of the active coins, with their cost (not cached)."""
-    return gapfill.plan_fill(service(), settings(), coverage_coins())
+    return gapfill.plan_fill(reader(), settings(), coverage_coins())
 
 
 @st.cache_data(ttl=PROGRESS_TTL, show_spinner=False)
@@ -409,8 +425,8 @@ def backfill_queue() -> dict[str, int]:
 def findings(subjects: tuple[str, ...] = (), limit: int = 200) -> pd.DataFrame:
     """Stored data-quality findings, newest first: all, or the newest `limit` of each subject."""
     if not subjects:
-        return coverage_frames.findings_frame(quality.get_findings(service(), limit=limit))
-    rows = [row for s in subjects for row in quality.get_findings(service(), subject=s, limit=limit)]
+        return coverage_frames.findings_frame(quality.get_findings(reader(), limit=limit))
+    rows = [row for s in subjects for row in quality.get_findings(reader(), subject=s, limit=limit)]
     return coverage_frames.findings_frame(rows)
 
 
@@ -435,7 +451,7 @@ def _block_finding_marks(
     coin = next((c for c in coins() if c.symbol == coin_symbol), None)
     subjects = coin_subjects(coin) if coin else (coin_symbol,)
     heights, levels = coverage_frames.finding_marks(findings(subjects), "height")
-    days = queries.block_days(service(), coin_symbol, list(heights)) if heights else {}
+    days = queries.block_days(reader(), coin_symbol, list(heights)) if heights else {}
     return heights, levels, *coverage_frames.by_day(heights, levels, days)
 
 
@@ -459,7 +475,7 @@ def block_day_marks(
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def database_size() -> int | None:
     """Bytes on disk (SQLite file plus WAL, or the PostgreSQL database)."""
-    return service().database_size_bytes()
+    return reader().database_size_bytes()
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
@@ -467,41 +483,41 @@ def table_counts() -> dict[str, int]:
     """Rows per table, including the scheduler's coordination tables: exact up to
     `queries.EXACT_COUNT_LIMIT` rows, estimated beyond (a `queries.RowCounts`, whose `approximate` names
     the estimated tables), so that the cost does not grow with the tables."""
-    return queries.table_row_estimates(service())
+    return queries.table_row_estimates(reader())
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def date_coverage() -> pd.DataFrame:
     """Price coverage per coin over everything stored."""
-    return queries.date_coverage(service())
+    return queries.date_coverage(reader())
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def height_coverage() -> pd.DataFrame:
     """Block height coverage per chain."""
-    return queries.height_coverage(service())
+    return queries.height_coverage(reader())
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def run_log(start: date) -> pd.DataFrame:
     """Runs and rows inserted per day, status and data type since a day (one query)."""
-    return queries.run_log_per_day(service(), start)
+    return queries.run_log_per_day(reader(), start)
 
 
 def log_volume(start: date) -> pd.DataFrame:
     """Run-log rows per day and status since a day."""
-    return queries.log_volume_per_day(service(), start, run_log(start))
+    return queries.log_volume_per_day(reader(), start, run_log(start))
 
 
 def growth(start: date) -> pd.DataFrame:
     """Rows inserted per day and data type since a day (from the run log)."""
-    return queries.rows_written_per_day(service(), start, run_log(start))
+    return queries.rows_written_per_day(reader(), start, run_log(start))
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def created_growth(start: date) -> pd.DataFrame:
     """Rows per day of `created_at` and table since a day (scans the tables)."""
-    return queries.rows_created_per_day(service(), start)
+    return queries.rows_created_per_day(reader(), start)
 
 
 # ---------------------------------------------------------------------------------------------- writes
@@ -697,7 +713,7 @@ def candles(
     rows = [
         candle.model_dump()
         for coin in coin_ids
-        for candle in service().get_candles(
+        for candle in reader().get_candles(
             coin_id=coin, interval=interval, start=start, end=end, quote=quote
         )
     ]
@@ -713,7 +729,7 @@ def daily_points(coin_ids: tuple[str, ...], quote: str, start: date, end: date) 
     rows = [
         {**point.model_dump(), "volume": point.volume_24h}
         for coin in coin_ids
-        for point in service().get_price_points(
+        for point in reader().get_price_points(
             coin_id=coin, start=start, end=end, quote=quote, granularity="daily"
         )
     ]
@@ -725,26 +741,26 @@ def daily_points(coin_ids: tuple[str, ...], quote: str, start: date, end: date) 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def latest_prices(coin_ids: tuple[str, ...], quote: str) -> dict[str, PricePointData]:
     """The newest intraday (5-minute) point of each coin in `quote`; coins without one are left out."""
-    found = {coin: service().get_latest_price(coin, quote) for coin in coin_ids}
+    found = {coin: reader().get_latest_price(coin, quote) for coin in coin_ids}
     return {coin: point for coin, point in found.items() if point is not None}
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def candle_quotes() -> list[tuple[str, str]]:
     """The (coin_id, quote) pairs that have candles."""
-    return service().price_point_quotes()
+    return reader().price_point_quotes()
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def price_stats(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
     """Daily return, 30-day volatility, running peak and drawdown of the coins' USD closes in [start, end]."""
-    return analytics.price_stats_frame(service(), coin_ids, start, end)
+    return analytics.price_stats_frame(reader(), coin_ids, start, end)
 
 
 @st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
 def return_correlation(coin_ids: tuple[str, ...], start: date, end: date) -> pd.DataFrame:
     """Coin x coin correlation of daily USD returns over [start, end] (NaN with too few shared days)."""
-    return analytics.return_correlation(service(), coin_ids, start, end)
+    return analytics.return_correlation(reader(), coin_ids, start, end)
 
 
 def chain_decimals(coin_symbol: str) -> int:
@@ -757,7 +773,7 @@ def chain_decimals(coin_symbol: str) -> int:
 def chain_stats(coin_symbol: str, start: date, end: date) -> pd.DataFrame:
     """A chain's daily rollups over [start, end]: blocks, transactions, fees in base units (`fees_native`),
     in coin units (`fees`, exact Decimal) and USD, mean block interval and size, first and last height."""
-    frame = analytics.chain_stats_frame(service(), coin_symbol, start, end)
+    frame = analytics.chain_stats_frame(reader(), coin_symbol, start, end)
     decimals = chain_decimals(coin_symbol)
     frame["fees"] = pd.Series(
         [Decimal(int(v)).scaleb(-decimals) for v in frame["fees_native"]], index=frame.index, dtype=object

@@ -133,6 +133,39 @@ def is_in_memory(url: URL) -> bool:
     )
 
 
+# What an API key may be granted: `read` every /v1 resource, `health` only /v1/health (for a monitor).
+API_SCOPES = frozenset({"read", "health"})
+_API_KEY = re.compile(r"[^\s,:]+")
+
+
+def parse_api_keys(value: SecretStr | None) -> dict[str, frozenset[str]]:
+    """API_KEYS as key -> scopes. The format: entries `KEY:SCOPE[+SCOPE...]` separated by commas, e.g.
+    `k3Y...:read,0tHer...:read`; a key has no spaces, commas or colons, and each key appears once.
+
+    A bad entry raises ValueError naming its position, never its text (it may be a key)."""
+    keys: dict[str, frozenset[str]] = {}
+    if value is None:
+        return keys
+    for number, entry in enumerate(value.get_secret_value().split(","), start=1):
+        key, colon, scopes = entry.strip().partition(":")
+        where = f"API_KEYS entry {number}"
+        if not _API_KEY.fullmatch(key) or not colon:
+            msg = f"{where} is not KEY:SCOPE (a key without spaces, commas or colons, then its scopes)"
+            raise ValueError(msg)
+        granted = frozenset(s.strip() for s in scopes.split("+"))
+        if "" in granted:
+            msg = f"{where} has an empty scope (KEY:read, or KEY:read+other)"
+            raise ValueError(msg)
+        if unknown := sorted(granted - API_SCOPES):
+            msg = f"{where}: unknown scope {unknown[0]!r}; scopes are {', '.join(sorted(API_SCOPES))}"
+            raise ValueError(msg)
+        if key in keys:
+            msg = f"{where} repeats an earlier key"
+            raise ValueError(msg)
+        keys[key] = granted
+    return keys
+
+
 class Settings(BaseSettings):
     """Everything configurable, named as the environment variables that set it."""
 
@@ -140,6 +173,9 @@ class Settings(BaseSettings):
 
     # Storage
     DATABASE_URL: str = DEFAULT_DATABASE_URL
+    # Optional: a read replica (PostgreSQL streaming replication) for the dashboard's and the API's
+    # reads; every write (rerun, fill gaps, acknowledge) still goes to DATABASE_URL.
+    DATABASE_READ_URL: str | None = None
     DB_BATCH_SIZE: int = Field(5000, ge=1, le=100_000)
     SQLITE_BUSY_TIMEOUT_MS: int = Field(30_000, ge=0)
 
@@ -236,6 +272,12 @@ class Settings(BaseSettings):
     DASHBOARD_TRUSTED_AUTH_PROXY: bool = False
     LOG_LEVEL: str = "INFO"
 
+    # REST API (`crypto-pipeline api`). API_KEYS: `KEY:SCOPE[+SCOPE]` entries separated by commas
+    # (`parse_api_keys`); set, every /v1 request needs an X-API-Key. Unset, the API serves loopback only,
+    # unless API_ALLOW_REMOTE_WITHOUT_KEYS lets it listen on another address without keys.
+    API_KEYS: SecretStr | None = None
+    API_ALLOW_REMOTE_WITHOUT_KEYS: bool = False
+
     _split_coins = field_validator("COINS", mode="before")(_split_list)
     _split_quotes = field_validator("QUOTE_CURRENCIES", mode="before")(_split_list)
 
@@ -251,6 +293,12 @@ class Settings(BaseSettings):
     _split_hosts = field_validator("DASHBOARD_ALLOWED_HOSTS", mode="before")(_split_list)
     _split_emails = field_validator("ALERT_EMAIL_TO", mode="before")(_split_list)
 
+    @field_validator("API_KEYS")
+    @classmethod
+    def _api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        parse_api_keys(value)  # a bad entry stops the program here, named by position (never by key)
+        return value
+
     @field_validator("BLOCKCHAIR_BASE_URL")
     @classmethod
     def _blockchair_url(cls, value: str) -> str:
@@ -260,6 +308,11 @@ class Settings(BaseSettings):
     @classmethod
     def _coingecko_url(cls, value: str | None) -> str | None:
         return None if value is None else _check_http_url("COINGECKO_BASE_URL", value)
+
+    @field_validator("DATABASE_READ_URL")
+    @classmethod
+    def _read_url(cls, value: str | None) -> str | None:
+        return None if value is None else cls._database_url(value)
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -314,7 +367,8 @@ class Settings(BaseSettings):
             self.ALERT_SLACK_WEBHOOK_URL,
             self.ALERT_SMTP_URL,
         )
-        return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
+        found = [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
+        return found + list(parse_api_keys(self.API_KEYS))
 
 
 def load_settings(**overrides: Any) -> Settings:

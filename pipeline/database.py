@@ -20,8 +20,10 @@ alert deliveries).
 from __future__ import annotations
 
 from pipeline.lazy import lazy
+from pipeline.store.api_reads import ApiReadMixin
 from pipeline.store.bookmarks import BookmarkMixin
 from pipeline.store.coordination import CoordinationMixin
+from pipeline.store.export_reads import ExportReadMixin
 from pipeline.store.incidents import IncidentMixin
 from pipeline.store.meta import MetaMixin
 from pipeline.store.records import RecordMixin
@@ -32,7 +34,9 @@ __all__ = ["DatabaseService", "db_service"]
 
 
 class DatabaseService(
-    RecordMixin, RollupMixin, StatsMixin, BookmarkMixin, CoordinationMixin, IncidentMixin, MetaMixin
+    RecordMixin, RollupMixin, StatsMixin, BookmarkMixin, CoordinationMixin, IncidentMixin, MetaMixin,
+    ApiReadMixin,
+    ExportReadMixin,
 ):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL.
 

@@ -22,6 +22,7 @@ import pytest
 from benchmarks.harness.postgres import PG_URL, postgres_schema, postgres_unavailable
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
+from tests.support import replica
 from tests.support.databases import (
     REQUIRE_PG,
     PostgresPool,
@@ -126,3 +127,17 @@ def db(settings: Settings) -> Iterator[DatabaseService]:
     service = migrated(settings)
     yield service
     service.dispose()
+
+
+@pytest.fixture(scope="session")
+def replica_pair() -> Iterator[replica.ReplicaPair]:
+    """A migrated PostgreSQL primary with a streaming replica, made for the session (about two seconds)
+    and removed after it; skipped where PostgreSQL's server binaries are missing."""
+    if replica.available() is not None:
+        pytest.skip(str(replica.available()))
+    with replica.replica_pair() as made:
+        primary = DatabaseService(settings=make_settings(made.primary_url))
+        primary.create_tables()
+        primary.dispose()
+        made.wait_for_replay()
+        yield made

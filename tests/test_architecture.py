@@ -44,7 +44,13 @@ ALLOWED: dict[str, set[str]] = {
     "migrations": {"base", "store"},
     "services": {"base", "sources", "store", "alerts"},
     "ingestion": {"base", "http", "sources", "store", "services"},
-    "runtime": {"base", "http", "sources", "store", "services", "ingestion", "simulator", "alerts"},
+    # The Parquet export: reads the store, writes files.
+    "export": {"base", "store", "services"},
+    # The read-only REST API: the same store and services the dashboard reads through.
+    "api": {"base", "store", "services"},
+    "runtime": {
+        "base", "http", "sources", "store", "services", "ingestion", "simulator", "alerts", "export", "api",
+    },
     # The dashboard drives the local simulator's control API (SimulatorControl) in its Simulator panel,
     # shown only with SIMULATED_DATA.
     "dashboard": {"base", "store", "services", "ingestion", "runtime", "simulator"},

@@ -20,7 +20,7 @@ Exit codes:
 - 0: done, healthy.
 - 1: done, but something is wrong: a run failed; `status` found an open error-level incident or a freshness
   measure at fail; `gaps` found a gap; `alerts test` could not deliver to a channel; `simulate fault`
-  found no simulator answering at its URL.
+  found no simulator answering at its URL; `export` could not write a file (a rerun resumes).
 - 2: usage or configuration (a bad argument, an unknown id, a missing `--env-file`, `alerts test` with no
   channel configured).
 - 3 to 11: one per database cause (`DatabaseError.exit_code`, listed in the README).
@@ -92,6 +92,14 @@ def _date(text: str) -> date:
 def _positive_int(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
         msg = f"not a positive integer up to {MAX_ID}: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        msg = f"not a port (1 to 65535): {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return int(text)
 
@@ -271,10 +279,43 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--coins", type=_coins, help="comma-separated coins (default: all active)")
     fill.add_argument("--dry-run", action="store_true", help="show the plan and its cost; queue nothing")
 
+    export = sub.add_parser(
+        "export",
+        help="write the tables to Parquet files (incremental; DuckDB reads them)",
+        description=(
+            "Write each table to Parquet under DIR, one file per partition (coin, and a range of heights or"
+            " a month, year or day), with DIR/manifest.json. A rerun rewrites only the partitions whose rows"
+            " changed since, and finishes an interrupted export."
+        ),
+    )
+    export.add_argument("--format", choices=("parquet",), default="parquet", help="parquet (the only one)")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="the export folder")
+    export.add_argument(
+        "--tables", type=_coins, default=None, help="comma-separated tables (default: all; see README)"
+    )
+    export.add_argument(
+        "--coins", type=_coins, default=None, help="comma-separated symbols or CoinGecko ids (default: all)"
+    )
+    export.add_argument("--full", action="store_true", help="rewrite every partition, changed or not")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+
     up = sub.add_parser("up", help="start the scheduler and the dashboard together")
     up.add_argument("--demo", action="store_true", help="also start the simulator; no key or internet needed")
     up.add_argument("--port", type=int, default=None, help="dashboard port (default: a free one)")
     up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--api-port", type=_port, default=None, help="REST API port (default: a free one)")
+
+    api = sub.add_parser(
+        "api",
+        help="serve the read-only REST API (OpenAPI at /openapi.json, docs at /docs)",
+        description=(
+            "Serve the read-only REST API until Ctrl-C. With API_KEYS set every /v1 request needs an"
+            " X-API-Key; without, it listens on loopback only, unless --host is another address and"
+            " API_ALLOW_REMOTE_WITHOUT_KEYS=true (else exit 2)."
+        ),
+    )
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    api.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
 
     simulate = sub.add_parser(
         "simulate",
@@ -400,14 +441,18 @@ def _database_of(args: argparse.Namespace, settings: Settings) -> str | None:
         from pipeline.runtime.launcher import DEMO_DATABASE_URL
 
         return DEMO_DATABASE_URL
+    if args.command in ("api", "export") and settings.DATABASE_READ_URL:
+        return settings.DATABASE_READ_URL  # they only read, and a replica serves them when set
     return settings.DATABASE_URL
 
 
-def _db(settings: Settings, *, write: bool = True) -> DatabaseService:
+def _db(settings: Settings, *, write: bool = True, replica: bool = False) -> DatabaseService:
     """The database of a command: created or upgraded for commands that write (`write=True`); for commands
     that only read, checked to exist at the newest schema, and never created (DatabaseNotFound,
-    SchemaTooOld). Refuses an in-memory database either way: nothing a command wrote would outlive it."""
-    db = DatabaseService(settings=settings)
+    SchemaTooOld). Refuses an in-memory database either way: nothing a command wrote would outlive it.
+    `replica`: a reader that may be served by DATABASE_READ_URL when one is configured."""
+    url = settings.DATABASE_READ_URL if replica and not write else None
+    db = DatabaseService(url, settings=settings)
     db.require_persistent()
     if write:
         db.create_tables()
@@ -866,7 +911,27 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.demo:
         _db(settings)  # fail fast, here, on a database that cannot be reached or migrated
-    return up(settings, demo=args.demo, host=args.host, port=args.port)
+    return up(settings, demo=args.demo, host=args.host, port=args.port, api_port=args.api_port)
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the read-only REST API until Ctrl-C; refuse (2) an open API on a non-loopback address."""
+    from pipeline.api.binding import listen_refusal, open_warning, url_of
+    from pipeline.api.server import serve
+
+    refusal = listen_refusal(settings, args.host)
+    if refusal is not None:
+        print(f"crypto-pipeline api: error: {refusal}", file=sys.stderr)
+        return 2
+    # It only reads: never creates or migrates the database, and reads the replica when there is one.
+    db = _db(settings, write=False, replica=True)
+    warning = open_warning(settings, args.host, args.port)
+    if warning is not None:
+        print(f"crypto-pipeline api: warning: {warning}", file=sys.stderr, flush=True)
+    url = url_of(args.host, args.port)
+    print(f"API on {url}/v1 (docs: {url}/docs, OpenAPI: {url}/openapi.json)", flush=True)
+    serve(settings, db, host=args.host, port=args.port)
+    return 0
 
 
 def _coverage_coins(db: DatabaseService, names: list[str] | None) -> list[CoinMetadataData]:
@@ -933,6 +998,38 @@ def cmd_fill_gaps(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     queued = queue_plan(db, plan, "cli fill-gaps")
     print(f"queued {len(queued)} backfill requests; the scheduler serves them after its regular jobs")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Export the tables to Parquet under --out; exit 1 when writing failed (the next run resumes)."""
+    from pipeline.export.exporter import export_parquet
+
+    db = _db(settings, write=False, replica=True)  # it only reads: a replica serves it when set
+    try:
+        result = export_parquet(
+            db,
+            args.out,
+            tables=args.tables,
+            coins=args.coins,
+            full=args.full,
+            progress=False if args.quiet else None,  # None: a bar when stderr is a terminal
+        )
+    except OSError as exc:
+        print(f"crypto-pipeline: error: export to {args.out} failed: {exc}", file=sys.stderr)
+        return 1
+    headers = ["table", "partitions", "written", "rows", "unchanged", "removed"]
+    rows = [
+        [t.table, *(f"{n:,}" for n in (t.partitions, t.written, t.rows_written, t.unchanged, t.removed))]
+        for t in result.tables
+    ]
+    for line in _table(headers, rows, right={1, 2, 3, 4, 5}):
+        print(line)
+    rate = result.rows_written / result.seconds if result.seconds else 0.0
+    print(
+        f"wrote {result.files_written:,} files ({result.rows_written:,} rows) in {result.seconds:.1f} s"
+        f" ({rate:,.0f} rows/s); manifest: {result.manifest_path}"
+    )
     return 0
 
 
@@ -1050,6 +1147,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "simulate": cmd_simulate,
     "run": cmd_run,
     "up": cmd_up,
+    "api": cmd_api,
     "gaps": cmd_gaps,
     "fill-gaps": cmd_fill_gaps,
     "status": cmd_status,
@@ -1057,6 +1155,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "watch": cmd_watch,
     "alerts": cmd_alerts,
     "rebuild-rollups": cmd_rebuild_rollups,
+    "export": cmd_export,
 }
 
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.api.binding import listen_refusal, url_of
 from pipeline.config import Settings, child_environment, load_settings, mask_url_password
 from pipeline.database import DatabaseService
 from pipeline.runtime.demo import DemoScenario
@@ -181,11 +182,17 @@ class Launcher:
     the operator would see it, down with it.
     """
 
-    def __init__(self, settings: Settings, *, demo: bool, host: str, port: int | None) -> None:
+    def __init__(
+        self, settings: Settings, *, demo: bool, host: str, port: int | None, api_port: int | None = None
+    ) -> None:
         self.settings = settings
         self.demo = demo
         self.host = host
         self.port = port or free_port(host)
+        # The REST API listens beside the dashboard; without API keys on loopback only (api/binding.py).
+        self.api_host = "127.0.0.1" if listen_refusal(settings, host) else host
+        self.api_port = api_port or free_port(self.api_host)
+        self.api_url = url_of(self.api_host, self.api_port)
         self.children: list[Child] = []
         self.sink: WebhookSink | None = None  # the demo's alert receiver, served by this process
         self.scenario: DemoScenario | None = None
@@ -249,8 +256,10 @@ class Launcher:
             ],
             env,
         )  # fmt: skip
+        api = self._start("api", [*cli, "api", "--host", self.api_host, "--port", str(self.api_port)], env)
         url = f"http://{self.host}:{self.port}"
         wait_for_http(f"{url}/_stcore/health", dashboard)
+        wait_for_http(f"{self.api_url}/openapi.json", api)  # open even when API keys are required
         if self.scenario is not None:
             self.scenario.start(self.demo_stop)
         return url
@@ -382,9 +391,16 @@ def write_env_file(path: Path, overrides: dict[str, object]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | None = None) -> int:
+def up(
+    settings: Settings,
+    *,
+    demo: bool,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    api_port: int | None = None,
+) -> int:
     """Run the whole product until Ctrl-C."""
-    launcher = Launcher(settings, demo=demo, host=host, port=port)
+    launcher = Launcher(settings, demo=demo, host=host, port=port, api_port=api_port)
 
     def _stop(_signum: int, _frame: object) -> None:
         launcher.stopping = True
@@ -404,7 +420,8 @@ def up(settings: Settings, *, demo: bool, host: str = "127.0.0.1", port: int | N
     world = f"  Settings of this world: {DEMO_ENV_FILE} (crypto-pipeline --env-file {DEMO_ENV_FILE} status)\n"
     alerts = f"  Alerts: {launcher.sink.url}/received (demo webhook sink)\n" if launcher.sink else ""
     print(
-        f"\n  Dashboard: {url}{mode}\n{alerts}{world if demo else ''}"
+        f"\n  Dashboard: {url}{mode}\n  API: {launcher.api_url}/v1 (docs: {launcher.api_url}/docs)\n"
+        f"{alerts}{world if demo else ''}"
         "  Scheduler: running. Watcher: running. Press Ctrl-C to stop.\n",
         flush=True,
     )

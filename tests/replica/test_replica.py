@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
 import pytest
 
 from pipeline.database import DatabaseService
-from tests.support import replica
 from tests.support.settings import make_settings
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(replica.available() is not None, reason=str(replica.available())),
-]
+pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[replica.ReplicaPair]:
-    with replica.replica_pair() as made:
-        primary = DatabaseService(settings=make_settings(made.primary_url))
-        primary.create_tables()
-        primary.dispose()
-        made.wait_for_replay()
-        yield made
-
-
-def test_the_replica_serves_what_the_primary_stored_and_refuses_writes(pair):
-    primary = DatabaseService(settings=make_settings(pair.primary_url))
-    reader = DatabaseService(settings=make_settings(pair.replica_url))
+def test_the_replica_serves_what_the_primary_stored_and_refuses_writes(replica_pair):
+    primary = DatabaseService(settings=make_settings(replica_pair.primary_url))
+    reader = DatabaseService(settings=make_settings(replica_pair.replica_url))
     try:
         primary.insert_market_prices(
             [{"coin_id": "bitcoin", "price_date": date(2026, 11, 30), "price_usd": Decimal("91234.5678")}]
         )
-        pair.wait_for_replay()
+        replica_pair.wait_for_replay()
         assert [p.price_usd for p in reader.get_market_prices(coin_id="bitcoin")] == [Decimal("91234.5678")]
         assert reader.replica_lag_seconds() == 0.0
         assert primary.replica_lag_seconds() is None
@@ -46,3 +31,28 @@ def test_the_replica_serves_what_the_primary_stored_and_refuses_writes(pair):
     finally:
         primary.dispose()
         reader.dispose()
+
+
+def test_the_api_reads_the_replica_when_one_is_configured(replica_pair, monkeypatch, capsys, tmp_path):
+    from fastapi.testclient import TestClient
+
+    import pipeline.api.server as server
+    from pipeline.api.app import create_app
+    from pipeline.config import get_settings
+    from tests.support.cli import in_process_cli
+
+    served: list[DatabaseService] = []
+    monkeypatch.setattr(server, "serve", lambda settings, db, **_kw: served.append(db))
+    cli = in_process_cli(monkeypatch, capsys, tmp_path)
+    try:
+        done = cli("api", DATABASE_URL=replica_pair.primary_url, DATABASE_READ_URL=replica_pair.replica_url)
+    finally:
+        get_settings.cache_clear()
+    assert done.code == 0, done
+    assert [db.database_url for db in served] == [replica_pair.replica_url]
+    settings = make_settings(replica_pair.primary_url, DATABASE_READ_URL=replica_pair.replica_url)
+    with TestClient(create_app(settings, served[0])) as client:
+        coins = client.get("/v1/coins")
+    assert coins.status_code == 200
+    assert {"BTC", "ETH", "DOGE"} <= {c["symbol"] for c in coins.json()["data"]}
+    served[0].dispose()

@@ -155,8 +155,11 @@ def test_settings_read_the_dashboard_access_options(monkeypatch):
 class _StubLauncher:
     """Stands in for the processes `up` starts: the notice is what is under test."""
 
-    def __init__(self, _settings: object, *, demo: bool, host: str, port: int | None) -> None:
+    def __init__(
+        self, _settings: object, *, demo: bool, host: str, port: int | None, api_port: int | None = None
+    ) -> None:
         self.url = f"http://{host}:{port}"
+        self.api_url = f"http://127.0.0.1:{api_port or 8000}"
         self.stopping = False
         self.sink = None
 

@@ -1,0 +1,62 @@
+"""JSON responses with validators for HTTP caching: ETag, Last-Modified, and 304 Not Modified.
+
+The body is serialised once, here; its ETag is a digest of those bytes (a strong validator: it changes
+with any byte, `data_as_of` included), and Last-Modified is the document's `data_as_of`. A request whose
+If-None-Match names the current ETag, or, without If-None-Match, whose If-Modified-Since is not older
+than `data_as_of` (to the second, as HTTP dates go), is answered 304 with no body (RFC 9110 13.1).
+Responses must be revalidated before reuse (`Cache-Control: no-cache`), and with API keys they are
+`private` as well, so a shared cache never hands one client's answer to another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from fastapi import Request, Response
+from pydantic import BaseModel
+
+from pipeline.api.convert import utc
+
+JSON = "application/json"
+
+
+def etag_of(body: bytes) -> str:
+    """A strong entity tag for a body."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _tags(header: str) -> list[str]:
+    return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
+
+
+def not_modified(request: Request, etag: str, as_of: datetime | None) -> bool:
+    """Whether the client's copy is current (If-None-Match first; If-Modified-Since only without it)."""
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        tags = _tags(match)
+        return "*" in tags or etag in tags
+    since = request.headers.get("if-modified-since")
+    if since is None or as_of is None:
+        return False
+    try:
+        client = parsedate_to_datetime(since)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False  # an invalid date is ignored (RFC 9110 13.1.3)
+    if client.tzinfo is None:
+        return False
+    return as_of.replace(microsecond=0) <= client
+
+
+def respond(request: Request, document: BaseModel, *, private: bool, status_code: int = 200) -> Response:
+    """The document as JSON with its validators, or 304 when the client's copy is current."""
+    body = document.model_dump_json().encode()
+    etag = etag_of(body)
+    as_of = utc(getattr(document, "data_as_of", None))
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache" if private else "no-cache"}
+    if as_of is not None:
+        headers["Last-Modified"] = format_datetime(as_of, usegmt=True)
+    if status_code == 200 and not_modified(request, etag, as_of):
+        return Response(status_code=304, headers=headers)
+    return Response(body, status_code=status_code, media_type=JSON, headers=headers)
