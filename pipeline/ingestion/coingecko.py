@@ -201,7 +201,9 @@ class CoinGeckoIngestor(Ingestor):
             if newest is None or newest.ts < floor:
                 # A first run (or one after a long outage) also fills the rest of HOURLY_DAYS, in 90-day
                 # windows: 365 days are 5 requests per coin and quote.
-                oldest = hour_floor(now - timedelta(days=self.settings.hourly_days))
+                # An hour inside the plan's history limit, as `floor` is: the same bound, so a first run of
+                # HOURLY_DAYS <= 90 adds no sliver of a request before the window.
+                oldest = hour_floor(now - timedelta(days=self.settings.hourly_days) + HOUR)
                 for low, high in _spans(oldest, first):
                     self.check_stop()
                     self._fetch_points(coin, quote, low, high, tally)

@@ -58,6 +58,16 @@ def _bound(value: date | datetime, *, end: bool) -> datetime:
 # ---------------------------------------------------------------- maintenance (caller's transaction)
 
 
+def _serialize(conn: Connection, key: str) -> None:
+    """One rebuild of a series at a time, until the transaction ends. A rebuild reads the points (or
+    closes) it aggregates; on PostgreSQL another worker's uncommitted points are invisible to it, so two
+    writers of one series could each overwrite a shared candle with a total that lacks the other's
+    points. Waiting here makes the later rebuild start after the earlier transaction committed, so the
+    last one sees both. SQLite's writers are already serialized (BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
 def refresh_candles(conn: Connection, coin_id: str, quote: str, stamps: Iterable[datetime]) -> int:
     """Rebuild every candle whose samples include one of `stamps` (and the next hour's, whose open is
     the last sample before it). Returns the number of 1h candles rebuilt."""
@@ -67,6 +77,7 @@ def refresh_candles(conn: Connection, coin_id: str, quote: str, stamps: Iterable
         hours.update((hour, hour + rollups.HOUR))
     if not hours:
         return 0
+    _serialize(conn, f"candles:{coin_id}:{quote}")
     key = (PricePoint.coin_id == coin_id) & (PricePoint.quote == quote)
     rows = conn.execute(
         select(PricePoint.ts, PricePoint.price, PricePoint.volume_24h, PricePoint.sampling)
@@ -122,6 +133,7 @@ def _write_candles(conn: Connection, coin_id: str, quote: str, candles: Sequence
 def refresh_daily_stats(conn: Connection, coin_id: str, first_day: date) -> None:
     """Rebuild the analytics of `coin_id`'s days from `first_day` on (a return, volatility and drawdown
     depend on the days before them, so every later day can change)."""
+    _serialize(conn, f"daily-stats:{coin_id}")
     window = timedelta(days=rollups.VOLATILITY_WINDOW)
     closes = dict(
         conn.execute(
@@ -158,32 +170,41 @@ def mark_chain_days(conn: Connection, coin_symbol: str, stamps: Iterable[datetim
 
 def refresh_pending_chain_days(conn: Connection, coin_symbol: str | None = None) -> int:
     """Rebuild the chain days marked pending (of one chain, or all) and clear their marks; returns the
-    number of days rebuilt. Run once per unit, so a backfill of many pages re-reads each day once."""
-    stmt = select(ChainDayPending.coin_symbol, ChainDayPending.day)
+    number of days rebuilt. Run once per unit, so a backfill of many pages re-reads each day once.
+
+    The marks are deleted first and the blocks read after: a unit that stores blocks of such a day
+    meanwhile writes its mark again (on PostgreSQL after waiting for this transaction), so a day is never
+    left unmarked with totals that miss blocks."""
+    stmt = delete(ChainDayPending)
     if coin_symbol is not None:
         stmt = stmt.where(ChainDayPending.coin_symbol == coin_symbol)
     pending: dict[str, list[date]] = {}
-    for symbol, day in conn.execute(stmt):
+    for symbol, day in conn.execute(stmt.returning(ChainDayPending.coin_symbol, ChainDayPending.day)):
         pending.setdefault(symbol, []).append(day)
     for symbol, days in pending.items():
-        _rebuild_chain_days(conn, symbol, days)
-        conn.execute(
-            delete(ChainDayPending).where(
-                ChainDayPending.coin_symbol == symbol, ChainDayPending.day.in_(days)
-            )
-        )
+        rebuild_chain_days(conn, symbol, days)
     return sum(len(days) for days in pending.values())
 
 
 def refresh_chain_days(conn: Connection, coin_symbol: str, stamps: Iterable[datetime]) -> None:
     """Rebuild the totals of the days the given block times fall on (and of the neighbouring day when a
     time is within two hours of midnight)."""
-    _rebuild_chain_days(conn, coin_symbol, _block_days(stamps))
+    rebuild_chain_days(conn, coin_symbol, _block_days(stamps))
 
 
-def _rebuild_chain_days(conn: Connection, coin_symbol: str, days: Iterable[date]) -> None:
+# Days of blocks read per query: a week of Ethereum is about 50,000 rows.
+_CHAIN_DAYS_PER_READ = 7
+
+
+def rebuild_chain_days(conn: Connection, coin_symbol: str, days: Iterable[date]) -> None:
+    """Rebuild the totals of these days from the chain's blocks, a week of blocks per read."""
     ordinals = sorted(d.toordinal() for d in days)
-    for low, high in contiguous_ranges(ordinals):
+    spans = [
+        (start, min(start + _CHAIN_DAYS_PER_READ - 1, high))
+        for low, high in contiguous_ranges(ordinals)
+        for start in range(low, high + 1, _CHAIN_DAYS_PER_READ)
+    ]
+    for low, high in spans:
         first, last = date.fromordinal(low), date.fromordinal(high)
         rows = conn.execute(
             select(
@@ -232,8 +253,8 @@ class RollupMixin(DatabaseCore):
         granularity: str = "hourly",
     ) -> list[PricePointData]:
         """A coin's price points in `quote` between `start` and `end` (dates include the whole end day),
-        oldest first. `hourly`: the last sample of each hour; `5m`: every stored sample; `daily`: the
-        00:00 UTC snapshots (for USD the seed's `market_prices`)."""
+        oldest first. `hourly`: the last sample of each hour; `5m`: every stored intraday sample;
+        `daily`: the 00:00 UTC points (for USD the seed's `market_prices`)."""
         if granularity not in GRANULARITIES:
             msg = f"granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}"
             raise ValueError(msg)
@@ -255,7 +276,11 @@ class RollupMixin(DatabaseCore):
         )
         stmt = stmt.where(PricePoint.ts <= high if isinstance(end, datetime) else PricePoint.ts < high)
         if granularity == "daily":
-            stmt = stmt.where(PricePoint.sampling == "1d")
+            # The 00:00 UTC points, whichever job stored them (a daily point and an hourly point at
+            # midnight are one row): a primary-key lookup per day of the range.
+            first = _day_start(low.date()) + (timedelta(days=1) if low.time() != time(0) else timedelta(0))
+            midnights = [first + timedelta(days=i) for i in range(max(0, (high - first).days + 1))]
+            stmt = stmt.where(PricePoint.ts.in_([m for m in midnights if m <= high]))
         else:
             stmt = stmt.where(PricePoint.sampling != "1d")
         points = self._select_models(stmt.order_by(PricePoint.ts), PricePointData)
@@ -362,35 +387,54 @@ class RollupMixin(DatabaseCore):
             return refresh_pending_chain_days(conn, coin_symbol)
 
     def rebuild_rollups(self) -> dict[str, int]:
-        """Rebuild every candle and analytics row from the raw rows (after an upgrade that added them,
-        or to check them); one transaction per coin and table. Returns the rows of each rollup table."""
+        """Rebuild every candle and analytics row from the raw rows (after a hand edit of the raw
+        tables, or to check them): per series, its rollup rows are deleted and built again in one
+        transaction, and rollups of series without raw rows left are deleted. Returns the rows of each
+        rollup table."""
         with self.engine.connect() as conn:
-            pairs = conn.execute(select(PricePoint.coin_id, PricePoint.quote).distinct()).all()
-            priced = conn.scalars(select(MarketPrice.coin_id).distinct()).all()
-            chains = conn.scalars(select(BlockchainBlock.coin_symbol).distinct()).all()
-        for coin_id, quote in pairs:
+            pairs = {(c, q) for c, q in conn.execute(select(PricePoint.coin_id, PricePoint.quote).distinct())}
+            pairs |= {
+                (c, q) for c, q in conn.execute(select(PriceCandle.coin_id, PriceCandle.quote).distinct())
+            }
+            priced = set(conn.scalars(select(MarketPrice.coin_id).distinct()))
+            priced |= set(conn.scalars(select(DailyPriceStats.coin_id).distinct()))
+            chains = set(conn.scalars(select(BlockchainBlock.coin_symbol).distinct()))
+            chains |= set(conn.scalars(select(ChainDailyStats.coin_symbol).distinct()))
+        for coin_id, quote in sorted(pairs):
             with self.transaction() as conn:
+                _serialize(conn, f"candles:{coin_id}:{quote}")
+                conn.execute(
+                    delete(PriceCandle).where(PriceCandle.coin_id == coin_id, PriceCandle.quote == quote)
+                )
                 stamps = conn.scalars(
                     select(PricePoint.ts).where(PricePoint.coin_id == coin_id, PricePoint.quote == quote)
                 ).all()
                 # Month by month, so that memory stays bounded on long 5-minute histories.
                 for chunk in _chunks(sorted(stamps), 24 * 31):
                     refresh_candles(conn, coin_id, quote, chunk)
-        for coin_id in priced:
+        for coin_id in sorted(priced):
             with self.transaction() as conn:
+                _serialize(conn, f"daily-stats:{coin_id}")
+                conn.execute(delete(DailyPriceStats).where(DailyPriceStats.coin_id == coin_id))
                 refresh_daily_stats(conn, coin_id, date.min + timedelta(days=rollups.VOLATILITY_WINDOW))
-        for symbol in chains:
+        for symbol in sorted(chains):
             with self.transaction() as conn:
-                times = conn.scalars(
-                    select(BlockchainBlock.time).where(BlockchainBlock.coin_symbol == symbol)
-                ).all()
-                refresh_chain_days(conn, symbol, times)
                 conn.execute(delete(ChainDayPending).where(ChainDayPending.coin_symbol == symbol))
+                conn.execute(delete(ChainDailyStats).where(ChainDailyStats.coin_symbol == symbol))
+                rebuild_chain_days(conn, symbol, block_days(conn, symbol))
         with self.engine.connect() as conn:
             return {
                 table.__tablename__: conn.execute(select(func.count()).select_from(table)).scalar_one()
                 for table in (PriceCandle, DailyPriceStats, ChainDailyStats)
             }
+
+
+def block_days(conn: Connection, coin_symbol: str) -> set[date]:
+    """The UTC days a chain's stored blocks fall on, read as a stream (a year of Ethereum is 2.6 million
+    block times: never held at once)."""
+    stmt = select(BlockchainBlock.time).where(BlockchainBlock.coin_symbol == coin_symbol)
+    # Options on the statement, not the connection: they must not outlive this read.
+    return {ts.date() for ts in conn.scalars(stmt.execution_options(yield_per=50_000))}
 
 
 def _daily_point(price: MarketPriceData) -> PricePointData:

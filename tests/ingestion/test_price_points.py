@@ -77,6 +77,27 @@ def test_first_run_is_one_request_of_hourly_points_with_exact_values(sim, gecko)
         assert point.volume_24h == _exact(volume)
 
 
+def test_the_default_ninety_days_are_one_request_and_daily_points_never_replace_hourly_ones(
+    sim, database_url
+):
+    settings, database = _ingestor(sim, database_url)  # HOURLY_DAYS=90, the default
+    with database as db:
+        gecko = CoinGeckoIngestor(settings=settings, db=db)
+        coin = gecko.coin("dogecoin")
+        first = gecko.ingest_latest_points(coin, "eur")
+        assert (first.status, first.requests_made) == ("success", 1), first.error_message
+        today = datetime.now(UTC).date()
+        days = (today - timedelta(days=5), today - timedelta(days=2))
+        hourly = db.get_price_points(coin_id="dogecoin", quote="eur", start=days[0], end=days[1])
+        daily = gecko.ingest_price_points(coin, *days, quote="eur", granularity="daily")
+        assert daily.requests_made == 0  # the midnight points are already held (as hourly points)
+        assert db.get_price_points(coin_id="dogecoin", quote="eur", start=days[0], end=days[1]) == hourly
+        midnights = db.get_price_points(
+            coin_id="dogecoin", quote="eur", start=days[0], end=days[1], granularity="daily"
+        )
+        assert [p.ts.date() for p in midnights] == [days[0] + timedelta(days=i) for i in range(4)]
+
+
 def test_the_next_run_is_one_request_and_stores_the_latest_five_minute_price(sim, gecko):
     coin = gecko.coin("bitcoin")
     gecko.ingest_latest_points(coin, "usd")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +13,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete, event, select
 
-from pipeline.models import ChainDailyStats, ChainDayPending, DailyPriceStats, PriceCandle
+from pipeline.models import (
+    ChainDailyStats,
+    ChainDayPending,
+    DailyPriceStats,
+    MarketPrice,
+    PriceCandle,
+    PricePoint,
+)
 from pipeline.services.analytics import return_correlation
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -341,3 +349,95 @@ def test_reading_candles_reads_only_the_candles_table(db):
     assert candles
     assert queries
     assert all("price_candles" in q and "price_points" not in q for q in queries)
+
+
+def _concurrently(db, first, second) -> None:
+    """`first(conn)` in an open transaction, then `second()` in a thread while it is open; the first
+    commits only after giving the second half a second to run into it."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            second()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    with db.transaction() as conn:
+        first(conn)
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=0.5)  # a second writer of the same series waits here for the first to commit
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_writers_of_one_series_at_once_leave_the_candles_a_rebuild_would_make(db):
+    points = _points("bitcoin", 24 * 3, seed=51)
+    spike = {**points[10], "price": Decimal("99999")}  # day 1, only in the first writer's transaction
+    late = {**points[40], "price": Decimal("1")}  # day 2, the second writer's
+    _concurrently(
+        db,
+        lambda conn: db.insert_price_points([*points[:24], spike], conn=conn),
+        lambda: db.insert_price_points([*points[24:], late]),
+    )
+    kept = {i: _candles(db, i) for i in ("1d", "1w")}
+    db.rebuild_rollups()
+    assert {i: _candles(db, i) for i in ("1d", "1w")} == kept
+    assert max(c.high for c in kept["1w"]) == Decimal("99999")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_writers_of_one_coins_closes_at_once_leave_the_analytics_a_rebuild_would_make(db):
+    rows = _prices("bitcoin", 40, seed=52)
+    db.insert_market_prices(rows[:30])
+    peak = [{**rows[5], "price_usd": rows[5]["price_usd"] * 10}]  # an old day becomes the peak
+    _concurrently(
+        db,
+        lambda conn: db.insert_market_prices(peak, conn=conn),
+        lambda: db.insert_market_prices(rows[30:]),
+    )
+    _assert_matches(db, "bitcoin", [*rows[:5], *peak, *rows[6:]])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_blocks_stored_while_their_day_is_rebuilt_keep_the_day_marked(db):
+    start = datetime(2026, 5, 3, 10, tzinfo=UTC)
+    first = [_block("BTC", 710_000 + i, start + timedelta(minutes=10 * i), 100, None) for i in range(5)]
+    later = [_block("BTC", 710_005 + i, start + timedelta(minutes=50 + 10 * i), 100, None) for i in range(5)]
+    with db.transaction() as conn:
+        db.insert_blocks(first, conn=conn)
+    _concurrently(
+        db,
+        _refresh_pending,
+        lambda: _store_page(db, later),
+    )
+    db.refresh_chain_rollups("BTC")
+    assert _stored_days(db, "BTC") == _recomputed_days(first + later)
+
+
+def _refresh_pending(conn) -> None:
+    from pipeline.store.rollups import refresh_pending_chain_days
+
+    refresh_pending_chain_days(conn, "BTC")
+
+
+def _store_page(db, blocks: list[dict]) -> None:
+    with db.transaction() as conn:
+        db.insert_blocks(blocks, conn=conn)
+
+
+def test_a_rebuild_after_raw_rows_were_deleted_by_hand_drops_what_they_fed(db):
+    points = _points("bitcoin", 48, seed=61)
+    spike = {**points[30], "price": Decimal("99999")}
+    db.insert_price_points([*points[:30], spike, *points[31:]])
+    rows = _prices("bitcoin", 35, seed=62)
+    db.insert_market_prices(rows)
+    with db.transaction() as conn:
+        conn.execute(delete(PricePoint).where(PricePoint.ts == spike["ts"]))
+        conn.execute(delete(MarketPrice).where(MarketPrice.price_date == rows[-1]["price_date"]))
+    db.rebuild_rollups()
+    assert max(c.high for c in _candles(db, "1d")) < Decimal("99999")
+    assert len(_candles(db, "1h")) == 47
+    _assert_matches(db, "bitcoin", rows[:-1])

@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import pipeline.columns
-from pipeline.models import BlockchainBlock
-from pipeline.store.rollups import refresh_chain_days, refresh_daily_stats
+from pipeline.store.rollups import block_days, rebuild_chain_days, refresh_daily_stats
 
 revision = "0008"
 down_revision = "0007"
@@ -105,10 +104,7 @@ def _fill_rollups() -> None:
         refresh_daily_stats(conn, coin_id, date.min + timedelta(days=31))
     chains = conn.execute(sa.text("SELECT DISTINCT coin_symbol FROM blockchain_blocks")).scalars().all()
     for symbol in chains:
-        times = conn.execute(
-            sa.select(BlockchainBlock.time).where(BlockchainBlock.coin_symbol == symbol)
-        ).scalars()
-        refresh_chain_days(conn, symbol, list(times))
+        rebuild_chain_days(conn, symbol, block_days(conn, symbol))
 
 
 def downgrade() -> None:
