@@ -13,12 +13,13 @@ from fastapi.testclient import TestClient
 
 from pipeline.columns import decimal_to_text
 from pipeline.database import DatabaseService
-from pipeline.services import analytics, coverage, gapfill
+from pipeline.services import analytics, coverage, gapfill, incidents
 from pipeline.services.freshness import freshness_report
 from pipeline.store import queries
 from pipeline.store.quality import select_findings
 from tests.api.conftest import walk
 from tests.api.seed import BIG_WEI, BTC_HEIGHTS, ETH_ADDRESS, ETH_HEIGHTS, TINY_PRICE, Seeded
+from tests.support.factories import finished_run
 
 
 @pytest.fixture
@@ -244,6 +245,21 @@ def test_findings(client: TestClient, db: DatabaseService, seeded: Seeded):
     ]
     assert [f["check_name"] for f in walk(client, "/v1/quality/findings", severity="warn")] == ["price_spike"]
     assert len(walk(client, "/v1/quality/findings", run=seeded.runs["partial"])) == 2
+
+
+def test_incidents(client: TestClient, db: DatabaseService, seeded: Seeded):
+    finished_run(db, "failed", data_type="transactions")  # a unit failing, not made good yet
+    incidents.evaluate(db, db.settings, kinds=["unit"])
+    stored = db.get_incidents()
+    assert stored
+    listed = client.get("/v1/incidents").json()
+    assert [(i["id"], i["kind"], i["key"], i["level"]) for i in listed["data"]] == [
+        (i.id, i.kind, i.key, i.level) for i in stored
+    ]
+    assert when(listed["data_as_of"]) == max(i.opened_at for i in stored)
+    opened = client.get("/v1/incidents", params={"open": "true"}).json()["data"]
+    assert [i["id"] for i in opened] == [i.id for i in db.get_incidents(open_only=True)]
+    assert client.get("/v1/incidents", params={"limit": 0}).status_code == 400
 
 
 def _json(model: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The ingestion run log (filtered, newest first; one run with its reruns) and data-quality findings."""
+"""The ingestion run log (filtered, newest first; one run with its reruns), data-quality findings and
+incidents."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pipeline.api.pagination import (
 )
 from pipeline.api.problems import not_found
 from pipeline.api.routes.common import ID_RANGE, TIME_RANGE, RunId, documented, reply
-from pipeline.schemas import CoinMetadataData
+from pipeline.schemas import CoinMetadataData, IncidentData
 from pipeline.store.api_reads import RunFilter, newest
 
 router = APIRouter(tags=["runs and quality"])
@@ -139,6 +140,22 @@ def list_findings(
         data_as_of=newest([convert.utc(r["created_at"]) for r in page]),
     )
     return reply(request, ctx, document)
+
+
+@router.get("/incidents", response_model=Item[list[IncidentData]], responses=documented(400))
+def list_incidents(
+    request: Request,
+    ctx: Ctx,
+    open_only: Annotated[
+        bool, Query(alias="open", description="Only the open incidents (true), or all, newest first.")
+    ] = False,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many (newest first).")] = 200,
+) -> Response:
+    """Incidents as the Incidents page shows them: open first, then by when they opened (the watcher
+    keeps at most one open incident per kind and key, so the list stays short)."""
+    rows = ctx.db.get_incidents(open_only=open_only, limit=limit)
+    changed = [t for i in rows for t in (i.opened_at, i.resolved_at, i.acknowledged_at, i.notified_at)]
+    return reply(request, ctx, Item[list[IncidentData]](data=rows, data_as_of=newest(changed)))
 
 
 __all__ = ["router"]
