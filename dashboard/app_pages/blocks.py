@@ -22,7 +22,8 @@ def render_metrics(stats: pd.DataFrame, latest: pd.DataFrame, unit: str, decimal
     transactions = int(stats["transactions"].sum())
     cols[2].metric(
         "Transactions",
-        charts.compact(transactions, 4),
+        # Whole counts read best in full ("2,305", not "2.305k") until they get long.
+        f"{transactions:,}" if transactions < 1_000_000 else charts.compact(transactions, 4),
         border=True,
         help=f"{transactions:,} in the range.",
         height="stretch",
