@@ -3,8 +3,9 @@
     python benchmarks/dashboard.py [--scale 1.0] [--small-fraction 0.01] [--repeat 3] [--workdir DIR]
 
 At --scale 1 the large SQLite database holds 1,000,000 transactions, 100,000 blocks (three chains, one
-block every 10 minutes, ten transactions each), five years of daily prices for 10 coins and 20,000
-ingestion runs (one every 2 minutes); the small one holds `--small-fraction` of every count. Rows are
+block every 10 minutes, ten transactions each), five years of daily prices and a year of hourly points
+(with their candles) for 10 coins and 20,000 ingestion runs (one every 2 minutes); the small one holds
+`--small-fraction` of every count. Rows are
 generated as validated-model instances (`model_construct`) and written through `DatabaseService.insert_*`
 in large batches; the runs go in through `session_factory.begin()`.
 
@@ -50,10 +51,18 @@ from pipeline.schemas import (  # noqa: E402
     BlockchainTransactionData,
     CoinMetadataData,
     MarketPriceData,
+    PricePointData,
 )
 from pipeline.store import coverage, queries  # noqa: E402
 
-FULL = {"transactions": 1_000_000, "blocks": 100_000, "price_days": 5 * 365, "runs": 20_000}
+FULL = {
+    "transactions": 1_000_000,
+    "blocks": 100_000,
+    "price_days": 5 * 365,
+    "runs": 20_000,
+    # A year of hourly points for 10 coins (87,600): their candles are what the Prices page reads.
+    "price_hours": 365 * 24,
+}
 CHAINS = {"BTC": 0.5, "ETH": 0.3, "DOGE": 0.2}  # share of the blocks
 EXTRA_COINS = ["litecoin", "cardano", "solana", "polkadot", "ripple", "tron", "chainlink"]
 PAGES = {
@@ -121,6 +130,16 @@ def _prices(coins: list[str], days: int, today: date) -> Iterator[MarketPriceDat
             )  # fmt: skip
 
 
+def _points(coins: list[str], hours: int, now: datetime) -> Iterator[PricePointData]:
+    top = now.replace(minute=0, second=0)
+    for coin in coins:
+        for back in range(hours, 0, -1):
+            yield PricePointData.model_construct(
+                coin_id=coin, quote="usd", ts=top - timedelta(hours=back), price=Decimal(100 + back % 97),
+                volume_24h=Decimal(10_000 + back), market_cap=None, sampling="1h",
+            )  # fmt: skip
+
+
 def _runs(count: int, now: datetime) -> Iterator[dict[str, Any]]:
     kinds = [("blockchair", "blocks", "bitcoin"), ("blockchair", "transactions", "ethereum"),
              ("coingecko", "prices", "bitcoin"), ("coingecko", "prices", "dogecoin")]  # fmt: skip
@@ -153,6 +172,8 @@ def build_database(path: Path, scale: float) -> dict[str, int]:
     )
     for batch in batched(_prices(coins, max(n["price_days"], 2), today)):
         db.insert_market_prices(batch)
+    for batch in batched(_points(coins, max(n["price_hours"], 24), now)):
+        db.insert_price_points(batch)  # candles are built as the points are stored
     per_block = max(n["transactions"] // n["blocks"], 1)
     for symbol, share in CHAINS.items():
         count = max(int(n["blocks"] * share), 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -78,11 +79,27 @@ def service() -> DatabaseService:
     return _service(settings().DATABASE_URL)
 
 
+# After a write from this dashboard, its pages read the primary for this long: the page drawn right after
+# a click must show the click's effect (an acknowledgement, a run made here), and a replica may not have
+# replayed it yet; its results then go to the cache, so a replica read could keep a stale page for
+# LIVE_TTL. Ten times any lag measured on a healthy replica.
+READ_YOUR_WRITES_SECONDS = 30.0
+_last_write = [float("-inf")]  # time.monotonic() of this process's last write
+
+
+def _wrote() -> None:
+    """Note a write: reads go to the primary for READ_YOUR_WRITES_SECONDS."""
+    _last_write[0] = time.monotonic()
+
+
 def reader() -> DatabaseService:
     """The service the pages read from: the replica of DATABASE_READ_URL when one is configured (reads
-    then scale out without touching the writers), else the primary."""
+    then scale out without touching the writers), else the primary; the primary too for a while after
+    this dashboard wrote (READ_YOUR_WRITES_SECONDS)."""
     url = settings().DATABASE_READ_URL
-    return _service(url) if url else service()
+    if url and time.monotonic() - _last_write[0] > READ_YOUR_WRITES_SECONDS:
+        return _service(url)
+    return service()
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
@@ -533,12 +550,14 @@ def _require_writes() -> None:
 
 
 def _runs_changed() -> None:
+    _wrote()
     cached_reads = (runs, run, child_runs, rerun_request, open_requests, runs_by_status, runs_per_hour)
     for cached in (*cached_reads, latest_failures, failures_by_resolution, run_timeline):
         cached.clear()
 
 
 def _incidents_changed() -> None:
+    _wrote()
     for cached in (incidents, resolved_incidents, incident, incident_for_run):
         cached.clear()
 
@@ -663,6 +682,7 @@ def run_here(run_id: int) -> ReplayRequestData:
         logger.exception("run here of run %s failed", run_id)  # recorded on the request too
         raise
     finally:
+        _wrote()
         st.cache_data.clear()  # the replay may have written prices, blocks, runs and requests
     return request
 
@@ -676,6 +696,7 @@ def queue_fill(plan: gapfill.FillPlan) -> tuple[int, int]:
     since = datetime.now(UTC)
     queued = gapfill.queue_plan(service(), plan, requested_by="dashboard")
     new = sum(1 for r in queued if r.requested_at >= since)
+    _wrote()
     backfill_queue.clear()
     return new, len(queued) - new
 

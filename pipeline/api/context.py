@@ -80,7 +80,7 @@ class ApiContext:
                 names = {
                     coin.symbol.lower(),
                     (coin.coingecko_id or "").lower(),
-                    (coin.blockchair_chain or ""),
+                    (coin.blockchair_chain or "").lower(),
                 }
                 if wanted in names:
                     return coin

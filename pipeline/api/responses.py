@@ -11,8 +11,7 @@ Responses must be revalidated before reuse (`Cache-Control: no-cache`), and with
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 
 from fastapi import Request, Response
 from pydantic import BaseModel
@@ -31,22 +30,19 @@ def _tags(header: str) -> list[str]:
     return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
 
 
-def not_modified(request: Request, etag: str, as_of: datetime | None) -> bool:
-    """Whether the client's copy is current (If-None-Match first; If-Modified-Since only without it)."""
+def not_modified(request: Request, etag: str) -> bool:
+    """Whether the client's copy is current: its If-None-Match names this body's ETag.
+
+    If-Modified-Since alone never gives a 304. `data_as_of` (sent as Last-Modified) is the newest stored
+    change a response reflects, but some content moves without one: a worker's heartbeat going stale, a
+    replay request on a run, a deleted row, a silenced incident. The ETag is a digest of the finished
+    body, so it is exact, and answering by date would save no work (RFC 9110 allows ignoring the date).
+    """
     match = request.headers.get("if-none-match")
-    if match is not None:
-        tags = _tags(match)
-        return "*" in tags or etag in tags
-    since = request.headers.get("if-modified-since")
-    if since is None or as_of is None:
+    if match is None:
         return False
-    try:
-        client = parsedate_to_datetime(since)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return False  # an invalid date is ignored (RFC 9110 13.1.3)
-    if client.tzinfo is None:
-        return False
-    return as_of.replace(microsecond=0) <= client
+    tags = _tags(match)
+    return "*" in tags or etag in tags
 
 
 def respond(request: Request, document: BaseModel, *, private: bool, status_code: int = 200) -> Response:
@@ -57,6 +53,6 @@ def respond(request: Request, document: BaseModel, *, private: bool, status_code
     headers = {"ETag": etag, "Cache-Control": "private, no-cache" if private else "no-cache"}
     if as_of is not None:
         headers["Last-Modified"] = format_datetime(as_of, usegmt=True)
-    if status_code == 200 and not_modified(request, etag, as_of):
+    if status_code == 200 and not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     return Response(body, status_code=status_code, media_type=JSON, headers=headers)

@@ -336,7 +336,12 @@ def _prepare_folder(out: Path) -> Path:
     except OSError as exc:
         msg = f"cannot create the export folder {out}: {exc.strerror or exc}"
         raise ConfigError(msg) from None
-    if not (out / manifest_file.NAME).exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
+    # The lock and the hidden temporary files an interrupted export leaves (a first manifest cut short
+    # before its rename included) do not make a folder "someone else's".
+    ours = {LOCK_NAME}
+    if not (out / manifest_file.NAME).exists() and any(
+        p.name not in ours and not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in out.iterdir()
+    ):
         msg = (
             f"--out {out} is a folder that holds other files and no {manifest_file.NAME};"
             " use an empty or new folder"

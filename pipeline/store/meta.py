@@ -66,16 +66,17 @@ class MetaMixin(DatabaseCore):
 
     def replica_lag_seconds(self) -> float | None:
         """How far this database, when it is a PostgreSQL standby, trails its primary, in seconds: 0 when
-        it has replayed all the WAL it received (an idle primary does not make a standby look behind),
-        else the age of the last transaction it replayed. None when it is not a standby (SQLite, or a
-        primary)."""
+        it streams from its primary and has replayed all it received (an idle primary does not make a
+        standby look behind), else the age of the last transaction it replayed (so a standby cut off from
+        its primary shows its age growing, not 0). None when it is not a standby (SQLite, or a primary)."""
         if self.dialect != "postgresql":
             return None
         with self.engine.connect() as conn:
             row = conn.execute(
                 text(
                     "SELECT pg_is_in_recovery(),"
-                    " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
+                    " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+                    " AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver) THEN 0"
                     " ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END"
                 )
             ).one()

@@ -39,18 +39,15 @@ def test_if_none_match_gives_304(shared_client: TestClient):
         assert shared_client.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
 
 
-def test_if_modified_since_gives_304_unless_older(shared_client: TestClient):
+def test_if_modified_since_alone_never_gives_304(shared_client: TestClient):
+    # A date cannot say that a heartbeat went stale or an incident was silenced: only the ETag (a digest
+    # of the body) answers 304.
     for path in PATHS:
         modified = shared_client.get(path).headers["last-modified"]
-        assert shared_client.get(path, headers={"If-Modified-Since": modified}).status_code == 304
         later = format_datetime(parsedate_to_datetime(modified) + timedelta(days=1), usegmt=True)
-        assert shared_client.get(path, headers={"If-Modified-Since": later}).status_code == 304
-        earlier = format_datetime(parsedate_to_datetime(modified) - timedelta(seconds=1), usegmt=True)
-        assert shared_client.get(path, headers={"If-Modified-Since": earlier}).status_code == 200
-        for invalid in ("yesterday", "", "Mon, 99 Foo 2026 99:99:99 GMT"):
-            assert shared_client.get(path, headers={"If-Modified-Since": invalid}).status_code == 200
-        # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
-        both = {"If-None-Match": '"other"', "If-Modified-Since": modified}
+        for since in (modified, later, "yesterday", ""):
+            assert shared_client.get(path, headers={"If-Modified-Since": since}).status_code == 200
+        both = {"If-None-Match": '"other"', "If-Modified-Since": later}
         assert shared_client.get(path, headers=both).status_code == 200
 
 

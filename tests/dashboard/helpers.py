@@ -9,6 +9,7 @@ import streamlit as st
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from dashboard import data
 from pipeline.config import get_settings
 from pipeline.database import DatabaseService
 from pipeline.models import ReplayRequest
@@ -37,6 +38,7 @@ def reset_app_state() -> None:
     get_settings.cache_clear()
     st.cache_data.clear()
     st.cache_resource.clear()
+    data._last_write[0] = float("-inf")  # no write from "this dashboard" carries over to the next test
 
 
 def new_app() -> AppTest:

@@ -8,6 +8,7 @@ import pytest
 
 from dashboard import data
 from pipeline.database import DatabaseService
+from pipeline.services import incidents
 from pipeline.simulator import Simulator, SimulatorConfig
 from tests.dashboard.helpers import open_page
 from tests.dashboard.seed import populate
@@ -68,4 +69,23 @@ def test_pages_read_the_replica_and_a_rerun_clicked_there_completes_on_the_prima
     replica_pair.wait_for_replay()
     at = open_page("runs", query={"run": str(failed)})
     assert any(f"Rerun request #{request.id}: done" in m for m in texts(at, "markdown"))
+    primary.dispose()
+
+
+def test_the_page_after_a_write_reads_it_back_even_before_the_replica_has_it(replica_pair, use_database):
+    primary = DatabaseService(settings=make_settings(replica_pair.primary_url))
+    finished_run(primary, "failed", data_type="addresses")
+    incidents.evaluate(primary, primary.settings, kinds=["unit"])
+    incident = primary.get_incidents(open_only=True)[0]
+    replica_pair.wait_for_replay()
+    use_database(replica_pair.primary_url, DATABASE_READ_URL=replica_pair.replica_url)
+    _replay(replica_pair, paused=True)
+    try:
+        assert data.incident(incident.id).acknowledged_by is None  # from the replica
+        data.acknowledge_incident(incident.id, by="alice")
+        # The replica has not replayed the acknowledgement, yet the page drawn next shows it.
+        assert data.incident(incident.id).acknowledged_by == "alice"
+        assert data.reader() is data.service()
+    finally:
+        _replay(replica_pair, paused=False)
     primary.dispose()
