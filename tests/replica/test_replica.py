@@ -18,15 +18,23 @@ def test_the_replica_serves_what_the_primary_stored_and_refuses_writes(replica_p
     reader = DatabaseService(settings=make_settings(replica_pair.replica_url))
     try:
         primary.insert_market_prices(
-            [{"coin_id": "bitcoin", "price_date": date(2026, 11, 30), "price_usd": Decimal("91234.5678")}]
+            [
+                {
+                    "coin_id": "replica-probe",
+                    "price_date": date(2026, 11, 30),
+                    "price_usd": Decimal("91234.5678"),
+                }
+            ]
         )
         replica_pair.wait_for_replay()
-        assert [p.price_usd for p in reader.get_market_prices(coin_id="bitcoin")] == [Decimal("91234.5678")]
+        assert [p.price_usd for p in reader.get_market_prices(coin_id="replica-probe")] == [
+            Decimal("91234.5678")
+        ]
         assert reader.replica_lag_seconds() == 0.0
         assert primary.replica_lag_seconds() is None
         with pytest.raises(Exception, match="read-only transaction"):
             reader.insert_market_prices(
-                [{"coin_id": "bitcoin", "price_date": date(2026, 11, 29), "price_usd": Decimal("1")}]
+                [{"coin_id": "replica-probe", "price_date": date(2026, 11, 29), "price_usd": Decimal("1")}]
             )
     finally:
         primary.dispose()
