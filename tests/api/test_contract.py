@@ -7,6 +7,11 @@ Slow (30 to 75 s for both dialects), so CI runs it in its `-m slow` pass.
 `positive_data_acceptance` is left out: the schema cannot say that `end` must not come before `start`,
 that a quote must be one the pipeline ingests, or which coins and heights exist, so input valid by the
 schema alone may rightly get a 400 or 404 (both documented, and checked by `status_code_conformance`).
+
+`negative_data_rejection` is left out too: schemathesis counts a boolean it generated for a string query
+parameter as invalid, but in a query string `true` is the text "true", which a pattern such as
+`^[a-z_]{1,32}$` rightly accepts (CI failed once on `GET /v1/runs?data_type=true`). Invalid input is still
+generated, and `not_a_server_error` fails any 500 it provokes; tests/api/test_problems.py checks the 400s.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
-    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -38,7 +42,6 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
-    negative_data_rejection,
 ]
 EXAMPLES = 25
 
