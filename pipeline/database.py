@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from pipeline.lazy import lazy
 from pipeline.store.api_reads import ApiReadMixin
+from pipeline.store.audit import AuditLogMixin
 from pipeline.store.bookmarks import BookmarkMixin
+from pipeline.store.coins import CoinMixin
 from pipeline.store.coordination import CoordinationMixin
 from pipeline.store.export_reads import ExportReadMixin
 from pipeline.store.incidents import IncidentMixin
@@ -37,6 +39,8 @@ class DatabaseService(
     RecordMixin, RollupMixin, StatsMixin, BookmarkMixin, CoordinationMixin, IncidentMixin, MetaMixin,
     ApiReadMixin,
     ExportReadMixin,
+    CoinMixin,
+    AuditLogMixin,
 ):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL.
 

@@ -604,3 +604,20 @@ class AlertDeliveryData(Record):
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None
+
+
+class AuditEntryData(Record):
+    """One write action of the audit log: who, through what, when, what and how it ended."""
+
+    id: int
+    at: datetime
+    actor: str
+    via: str
+    role: str | None = None
+    action: str
+    target: str | None = None
+    params: dict[str, Any] | None = None
+    outcome: str
+    detail: str | None = None
+    run_id: int | None = None
+    request_id: int | None = None

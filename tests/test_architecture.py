@@ -29,6 +29,7 @@ BASE = {
         "models",
         "outage",
         "rollups",
+        "actors",
     )
 }
 

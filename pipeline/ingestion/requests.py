@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.actors import Actor
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseUnavailable
@@ -182,15 +183,22 @@ def _serve(
 
 
 def serve_here(
-    db: DatabaseService, replayer: Replayer, run_id: int, *, requested_by: str, worker_id: str
+    db: DatabaseService,
+    replayer: Replayer,
+    run_id: int,
+    *,
+    requested_by: str,
+    worker_id: str,
+    actor: Actor | None = None,
 ) -> tuple[ReplayRequestData, IngestionResult | None]:
-    """Queue a rerun of `run_id` (or join its open request), claim that request and serve it here.
+    """Queue a rerun of `run_id` (or join its open request), claim that request and serve it here; with
+    `actor`, the request is audited as "run_here".
 
     Raises ValueError with one line: the run is still running (`request_rerun`), another process holds the
     request or replays the slice (RequestBusy, naming it), or the slice was refused (RequestRefused).
     """
     try:
-        request = db.request_rerun(run_id, requested_by)
+        request = db.request_rerun(run_id, requested_by, actor=actor, action="run_here")
     except ValidationError as exc:  # the run's row does not load: nothing to queue
         raise _unreadable(run_id, exc) from None
     claimed = db.claim_request(request.id, worker_id)

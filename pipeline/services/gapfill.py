@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel
 
+from pipeline.actors import Actor
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.ranges import (
@@ -212,9 +213,15 @@ def plan_fill(db: DatabaseService, settings: Settings, coins: list[CoinMetadataD
     )
 
 
-def queue_plan(db: DatabaseService, plan: FillPlan, requested_by: str) -> list[ReplayRequestData]:
-    """Queue each planned slice as a backfill request (a slice already queued is not queued twice)."""
-    return [db.request_backfill(planned.as_request(), requested_by) for planned in plan.slices]
+def queue_plan(
+    db: DatabaseService, plan: FillPlan, requested_by: str, *, actor: Actor | None = None
+) -> list[ReplayRequestData]:
+    """Queue each planned slice as a backfill request (a slice already queued is not queued twice); with
+    `actor`, each slice's request is audited as "fill_gaps" in its own transaction."""
+    return [
+        db.request_backfill(planned.as_request(), requested_by, actor=actor, action="fill_gaps")
+        for planned in plan.slices
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- any slice

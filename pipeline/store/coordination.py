@@ -19,8 +19,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
+from pipeline.actors import Actor
 from pipeline.models import DataIngestionLog, JobLease, ReplayRequest, SchedulerHeartbeat
 from pipeline.schemas import IngestionStatus, ReplayRequestData, SchedulerHeartbeatData, WorkerState
+from pipeline.store.audit import AuditLogMixin
 from pipeline.store.engine import dialect_insert
 from pipeline.store.runs import RunLogMixin
 
@@ -36,7 +38,7 @@ def slice_key(slice_params: dict[str, Any]) -> str:
     return f"{slice_params['source']}/{slice_params['data_type']}/{subject}/{span}"[:200]
 
 
-class CoordinationMixin(RunLogMixin):
+class CoordinationMixin(RunLogMixin, AuditLogMixin):
     """Worker coordination queries of `DatabaseService` (built on the run log: a rerun replays a run)."""
 
     # ------------------------------------------------------------------ heartbeats
@@ -128,8 +130,18 @@ class CoordinationMixin(RunLogMixin):
 
     # ------------------------------------------------------------------ rerun queue
 
-    def request_rerun(self, run_id: int, requested_by: str, *, kind: str = "rerun") -> ReplayRequestData:
-        """Queue a replay of a recorded run; a second request while one is open returns the open one."""
+    def request_rerun(
+        self,
+        run_id: int,
+        requested_by: str,
+        *,
+        kind: str = "rerun",
+        actor: Actor | None = None,
+        action: str | None = None,
+    ) -> ReplayRequestData:
+        """Queue a replay of a recorded run; a second request while one is open returns the open one.
+
+        With `actor`, the request and its audit row (`action`, by default `kind`) commit together."""
         run = self.get_run(run_id)  # refuses unknown ids
         if run.status == IngestionStatus.RUNNING:
             msg = f"run {run_id} is still running; it can be rerun once it has ended"
@@ -146,13 +158,39 @@ class CoordinationMixin(RunLogMixin):
                 updated_at=now,
             )
             # The partial unique index on open requests makes a duplicate a no-op, even under races.
-            conn.execute(stmt.on_conflict_do_nothing())
-        request = self.open_request_for(run_id) or self.latest_request_for(run_id)
-        assert request is not None, "a request of the run was just inserted (or one was already open)"
-        return request
+            inserted = conn.execute(stmt.on_conflict_do_nothing().returning(ReplayRequest.id)).scalar()
+            request_id = inserted or conn.execute(
+                select(ReplayRequest.id)
+                .where(ReplayRequest.run_id == run_id)
+                .order_by(ReplayRequest.id.desc())
+                .limit(1)
+            ).scalar_one()
+            if actor is not None:
+                self.record_audit(
+                    actor,
+                    action or kind,
+                    target=f"run:{run_id}",
+                    params={"run_id": run_id, "source": run.source, "data_type": run.data_type,
+                            "coin": run.coin},
+                    detail=None if inserted else f"request #{request_id} was already queued",
+                    run_id=run_id,
+                    request_id=request_id,
+                    conn=conn,
+                )
+        return self.get_replay_request(request_id)
 
-    def request_backfill(self, slice_params: dict[str, Any], requested_by: str) -> ReplayRequestData:
-        """Queue a planned slice (source, data_type, params) to run after the regular jobs; de-duplicated."""
+    def request_backfill(
+        self,
+        slice_params: dict[str, Any],
+        requested_by: str,
+        *,
+        actor: Actor | None = None,
+        action: str = "backfill",
+    ) -> ReplayRequestData:
+        """Queue a planned slice (source, data_type, params) to run after the regular jobs; de-duplicated.
+
+        With `actor`, the request and its audit row (`action`: "backfill", or "fill_gaps" for a slice of
+        a gap-fill plan) commit together."""
         key = slice_key(slice_params)
         with self.transaction() as conn:
             now = self.db_now(conn)
@@ -166,14 +204,24 @@ class CoordinationMixin(RunLogMixin):
                 created_at=now,
                 updated_at=now,
             )
-            conn.execute(stmt.on_conflict_do_nothing())
+            inserted = conn.execute(stmt.on_conflict_do_nothing().returning(ReplayRequest.id)).scalar()
             # The row just inserted, or the open one that made the insert a no-op: there is always one.
-            request_id = conn.execute(
+            request_id = inserted or conn.execute(
                 select(ReplayRequest.id)
                 .where(ReplayRequest.slice_key == key)
                 .order_by(ReplayRequest.id.desc())
                 .limit(1)
             ).scalar_one()
+            if actor is not None:
+                self.record_audit(
+                    actor,
+                    action,
+                    target=f"slice:{key}"[:200],
+                    params=slice_params,
+                    detail=None if inserted else f"request #{request_id} was already queued",
+                    request_id=request_id,
+                    conn=conn,
+                )
         return self.get_replay_request(request_id)
 
     def open_request_for(self, run_id: int) -> ReplayRequestData | None:

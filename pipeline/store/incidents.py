@@ -23,8 +23,10 @@ from sqlalchemy import Connection, and_, exists, func, insert, or_, select, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from pipeline.actors import Actor
 from pipeline.models import AlertDelivery, DataIngestionLog, Incident
 from pipeline.schemas import AlertDeliveryData, DataIngestionLogData, IncidentData, IngestionStatus
+from pipeline.store.audit import AuditLogMixin
 from pipeline.store.runs import RunLogMixin
 
 # Failures the pipeline repairs by itself: the slice is requeued as a child run at once, so they page
@@ -64,7 +66,7 @@ class Reconciled:
     resolved: list[IncidentData]
 
 
-class IncidentMixin(RunLogMixin):
+class IncidentMixin(RunLogMixin, AuditLogMixin):
     """Incident and alert-delivery statements of `DatabaseService` (built on the run log)."""
 
     # ------------------------------------------------------------------ failed runs made good
@@ -226,25 +228,43 @@ class IncidentMixin(RunLogMixin):
 
     # ------------------------------------------------------------------ people
 
-    def acknowledge_incident(self, incident_id: int, *, by: str, note: str | None = None) -> IncidentData:
-        """Record that someone is on it (who, and a note); alerts keep their course."""
+    def acknowledge_incident(
+        self, incident_id: int, *, by: str, note: str | None = None, actor: Actor | None = None
+    ) -> IncidentData:
+        """Record that someone is on it (who, and a note); alerts keep their course. With `actor`, the
+        acknowledgement and its audit row commit together."""
         with self.transaction() as conn:
-            conn.execute(
+            changed = conn.execute(
                 update(Incident)
                 .where(Incident.id == incident_id)
                 .values(acknowledged_at=self.db_now(conn), acknowledged_by=by[:128], ack_note=note)
-            )
+            ).rowcount
+            if actor is not None and changed:
+                self.record_audit(
+                    actor, "acknowledge", target=f"incident:{incident_id}",
+                    params={"incident_id": incident_id, "by": by, "note": note}, conn=conn,
+                )  # fmt: skip
         return self._existing(incident_id)
 
-    def silence_incident(self, incident_id: int, *, until: datetime | None, by: str) -> IncidentData:
+    def silence_incident(
+        self, incident_id: int, *, until: datetime | None, by: str, actor: Actor | None = None
+    ) -> IncidentData:
         """Hold back its alerts until `until` (None lifts the silence). A silenced incident that resolves
-        before its FIRING message was sent sends no RESOLVED message either."""
+        before its FIRING message was sent sends no RESOLVED message either. With `actor`, the change and
+        its audit row (action "silence" or "unsilence") commit together."""
         with self.transaction() as conn:
-            conn.execute(
+            changed = conn.execute(
                 update(Incident)
                 .where(Incident.id == incident_id)
                 .values(silenced_until=until, silenced_by=by[:128] if until else None)
-            )
+            ).rowcount
+            if actor is not None and changed:
+                self.record_audit(
+                    actor, "silence" if until else "unsilence", target=f"incident:{incident_id}",
+                    params={"incident_id": incident_id, "by": by,
+                            "until": until.isoformat() if until else None},
+                    conn=conn,
+                )  # fmt: skip
         return self._existing(incident_id)
 
     def _existing(self, incident_id: int) -> IncidentData:

@@ -247,8 +247,9 @@ def _open_requests(db: DatabaseService, run_id: int) -> int:
 
 def test_rerun_takes_a_run_id_only():
     params = inspect.signature(DatabaseService.request_rerun).parameters
-    assert list(params) == ["self", "run_id", "requested_by", "kind"]
-    assert params["kind"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert list(params) == ["self", "run_id", "requested_by", "kind", "actor", "action"]
+    for keyword in ("kind", "actor", "action"):
+        assert params[keyword].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_rerun_of_an_unknown_run_is_refused(rerun_db):
