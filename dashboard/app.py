@@ -89,6 +89,14 @@ ui.sidebar_badges(
     revision=health.schema_revision,
     replica_lag=data.replica_lag() if down is None and health.schema_revision else None,
 )
+if access.login or access.user:  # who is signed in, and in which role (the login's or the proxy's)
+    with st.sidebar:
+        if access.user:
+            st.caption(f":material/person: {ui.literal(access.user)} · {access.role}")
+        if access.logged_in:
+            st.button("Log out", key="auth_logout", icon=":material/logout:", on_click=st.logout)
+        elif access.login:
+            st.button("Log in", key="auth_login", icon=":material/login:", on_click=st.login)
 if down is not None:
     outage.show(down)
     st.stop()

@@ -162,8 +162,9 @@ def host_refusal(host: str | None) -> None:
 
 def access_notice(access: gate.Access) -> None:
     """Why write actions are off when the dashboard is reachable from other machines, and how to turn
-    them on (DASHBOARD_READ_ONLY needs no notice: someone chose it, and the sidebar says so)."""
-    if access.writes or access.read_only or not access.exposed:
+    them on (DASHBOARD_READ_ONLY needs no notice: someone chose it, and the sidebar says so; nor does a
+    session whose role decides: each page says what that role may not do)."""
+    if access.writes or access.read_only or not access.exposed or access.role is not None:
         return
     if access.login:
         st.warning(
@@ -242,7 +243,7 @@ def run_ref(run_id: object) -> str:
 RUN_COLUMN_ORDER = (
     "id", "started_at", "status", "source", "data_type", "coin", "error_class", "error_message", "trigger",
     "records_fetched", "records_inserted", "records_updated", "records_rejected", "requests_made", "retries",
-    "duration_seconds", "parent_run_id", "rerun",
+    "duration_seconds", "parent_run_id", "caused_by", "rerun",
 )  # fmt: skip
 # A narrow table of failures: why it failed comes right after when, so that it is never cut off.
 FAILURE_COLUMN_ORDER = ("id", "started_at", "error_class", "coin", "source", "data_type", "error_message")
@@ -270,6 +271,7 @@ def run_column_config() -> dict[str, Any]:
         "retries": count_column("retries"),
         "duration_seconds": st.column_config.NumberColumn("duration", format="%.1f s"),
         "parent_run_id": st.column_config.TextColumn("rerun of"),
+        "caused_by": st.column_config.TextColumn("requested by", help="Who asked for this run (audit log)"),
         "rerun": st.column_config.TextColumn("open rerun"),
     }
 
@@ -280,7 +282,7 @@ def runs_for_table(frame: pd.DataFrame, order: Sequence[str] = RUN_COLUMN_ORDER)
     shown = frame.assign(status=run_statuses(frame)) if "status" in frame else frame.copy()
     if "parent_run_id" in shown:
         shown["parent_run_id"] = [run_ref(v) for v in shown["parent_run_id"]]
-    for column in ("coin", "error_class", "error_message", "trigger"):
+    for column in ("coin", "error_class", "error_message", "trigger", "caused_by"):
         if column in shown:
             shown[column] = shown[column].fillna("").astype(str)
     return shown[[c for c in order if c in shown.columns]]

@@ -20,7 +20,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import coverage_frames, gate, incident_frames
-from pipeline import rollups
+from pipeline import actors, rollups
+from pipeline.actors import Actor
 from pipeline.columns import decimal_to_text
 from pipeline.config import Settings, get_settings
 from pipeline.database import DatabaseService
@@ -29,6 +30,7 @@ from pipeline.runtime.demo import describe_progress, read_demo_progress
 from pipeline.runtime.launcher import read_launcher_state
 from pipeline.schemas import (
     AlertDeliveryData,
+    AuditEntryData,
     CoinMetadataData,
     DataIngestionLogData,
     HealthStatus,
@@ -39,6 +41,7 @@ from pipeline.schemas import (
     WorkerState,
 )
 from pipeline.services import analytics, coverage, gapfill, quality
+from pipeline.services import coins as coin_service
 from pipeline.services.freshness import Freshness, freshness_report
 from pipeline.simulator.control import SimulatorControl
 from pipeline.simulator.faults import FAULT_ENDPOINTS, FAULT_KINDS, FaultRule
@@ -166,6 +169,36 @@ def coins() -> list[CoinMetadataData]:
     return reader().get_coins()
 
 
+COIN_STATE_COLUMNS = (
+    "Symbol", "Name", "State", "Chain", "Family", "CoinGecko id", "Newest block", "Chain tip",
+    "Newest price day", "Listed since",
+)  # fmt: skip
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def coin_states() -> pd.DataFrame:
+    """Every coin with its state (enabled, disabled by `crypto-pipeline coins disable`, or inactive), where
+    it is read from, and how far its data reaches (the bookmarks: newest stored block and price day)."""
+    rows = [
+        {
+            "Symbol": c.symbol,
+            "Name": c.name,
+            "State": coin_service.state_of(c),
+            "Chain": c.blockchair_chain,
+            "Family": c.chain_family if c.blockchair_chain else None,
+            "CoinGecko id": c.coingecko_id,
+            "Newest block": c.block_bookmark,
+            "Chain tip": c.chain_tip_height,
+            "Newest price day": c.price_bookmark,
+            "Listed since": c.listed_since,
+        }
+        for c in reader().get_coins()
+    ]
+    # Nullable integers: a coin without blocks yet shows an empty cell, not NaN or a float height.
+    frame = pd.DataFrame(rows, columns=list(COIN_STATE_COLUMNS))
+    return frame.astype({"Newest block": "Int64", "Chain tip": "Int64"})
+
+
 @st.cache_data(ttl=WORKERS_TTL, show_spinner=False)
 def workers() -> list[SchedulerHeartbeatData]:
     """Scheduler workers seen in the last week, with state up / stale / down."""
@@ -275,6 +308,18 @@ def rerun_request(run_id: int) -> ReplayRequestData | None:
 
 
 # ---------------------------------------------------------------------------------------------- incidents
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def run_audit(run_ids: tuple[int, ...]) -> dict[int, list[AuditEntryData]]:
+    """Run id -> the audited actions about it (a rerun of it) and the one that caused it, oldest first."""
+    return reader().audit_for_runs(run_ids)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def audit_log(limit: int = 100) -> list[AuditEntryData]:
+    """The newest audited write actions (who reran, filled gaps, acknowledged, silenced, changed a coin)."""
+    return reader().audit_entries(limit=limit)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
@@ -540,25 +585,48 @@ def created_growth(start: date) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- writes
 
 
-def _require_writes() -> None:
+def _require_writes(action: str, *, target: str | None = None, run_id: int | None = None) -> Actor:
     """Refuse a write that the page should not have offered: the pages hide write actions when
-    `gate` says no, and this keeps a forgotten check from turning into an open door."""
-    allowed = gate.current(settings())
-    if not allowed.writes:
-        msg = f"write actions are disabled on this dashboard ({allowed.reason})"
+    `gate` says no, and this keeps a forgotten check (or a forged request) from turning into an open door.
+    The session's role must allow `action` (`pipeline.actors.ACTIONS`); a refusal raises PermissionError
+    saying who, in which role, and what is needed, and is recorded in the audit log as "denied".
+    `target` and `run_id` name what the refused write was about, so the refusal shows beside its run.
+    Returns who writes (the `Actor` the store records)."""
+    access = gate.current(settings())
+    actor = access.actor()
+    if not access.allows(action):
+        msg = access.denial(action)
+        try:
+            service().record_audit(
+                actor, action, target=target, outcome="denied", detail=msg, run_id=run_id
+            )
+        except Exception:  # noqa: BLE001 - the refusal stands whatever keeps its audit row out
+            logger.exception("the refusal of %s by %s is not in the audit log", action, actor)
         raise PermissionError(msg)
+    return actor
+
+
+def _requested_by(actor: Actor, how: str | None = None) -> str:
+    """The `requested_by` of a replay request queued here: "dashboard", with the user when one logged in
+    (the audit log records the OS user of a loopback dashboard without login), and how."""
+    named = actor.name not in (actors.os_user(), "dashboard")
+    who = f"dashboard ({actor.name})" if named else "dashboard"
+    return f"{who}: {how}" if how else who
 
 
 def _runs_changed() -> None:
     _wrote()
-    cached_reads = (runs, run, child_runs, rerun_request, open_requests, runs_by_status, runs_per_hour)
+    cached_reads = (
+        runs, run, child_runs, rerun_request, open_requests, runs_by_status, runs_per_hour, run_audit,
+        audit_log,
+    )  # fmt: skip
     for cached in (*cached_reads, latest_failures, failures_by_resolution, run_timeline):
         cached.clear()
 
 
 def _incidents_changed() -> None:
     _wrote()
-    for cached in (incidents, resolved_incidents, incident, incident_for_run):
+    for cached in (incidents, resolved_incidents, incident, incident_for_run, audit_log):
         cached.clear()
 
 
@@ -575,25 +643,27 @@ def _who(by: str) -> str:
 def acknowledge_incident(incident_id: int, *, by: str, note: str | None = None) -> IncidentData:
     """Record that someone is on an incident (who, and an optional note); its alerts keep their course.
     Raises LookupError for an unknown incident, ValueError without a name."""
-    _require_writes()
-    acknowledged = service().acknowledge_incident(incident_id, by=_who(by), note=(note or "").strip() or None)
+    actor = _require_writes("acknowledge", target=f"incident:{incident_id}")
+    acknowledged = service().acknowledge_incident(
+        incident_id, by=_who(by), note=(note or "").strip() or None, actor=actor
+    )
     _incidents_changed()
     return acknowledged
 
 
 def silence_incident(incident_id: int, *, hours: float | None, by: str) -> IncidentData:
     """Hold back an incident's alerts for `hours`, or until it is resolved (`hours=None`)."""
-    _require_writes()
+    actor = _require_writes("silence", target=f"incident:{incident_id}")
     until = incident_frames.UNTIL_RESOLVED if hours is None else datetime.now(UTC) + timedelta(hours=hours)
-    silenced = service().silence_incident(incident_id, until=until, by=_who(by))
+    silenced = service().silence_incident(incident_id, until=until, by=_who(by), actor=actor)
     _incidents_changed()
     return silenced
 
 
 def unsilence_incident(incident_id: int, *, by: str) -> IncidentData:
     """Lift an incident's silence: its alerts go out again."""
-    _require_writes()
-    lifted = service().silence_incident(incident_id, until=None, by=_who(by))
+    actor = _require_writes("unsilence", target=f"incident:{incident_id}")
+    lifted = service().silence_incident(incident_id, until=None, by=_who(by), actor=actor)
     _incidents_changed()
     return lifted
 
@@ -624,31 +694,38 @@ FAULT_ENDPOINT_CHOICES = FAULT_ENDPOINTS
 
 def add_simulator_fault(kind: str, endpoint: str, chain: str | None, times: int | None) -> None:
     """Arm one fault rule in the simulator (a write: refused when the dashboard is read-only)."""
-    _require_writes()
+    actor = _require_writes("simulator_fault")
     simulator().add_fault(FaultRule(kind, endpoint=endpoint, chain=chain, times=times))
+    service().record_audit(
+        actor, "simulator_fault", target=f"simulator:{endpoint}",
+        params={"kind": kind, "endpoint": endpoint, "chain": chain, "times": times},
+    )  # fmt: skip
 
 
 def clear_simulator_faults() -> None:
     """Remove every fault rule of the simulator (a write: refused when the dashboard is read-only)."""
-    _require_writes()
+    actor = _require_writes("simulator_fault")
     simulator().clear_faults()
+    service().record_audit(actor, "simulator_fault", target="simulator", params={"clear": True})
 
 
 def request_rerun(run_id: int) -> ReplayRequestData:
     """Queue a rerun of one run for the scheduler (a second request while one is open returns it)."""
-    _require_writes()
-    request = service().request_rerun(run_id, requested_by="dashboard")
+    actor = _require_writes("rerun", target=f"run:{run_id}", run_id=run_id)
+    request = service().request_rerun(run_id, requested_by=_requested_by(actor), actor=actor)
     _runs_changed()
     return request
 
 
 def request_reruns(run_ids: list[int]) -> list[ReplayRequestData]:
     """Queue reruns of several runs; runs that vanished or are running are skipped."""
-    _require_writes()
+    actor = _require_writes("rerun")
     requests = []
     for run_id in run_ids:
         try:
-            requests.append(service().request_rerun(run_id, requested_by="dashboard: rerun all"))
+            requests.append(
+                service().request_rerun(run_id, requested_by=_requested_by(actor, "rerun all"), actor=actor)
+            )
         except (LookupError, ValueError) as exc:
             logger.warning("rerun of run %s not queued: %s", run_id, exc)
     _runs_changed()
@@ -666,14 +743,15 @@ def run_here(run_id: int) -> ReplayRequestData:
     from pipeline.ingestion.replay import Replayer
     from pipeline.ingestion.requests import serve_here
 
-    _require_writes()
+    actor = _require_writes("run_here", target=f"run:{run_id}", run_id=run_id)
     db = service()
     try:
         request, _result = serve_here(
             db,
             Replayer(settings(), db),
             run_id,
-            requested_by="dashboard: run here",
+            requested_by=_requested_by(actor, "run here"),
+            actor=actor,
             worker_id=DASHBOARD_WORKER,
         )
     except (LookupError, ValueError):
@@ -692,12 +770,13 @@ def queue_fill(plan: gapfill.FillPlan) -> tuple[int, int]:
 
     Returns (new requests, slices already queued): a slice with an open request is not queued twice.
     """
-    _require_writes()
+    actor = _require_writes("fill_gaps")
     since = datetime.now(UTC)
-    queued = gapfill.queue_plan(service(), plan, requested_by="dashboard")
+    queued = gapfill.queue_plan(service(), plan, requested_by=_requested_by(actor), actor=actor)
     new = sum(1 for r in queued if r.requested_at >= since)
     _wrote()
     backfill_queue.clear()
+    audit_log.clear()
     return new, len(queued) - new
 
 

@@ -24,9 +24,14 @@ QUEUE_STATES = ("pending", "running", "done", "failed")
 
 
 def render_fill_gaps(
-    *, has_gaps: bool, read_only: bool, alive: bool, reason: str = "DASHBOARD_READ_ONLY"
+    *,
+    has_gaps: bool,
+    read_only: bool,
+    alive: bool,
+    refusal: str = "Read-only dashboard: filling gaps is disabled (DASHBOARD_READ_ONLY).",
 ) -> None:
-    """The section: queue state, then the Fill gaps button or the preview with its confirmation."""
+    """The section: queue state, then the Fill gaps button or the preview with its confirmation; when
+    `read_only` (this session may not fill gaps), `refusal` says why instead."""
     ui.section(
         "Fill gaps",
         ":material/healing:",
@@ -37,7 +42,7 @@ def render_fill_gaps(
         st.success(notice, icon=":material/check_circle:")
     render_queue()
     if read_only:
-        st.caption(f":material/lock: Read-only dashboard: filling gaps is disabled ({reason}).")
+        st.caption(f":material/lock: {refusal}")
         return
     plan: FillPlan | None = st.session_state.get(PLAN)
     if plan is None:

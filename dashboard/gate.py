@@ -1,18 +1,24 @@
-"""Who the dashboard answers and whether it offers write actions.
+"""Who the dashboard answers, who the session's user is, and which write actions it may do.
 
-The rules are in `pipeline.services.access`.
+The rules are in `pipeline.services.access` (who has which role) and `pipeline.actors` (which role each
+action needs).
 
 This module only reads what Streamlit knows about the request and the server (the bound address, the
-`Host` header, the login configuration); it renders nothing and imports no other dashboard module, so the
-router, the pages and `data` (which refuses writes on its own) can all ask it.
+`Host` header and the proxy's headers, the login configuration and `st.user`); it renders nothing and
+imports no other dashboard module, so the router, the pages and `data` (which refuses writes on its own)
+can all ask it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
+from pipeline import actors
+from pipeline.actors import Actor, Role
 from pipeline.config import Settings
 from pipeline.services import access
 
@@ -21,24 +27,67 @@ from pipeline.services import access
 class Access:
     """What this session may do, and the facts behind it (for the notices)."""
 
-    writes: bool
+    writes: bool  # some write action is allowed (the role is operator or admin, and nothing refuses)
     read_only: bool  # DASHBOARD_READ_ONLY
     exposed: bool  # bound to an address other machines can reach
     bound: str | None
     login: bool  # Streamlit's OIDC login is configured
     logged_in: bool
     proxy: bool  # DASHBOARD_TRUSTED_AUTH_PROXY
+    user: str | None = None  # the login's e-mail (or name), the proxy's user; None when nobody is named
+    role: Role | None = None  # None: this session may not write at all (`refused` says why)
+    refused: str = ""  # why no action at all is allowed, in a few words ("" when the role decides)
 
     @property
     def reason(self) -> str:
-        """Why writes are off, in a few words (empty when they are on)."""
+        """Why writes are off, in a few words (empty when some write is allowed)."""
         if self.writes:
             return ""
-        if self.read_only:
-            return "DASHBOARD_READ_ONLY"
-        if self.login:
-            return "not logged in"
-        return "reachable from other machines without a login"
+        if self.refused:
+            return self.refused
+        return f"{self.user or access.NO_USER} is {_a(self.role or 'viewer')}"
+
+    def allows(self, action: str) -> bool:
+        """Whether this session may do a write action (a name of `pipeline.actors.ACTIONS`)."""
+        return not self.refused and actors.allows(self.role, action)
+
+    def actor(self) -> Actor:
+        """Who writes from this session, for the audit log: the logged-in user or the proxy's, else the OS
+        user running a loopback dashboard (the one who can reach it, as the CLI records), else anonymous."""
+        if self.user:
+            name = self.user
+        elif self.role is not None and not self.proxy:
+            name = actors.os_user()
+        else:
+            name = access.NO_USER
+        return Actor(name=name, via="dashboard", role=self.role)
+
+    def refusal(
+        self, action: str, what: str, *, off: str | None = None, name: Callable[[str], str] = str
+    ) -> str:
+        """The notice shown instead of an action's buttons, `what` naming it in the plural ("reruns"):
+        'Signed in as bob@example.com, viewer: reruns need the operator role.' when the role is short,
+        else 'Read-only dashboard: reruns are disabled (<reason>).' (`off` replaces "reruns are disabled").
+        `name` renders the user's name (pages pass `components.literal`: it comes from outside)."""
+        needed = actors.ACTIONS.get(action, "admin")
+        if not self.refused and self.role is not None:
+            who = f"Signed in as {name(self.user)}" if self.user else "This session"
+            return f"{who}, {self.role}: {what} need the {needed} role."
+        return f"Read-only dashboard: {off or what + ' are disabled'} ({self.reason})."
+
+    def denial(self, action: str) -> str:
+        """Why `data` refuses an action, for the PermissionError and the audit log's 'denied' row."""
+        if self.refused:
+            return f"write actions are disabled on this dashboard ({self.refused})"
+        needed = actors.ACTIONS.get(action)
+        if needed is None:
+            return f"{action!r} is not a write action of this dashboard"
+        who = self.user or access.NO_USER
+        return f"{who} is {_a(self.role or 'viewer')}: {action} needs the {needed} role"
+
+
+def _a(role: str) -> str:
+    return f"an {role}" if role[0] in "aeiou" else f"a {role}"
 
 
 def bound_address() -> str | None:
@@ -47,13 +96,18 @@ def bound_address() -> str | None:
     return st.get_option("server.address") or None
 
 
-def request_host() -> str | None:
-    """The `Host` header of this session's connection; None when there is none (AppTest, no browser)."""
+def request_headers() -> Mapping[str, str]:
+    """The headers of this session's connection; empty when there are none (AppTest, no browser)."""
     try:
         headers = st.context.headers
-    except Exception:  # noqa: BLE001 - no request context at all: nothing to check
-        return None
-    return headers.get("Host") if headers else None
+    except Exception:  # noqa: BLE001 - no request context at all: nothing to read
+        return {}
+    return headers or {}
+
+
+def request_host() -> str | None:
+    """The `Host` header of this session's connection; None when there is none (AppTest, no browser)."""
+    return request_headers().get("Host")
 
 
 def host_allowed(settings: Settings) -> bool:
@@ -74,29 +128,55 @@ def login_configured() -> bool:
         return False
 
 
+def user_claims() -> dict[str, Any] | None:
+    """The logged-in user's ID-token claims (what Streamlit's login copied into `st.user`); None when
+    nobody is logged in."""
+    try:
+        if not st.user.is_logged_in:
+            return None
+        return dict(st.user.to_dict())
+    except Exception:  # noqa: BLE001 - no login configured or no user context
+        return None
+
+
 def logged_in() -> bool:
     """Whether the user has logged in through Streamlit's login."""
-    try:
-        return bool(st.user.is_logged_in)
-    except Exception:  # noqa: BLE001 - no login configured or no user context
-        return False
+    return user_claims() is not None
 
 
 def current(settings: Settings) -> Access:
-    """This session's access. With a login configured, writes wait for the user to log in: configuring
-    the login alone protects nothing, since the pages do not require it to be read."""
+    """This session's access (`pipeline.services.access.session` decides). With a login configured, writes
+    wait for the user to log in, and the role then comes from DASHBOARD_ADMINS / DASHBOARD_OPERATORS."""
     bound = bound_address()
     login = login_configured()
-    user = login and logged_in()
+    claims = user_claims() if login else None
     proxy = settings.DASHBOARD_TRUSTED_AUTH_PROXY
+    proxy_user = (
+        access.proxy_identity(
+            request_headers(), settings.DASHBOARD_PROXY_USER_HEADER, settings.DASHBOARD_PROXY_GROUPS_HEADER
+        )
+        if proxy
+        else None
+    )
+    decided = access.session(
+        read_only=settings.DASHBOARD_READ_ONLY,
+        bound=bound,
+        login=login,
+        claims=claims,
+        proxy=proxy,
+        proxy_user=proxy_user,
+        lists=access.RoleLists(tuple(settings.DASHBOARD_ADMINS), tuple(settings.DASHBOARD_OPERATORS)),
+        groups_claim=settings.DASHBOARD_GROUPS_CLAIM,
+    )
     return Access(
-        writes=access.writes_allowed(
-            read_only=settings.DASHBOARD_READ_ONLY, bound=bound, authenticated=proxy or user
-        ),
+        writes=not decided.reason and decided.role in ("operator", "admin"),
         read_only=settings.DASHBOARD_READ_ONLY,
         exposed=access.exposed(bound),
         bound=bound,
         login=login,
-        logged_in=user,
+        logged_in=claims is not None,
         proxy=proxy,
+        user=decided.user,
+        role=decided.role,
+        refused=decided.reason,
     )

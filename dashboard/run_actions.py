@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard import data, outage
-from pipeline.schemas import DataIngestionLogData, ReplayRequestData
+from pipeline.schemas import AuditEntryData, DataIngestionLogData, ReplayRequestData
 
 OPEN = ("pending", "running")
 RERUNNABLE = ("failed", "partial")
@@ -137,6 +137,57 @@ def render_resolution(run: DataIngestionLogData) -> None:
             icon=":material/e911_emergency:",
             query_params={"incident": str(incident.id)},
         )
+
+
+def _who(entry: AuditEntryData) -> str:
+    """"alice@example.com (operator, dashboard)": the actor as recorded, shown literally."""
+    how = ", ".join(v for v in (entry.role, entry.via) if v)
+    return f"{ui.literal(entry.actor)} ({how})"
+
+
+def caused_by(run_ids: tuple[int, ...]) -> dict[int, str]:
+    """Run id -> who asked for the replay that produced it (runs nobody asked for are left out)."""
+    found = data.run_audit(run_ids)
+    return {
+        run_id: entry.actor
+        for run_id, entries in found.items()
+        for entry in entries
+        if entry.run_id != run_id and entry.outcome == "ok"
+    }
+
+
+def render_run_audit(run: DataIngestionLogData) -> None:
+    """Who asked for this run, and who acted on it since (reruns requested, refused attempts). Rendered
+    after the actions, so a rerun clicked in this script run is already listed."""
+    for entry in data.run_audit((run.id,)).get(run.id, []):
+        when = f"{entry.at:%Y-%m-%d %H:%M:%S} UTC"
+        action = ui.literal(entry.action.replace("_", " "))
+        if entry.run_id != run.id:
+            st.caption(f":material/person: Requested by {_who(entry)} · {action} · {when}")
+        elif entry.outcome == "denied":
+            st.caption(f":material/block: {action.capitalize()} refused for {_who(entry)} · {when}")
+        else:
+            st.caption(f":material/person: {action.capitalize()} requested by {_who(entry)} · {when}")
+
+
+AUDIT_COLUMNS = ["at", "actor", "via", "role", "action", "target", "outcome", "detail"]
+
+
+def render_audit_log() -> None:
+    """The newest write actions of every kind, in an expander at the foot of the page."""
+    entries = data.audit_log()
+    with st.expander(f"Audit log ({len(entries)} newest actions)", icon=":material/fact_check:"):
+        if not entries:
+            st.caption("No write action yet: reruns, gap fills, acknowledgements and coin changes show here.")
+            return
+        frame = pd.DataFrame([e.model_dump() for e in entries], columns=[*AUDIT_COLUMNS, "params"])
+        frame["params"] = [json.dumps(p, sort_keys=True, default=str) if p else "" for p in frame["params"]]
+        st.dataframe(
+            frame,
+            hide_index=True,
+            column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="MMM D, HH:mm:ss")},
+        )
+        st.caption("The whole log: `crypto-pipeline audit` (filters: --actor, --action, --run, --since).")
 
 
 def render_lineage(run: DataIngestionLogData) -> None:

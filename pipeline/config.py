@@ -7,12 +7,13 @@ Nothing else in the project reads `os.environ`: entrypoints build `Settings()` (
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
 from datetime import time
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -133,24 +134,56 @@ def is_in_memory(url: URL) -> bool:
     )
 
 
-# What an API key may be granted: `read` every /v1 resource, `health` only /v1/health (for a monitor).
-API_SCOPES = frozenset({"read", "health"})
+# What an API key may be granted: `read` every /v1 resource, `health` only /v1/health (for a monitor),
+# `operate` the write actions (rerun, acknowledge, silence, fill gaps) and the audit log, `audit` the audit
+# log alone (it names people, so `read` does not grant it).
+API_SCOPES = frozenset({"read", "health", "operate", "audit"})
 _API_KEY = re.compile(r"[^\s,:]+")
+_API_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
-def parse_api_keys(value: SecretStr | None) -> dict[str, frozenset[str]]:
-    """API_KEYS as key -> scopes. The format: entries `KEY:SCOPE[+SCOPE...]` separated by commas, e.g.
-    `k3Y...:read,0tHer...:read`; a key has no spaces, commas or colons, and each key appears once.
+class ApiKeyGrant(NamedTuple):
+    """What one API key is: the name the audit log records for it, and its scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+def api_key_fingerprint(key: str) -> str:
+    """The name of a key configured without one: `key sha256:` and the first 8 hex digits of its SHA-256
+    (which tells the keys apart without revealing them)."""
+    return "key sha256:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def parse_api_keys(value: SecretStr | None) -> dict[str, ApiKeyGrant]:
+    """API_KEYS as key -> (name, scopes). The format: entries `[NAME:]KEY:SCOPE[+SCOPE...]` separated by
+    commas, e.g. `grafana:k3Y...:read,ops-bot:0tHer...:read+operate,s3cond...:health`.
+
+    A key has no spaces, commas or colons, and each key appears once, so one colon means an unnamed key
+    and two a named one: a key written before names existed reads as it always did. A name (letters,
+    digits and `. _ @ -`, up to 64, each name once) is what the audit log records for the key's writes; a
+    key without one is recorded as `key sha256:<8 hex digits>`.
 
     A bad entry raises ValueError naming its position, never its text (it may be a key)."""
-    keys: dict[str, frozenset[str]] = {}
+    keys: dict[str, ApiKeyGrant] = {}
     if value is None:
         return keys
+    names: set[str] = set()
     for number, entry in enumerate(value.get_secret_value().split(","), start=1):
-        key, colon, scopes = entry.strip().partition(":")
+        parts = entry.strip().split(":")
         where = f"API_KEYS entry {number}"
-        if not _API_KEY.fullmatch(key) or not colon:
-            msg = f"{where} is not KEY:SCOPE (a key without spaces, commas or colons, then its scopes)"
+        if len(parts) not in (2, 3):
+            msg = f"{where} is not KEY:SCOPE or NAME:KEY:SCOPE (a key without spaces, commas or colons)"
+            raise ValueError(msg)
+        name, key, scopes = parts if len(parts) == 3 else ("", *parts)
+        if not _API_KEY.fullmatch(key):
+            msg = f"{where} is not KEY:SCOPE or NAME:KEY:SCOPE (a key without spaces, commas or colons)"
+            raise ValueError(msg)
+        if len(parts) == 3 and not name:
+            msg = f"{where} has an empty NAME (NAME:KEY:SCOPE, or KEY:SCOPE for an unnamed key)"
+            raise ValueError(msg)
+        if name and not _API_KEY_NAME.fullmatch(name):
+            msg = f"{where}: a NAME is letters, digits and . _ @ - (up to 64, first a letter or digit)"
             raise ValueError(msg)
         granted = frozenset(s.strip() for s in scopes.split("+"))
         if "" in granted:
@@ -162,7 +195,12 @@ def parse_api_keys(value: SecretStr | None) -> dict[str, frozenset[str]]:
         if key in keys:
             msg = f"{where} repeats an earlier key"
             raise ValueError(msg)
-        keys[key] = granted
+        name = name or api_key_fingerprint(key)
+        if name in names:
+            msg = f"{where} repeats an earlier name"
+            raise ValueError(msg)
+        names.add(name)
+        keys[key] = ApiKeyGrant(name, granted)
     return keys
 
 
@@ -203,7 +241,9 @@ class Settings(BaseSettings):
     SIMULATED_DATA: bool = False
 
     # What to ingest
-    COINS: CoinList = ["bitcoin", "ethereum", "dogecoin"]
+    # Empty: the scheduler runs every enabled coin of `coin_metadata` (`crypto-pipeline coins`); set, it
+    # runs only the coins named here (CoinGecko ids, chains or symbols).
+    COINS: CoinList = []
     BLOCKS_INITIAL_DEPTH: int = Field(1000, ge=1)
     REORG_DEPTH: int = Field(6, ge=0, le=100)
     TRANSACTIONS_WINDOW_BLOCKS: int = Field(6, ge=0)
@@ -270,13 +310,23 @@ class Settings(BaseSettings):
     DASHBOARD_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = []
     # An authenticating reverse proxy is in front: a dashboard bound to a public address may write.
     DASHBOARD_TRUSTED_AUTH_PROXY: bool = False
+    # Roles of logged-in users (pipeline.services.access.role_for): e-mails or `group:NAME`, comma-separated.
+    # A user on neither list is a viewer. GROUPS_CLAIM names the ID token's claim with the user's groups.
+    DASHBOARD_ADMINS: Annotated[list[str], NoDecode] = []
+    DASHBOARD_OPERATORS: Annotated[list[str], NoDecode] = []
+    DASHBOARD_GROUPS_CLAIM: str = "groups"
+    # Behind the trusted proxy: the request headers naming its user and the user's groups (oauth2-proxy's).
+    DASHBOARD_PROXY_USER_HEADER: str = "X-Forwarded-Email"
+    DASHBOARD_PROXY_GROUPS_HEADER: str = "X-Forwarded-Groups"
     LOG_LEVEL: str = "INFO"
 
-    # REST API (`crypto-pipeline api`). API_KEYS: `KEY:SCOPE[+SCOPE]` entries separated by commas
+    # REST API (`crypto-pipeline api`). API_KEYS: `[NAME:]KEY:SCOPE[+SCOPE]` entries separated by commas
     # (`parse_api_keys`); set, every /v1 request needs an X-API-Key. Unset, the API serves loopback only,
     # unless API_ALLOW_REMOTE_WITHOUT_KEYS lets it listen on another address without keys.
     API_KEYS: SecretStr | None = None
     API_ALLOW_REMOTE_WITHOUT_KEYS: bool = False
+    # Prometheus exporter (`crypto-pipeline metrics`): no authentication, so loopback only unless this is set.
+    METRICS_ALLOW_REMOTE: bool = False
 
     _split_coins = field_validator("COINS", mode="before")(_split_list)
     _split_quotes = field_validator("QUOTE_CURRENCIES", mode="before")(_split_list)
@@ -291,6 +341,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return quotes
     _split_hosts = field_validator("DASHBOARD_ALLOWED_HOSTS", mode="before")(_split_list)
+    _split_roles = field_validator("DASHBOARD_ADMINS", "DASHBOARD_OPERATORS", mode="before")(_split_list)
     _split_emails = field_validator("ALERT_EMAIL_TO", mode="before")(_split_list)
 
     @field_validator("API_KEYS")

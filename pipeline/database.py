@@ -28,6 +28,7 @@ from pipeline.store.coordination import CoordinationMixin
 from pipeline.store.export_reads import ExportReadMixin
 from pipeline.store.incidents import IncidentMixin
 from pipeline.store.meta import MetaMixin
+from pipeline.store.metrics_reads import MetricsReadMixin
 from pipeline.store.records import RecordMixin
 from pipeline.store.rollups import RollupMixin
 from pipeline.store.stats import StatsMixin
@@ -41,6 +42,7 @@ class DatabaseService(
     ExportReadMixin,
     CoinMixin,
     AuditLogMixin,
+    MetricsReadMixin,
 ):
     """Bulk idempotent writes, queries and stats over SQLite or PostgreSQL.
 

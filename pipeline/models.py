@@ -277,7 +277,7 @@ class DataIngestionLog(AuditMixin, Base):
 
 
 class CoinMetadata(AuditMixin, Base):
-    """A coin the pipeline knows; adding a coin is adding a row."""
+    """A coin the pipeline knows (`crypto-pipeline coins add|enable|disable`, `pipeline.store.coins`)."""
 
     __tablename__ = "coin_metadata"
 

@@ -49,8 +49,11 @@ ALLOWED: dict[str, set[str]] = {
     "export": {"base", "store", "services"},
     # The read-only REST API: the same store and services the dashboard reads through.
     "api": {"base", "store", "services"},
+    # The Prometheus exporter: reads the store and services on every scrape.
+    "metrics": {"base", "store", "services"},
     "runtime": {
         "base", "http", "sources", "store", "services", "ingestion", "simulator", "alerts", "export", "api",
+        "metrics",
     },
     # The dashboard drives the local simulator's control API (SimulatorControl) in its Simulator panel,
     # shown only with SIMULATED_DATA.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -11,11 +12,13 @@ from pipeline.config import (
     COINGECKO_PRO_URL,
     COINGECKO_PUBLIC_URL,
     DEFAULT_DATABASE_URL,
+    ApiKeyGrant,
     Settings,
     get_settings,
     is_in_memory,
     load_settings,
     mask_url_password,
+    parse_api_keys,
     parse_database_url,
 )
 from pipeline.errors import (
@@ -55,7 +58,7 @@ def test_defaults_without_environment_or_env_file():
     assert settings.coingecko_history_days == 365
     assert settings.BLOCKCHAIR_API_KEY is None
     assert settings.COINGECKO_API_KEY is None
-    assert settings.COINS == ["bitcoin", "ethereum", "dogecoin"]
+    assert settings.COINS == []  # the scheduler runs every enabled coin of coin_metadata
     assert settings.DB_BATCH_SIZE == 5000
     assert settings.SQLITE_BUSY_TIMEOUT_MS == 30_000
     assert settings.secrets() == []
@@ -174,6 +177,38 @@ def test_api_keys_are_secret_and_never_printed(monkeypatch):
         assert BLOCKCHAIR_KEY not in text
         assert COINGECKO_KEY not in text
     assert "BLOCKCHAIR_API_KEY" in repr(settings)
+
+
+def test_api_keys_may_be_named_and_unnamed_keys_are_named_by_their_digest():
+    """`NAME:KEY:SCOPES` names a key for the audit log; `KEY:SCOPES` stays valid, named `key sha256:...`
+    (never the key), whatever `=` it holds (an old key with `=` inside is not cut into a name and a key)."""
+    value = SecretStr("grafana:k3y-one:read, ops-bot:k3y=two:read+operate,cGFkZGVk==:health, =lead:audit")
+    keys = parse_api_keys(value)
+    assert keys["k3y-one"] == ApiKeyGrant("grafana", frozenset({"read"}))
+    assert keys["k3y=two"] == ApiKeyGrant("ops-bot", frozenset({"read", "operate"}))
+    old = parse_api_keys(SecretStr("LongSecretPart0123456789=ab:read+operate"))
+    assert list(old) == ["LongSecretPart0123456789=ab"]
+    for unnamed in ("cGFkZGVk==", "=lead"):
+        assert keys[unnamed].name == "key sha256:" + hashlib.sha256(unnamed.encode()).hexdigest()[:8]
+    assert keys["=lead"].scopes == frozenset({"audit"})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("bad/name:s3cr3t:read", "entry 1: a NAME is letters"),
+        ("ops:s3cr3t:read, ops:0th3r:read", "entry 2 repeats an earlier name"),
+        ("ops:s3cr3t:read, s3cr3t:health", "entry 2 repeats an earlier key"),
+        ("s3cr3t", "entry 1 is not KEY:SCOPE"),
+        ("a:b:c:read", "entry 1 is not KEY:SCOPE"),
+        (":s3cr3t:read", "entry 1 has an empty NAME"),
+    ],
+)
+def test_bad_named_api_keys_are_refused_by_position_never_by_text(value, message):
+    with pytest.raises(ValueError, match="API_KEYS entry") as caught:
+        parse_api_keys(SecretStr(value))
+    assert message in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -127,9 +127,9 @@ with coverage_tab:
     access = gate.current(data.settings())
     gap_actions.render_fill_gaps(
         has_gaps=not gaps.empty,
-        read_only=not access.writes,
+        read_only=not access.allows("fill_gaps"),
         alive=data.scheduler_alive(),
-        reason=access.reason,
+        refusal=access.refusal("fill_gaps", "gap fills", off="filling gaps is disabled", name=ui.literal),
     )
 with quality_tab:
     render_quality(findings)

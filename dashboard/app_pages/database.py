@@ -1,4 +1,5 @@
-"""Database: rows per table, size, coverage per coin and chain, growth and run-log volume over time."""
+"""Database: rows per table, size, the coins and their state, coverage per coin and chain, growth and run-log
+volume over time."""
 
 from __future__ import annotations
 
@@ -57,6 +58,27 @@ def render_totals() -> dict[str, int]:
     if estimated(counts):
         st.caption(estimate_note())
     return counts
+
+
+def render_coins() -> None:
+    """Every coin with its state, chain, family and how far its data reaches (read-only: coins are added,
+    enabled and disabled with `crypto-pipeline coins`)."""
+    ui.section(
+        "Coins",
+        ":material/toll:",
+        "Enabled coins are ingested by the scheduler; a disabled one keeps its data. Manage them with "
+        "`crypto-pipeline coins add SYMBOL --coingecko-id ID --chain CHAIN` and "
+        "`crypto-pipeline coins enable|disable SYMBOL`.",
+    )
+    st.dataframe(
+        data.coin_states(),
+        hide_index=True,
+        column_config={
+            "Newest block": st.column_config.NumberColumn(format="localized"),
+            "Chain tip": st.column_config.NumberColumn(format="localized"),
+        },
+        key="db_coins",
+    )
 
 
 def render_tables(counts: dict[str, int]) -> None:
@@ -137,6 +159,7 @@ def render_history() -> None:
 
 ui.page_header("Database", ":material/database:", "What is stored, how much of it, and how it grows.")
 counts = render_totals()
+render_coins()
 if not any(counts.get(t, 0) for t in ("market_prices", "blockchain_blocks", "data_ingestion_logs")):
     ui.empty_state(
         "The database is empty",

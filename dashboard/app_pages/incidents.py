@@ -323,10 +323,10 @@ incident = data.incident(int(selected)) if selected else None
 if incident is not None:
     st.divider()
     render_incident(incident, now)
-    if incident.is_open and access.writes:
+    if incident.is_open and access.allows("acknowledge"):  # silence needs the same role
         render_actions(incident, now)
     elif incident.is_open:
-        off = f"acknowledging and silencing are disabled ({access.reason})"
-        st.caption(f":material/lock: Read-only dashboard: {off}.")
+        off = access.refusal("acknowledge", "acknowledging and silencing", name=ui.literal)
+        st.caption(f":material/lock: {off}")
 elif selected:
     st.caption(f"Incident #{selected} does not exist.")

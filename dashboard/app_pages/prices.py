@@ -418,7 +418,8 @@ read_link(names, quotes)
 metrics_slot = st.container()
 with st.sidebar:  # the view's controls: the main area is the price's, the chart above the fold
     st.markdown("**Prices view**")
-    selected = ui.coin_picker("Coins", names, "prices_coins", data.settings().COINS)
+    # COINS, or every coin when it is unset (the scheduler's own default: every enabled coin).
+    selected = ui.coin_picker("Coins", names, "prices_coins", data.settings().COINS or list(names))
     earliest = data.price_bounds(tuple(selected))[0] if selected else None
     period, dates = st.container(), st.container()
     ui.keep("prices_quote", "prices_interval", "prices_mode", "prices_log")

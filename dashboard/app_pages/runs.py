@@ -103,8 +103,12 @@ def render_table(frame: pd.DataFrame) -> int | None:
     ]
     for col, (label, value) in zip(st.columns(len(figures)), figures, strict=True):
         col.metric(label, f"{value:,}", border=True)
-    requests = data.open_requests(tuple(int(i) for i in frame["id"]))
-    shown = ui.runs_for_table(frame.assign(rerun=[requests.get(int(i), "") for i in frame["id"]]))
+    ids = tuple(int(i) for i in frame["id"])
+    requests = data.open_requests(ids)
+    caused = run_actions.caused_by(ids)
+    shown = ui.runs_for_table(
+        frame.assign(rerun=[requests.get(i, "") for i in ids], caused_by=[caused.get(i, "") for i in ids])
+    )
     return ui.selectable_table(
         shown,
         id_column="id",
@@ -163,11 +167,12 @@ options = {
 }
 read_link(options)
 access = gate.current(data.settings())
+reruns = access.allows("rerun")  # and run here: the same role (pipeline.actors.ACTIONS)
 alive = data.scheduler_alive()
 if notice := st.session_state.pop("runs_notice", None):
     st.success(notice, icon=":material/check_circle:")
-if not access.writes:
-    st.caption(f":material/lock: Read-only dashboard: reruns are disabled ({access.reason}).")
+if not reruns:
+    st.caption(f":material/lock: {access.refusal('rerun', 'reruns', name=ui.literal)}")
 elif not alive:
     st.caption(":material/power_off: No scheduler is running: queued reruns wait until one starts.")
 
@@ -178,7 +183,7 @@ ui.save(VIEW_KEY)
 selected = None
 if table_tab.open is not False:
     with table_tab:
-        selected = render_runs(filters, writes=access.writes)
+        selected = render_runs(filters, writes=reruns)
 if timeline_tab.open is not False:
     with timeline_tab:
         timeline.render(filters)
@@ -188,7 +193,10 @@ run = data.run(int(selected)) if selected else None
 if run is not None:
     st.divider()
     run_actions.render_details(run)
-    if access.writes:
+    if reruns:
         run_actions.render_actions(run, alive=alive)
+    run_actions.render_run_audit(run)
 elif selected:
     st.caption(f"Run #{selected} does not exist.")
+if reruns:  # the whole log names people and their refused attempts: for those who may act themselves
+    run_actions.render_audit_log()

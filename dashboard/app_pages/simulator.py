@@ -168,9 +168,12 @@ except (OSError, ValueError) as exc:
     st.stop()
 if notice := st.session_state.pop(NOTICE, None):
     st.success(notice, icon=":material/check_circle:")
-if access.writes:
+faults = access.allows("simulator_fault")
+if faults:
     render_add(simulator_stats)
 else:
-    st.caption(f":material/lock: Read-only dashboard: faults cannot be added or cleared ({access.reason}).")
-render_faults(simulator_stats, writes=access.writes)
+    off = access.refusal("simulator_fault", "simulator faults", off="faults cannot be added or cleared",
+                         name=ui.literal)  # fmt: skip
+    st.caption(f":material/lock: {off}")
+render_faults(simulator_stats, writes=faults)
 render_requests(simulator_stats)

@@ -1,6 +1,8 @@
 """What every route needs: the settings, the database, and the checks of common parameters.
 
-`ApiContext` is built once per app (`create_app`) and handed to routes as a dependency (`Ctx`). Its
+`ApiContext` is built once per app (`create_app`) and handed to routes as a dependency (`Ctx`). Routes
+read `db`, which is the replica of DATABASE_READ_URL when `crypto-pipeline api` runs with one; the write
+actions go through `writer`, always the primary of DATABASE_URL (a replica refuses writes). Its
 helpers turn a coin name (symbol, CoinGecko id or Blockchair chain, any case) into the stored coin, check
 quote currencies and time ranges, and raise the problems the API answers bad input with.
 """
@@ -65,9 +67,25 @@ class ApiContext:
     settings: Settings
     db: DatabaseService
     private: bool  # API keys are configured: responses are private to their client
+    _writer: DatabaseService | None = field(default=None, repr=False)
     _stored_quotes: tuple[float, frozenset[str]] | None = field(default=None, repr=False)
     _coin_cache: tuple[float, list[CoinMetadataData]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def writer(self) -> DatabaseService:
+        """The database writes go to: the primary of DATABASE_URL. That is `db` itself, unless `db` reads
+        the replica of DATABASE_READ_URL; then a service on the primary, opened at the first write (its
+        schema is the replica's: replication copies it)."""
+        with self._lock:
+            if self._writer is None:
+                reads_replica = self.db.database_url == self.settings.DATABASE_READ_URL
+                self._writer = (
+                    DatabaseService(self.settings.DATABASE_URL, settings=self.settings)
+                    if reads_replica and self.db.database_url != self.settings.DATABASE_URL
+                    else self.db
+                )
+            return self._writer
 
     # ------------------------------------------------------------------ coins
 

@@ -57,9 +57,28 @@ KINDS = {
             " another listing or filter); start again without a cursor.",
         ),
         Kind("unauthorized", 401, "API key required", "Send a valid key in the X-API-Key header."),
-        Kind("forbidden", 403, "Scope missing", "The API key does not grant the scope this needs."),
+        Kind(
+            "forbidden",
+            403,
+            "Scope missing",
+            "The API key does not grant the scope this needs. Writes and the audit log need a key with the"
+            " `operate` scope (the audit log also `audit`), so an API without API_KEYS refuses them.",
+        ),
         Kind("not-found", 404, "Not found", "No such resource is stored."),
-        Kind("method-not-allowed", 405, "Method not allowed", "The API only reads: use GET."),
+        Kind(
+            "method-not-allowed",
+            405,
+            "Method not allowed",
+            "This path does not take this method (see Allow): resources are read with GET, the write"
+            " actions are POSTs.",
+        ),
+        Kind(
+            "conflict",
+            409,
+            "Conflict",
+            "The resource is not in a state that allows this action now (a run still running cannot be"
+            " rerun); try again once it has changed.",
+        ),
         Kind(
             "database-unavailable",
             503,

@@ -5,7 +5,8 @@ with any byte, `data_as_of` included), and Last-Modified is the document's `data
 If-None-Match names the current ETag, or, without If-None-Match, whose If-Modified-Since is not older
 than `data_as_of` (to the second, as HTTP dates go), is answered 304 with no body (RFC 9110 13.1).
 Responses must be revalidated before reuse (`Cache-Control: no-cache`), and with API keys they are
-`private` as well, so a shared cache never hands one client's answer to another.
+`private` as well, so a shared cache never hands one client's answer to another. The answers to writes
+(`written`) carry no validators and `Cache-Control: no-store`: no cache keeps them.
 """
 
 from __future__ import annotations
@@ -56,3 +57,15 @@ def respond(request: Request, document: BaseModel, *, private: bool, status_code
     if status_code == 200 and not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     return Response(body, status_code=status_code, media_type=JSON, headers=headers)
+
+
+def written(document: BaseModel, *, status_code: int = 200) -> Response:
+    """The answer to a write (a POST): the document, never stored by a cache (`Cache-Control: no-store`)
+    and without validators, since it tells what this write did rather than the state of a resource that a
+    later GET could revalidate; an If-None-Match sent with a write never turns it into a 304."""
+    return Response(
+        document.model_dump_json().encode(),
+        status_code=status_code,
+        media_type=JSON,
+        headers={"Cache-Control": "no-store"},
+    )

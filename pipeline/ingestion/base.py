@@ -111,5 +111,5 @@ class Ingestor:
             if wanted in (coin.symbol.lower(), coin.coingecko_id, coin.blockchair_chain):
                 return coin
         known = ", ".join(c.coingecko_id or c.symbol for c in self.db.get_coins())
-        msg = f"unknown coin {name!r}; known coins: {known} (add a row to coin_metadata for more)"
+        msg = f"unknown coin {name!r}; known coins: {known} (`crypto-pipeline coins add` adds one)"
         raise ConfigError(msg)

@@ -30,7 +30,6 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import re
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from pipeline import actors
 from pipeline.config import Settings, load_settings, mask_url_password
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseError, PipelineError
@@ -50,7 +50,9 @@ from pipeline.ingestion.coingecko import CoinGeckoIngestor
 from pipeline.ingestion.replay import Replayer
 from pipeline.ingestion.units import IngestionResult
 from pipeline.logs import configure_logging
+from pipeline.metrics import command as metrics_command
 from pipeline.ranges import MAX_WINDOW_DAYS, day_windows
+from pipeline.runtime.coins_cli import add_coins_parser, run_coins
 from pipeline.runtime.scheduler import Scheduler
 from pipeline.schemas import CoinMetadataData, DatabaseStats, DataIngestionLogData, IncidentData
 from pipeline.services.coverage import missing_price_days
@@ -144,10 +146,7 @@ def _duration(text: str) -> timedelta:
 
 def _os_user() -> str:
     """The default of `--by`: the login name, or the uid when the system has none for it (a container)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
+    return actors.os_user()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--source", choices=["blockchair", "coingecko"])
     runs.add_argument("--limit", type=_positive_int, default=20)
 
+    audit = sub.add_parser(
+        "audit",
+        help="the audit log: who reran, backfilled, filled gaps, acknowledged, silenced or changed a coin",
+        description=(
+            "Write actions from the dashboard, the CLI and the API, newest first: when, who (the logged-in"
+            " user, the OS user of a CLI command, an API key's name), through what, the action, its target,"
+            " its outcome (ok, or denied for a refused attempt) and its parameters."
+        ),
+    )
+    audit.add_argument("--since", type=_duration, metavar="DURATION", help="only the last 30m, 2h, 7d ...")
+    audit.add_argument("--actor", help="only this actor (exact name)")
+    audit.add_argument("--action", choices=sorted(actors.ACTIONS), help="only this action")
+    audit.add_argument("--via", choices=["dashboard", "cli", "api", "scheduler"], help="only through this")
+    audit.add_argument("--run", dest="run_id", type=_positive_int, metavar="ID", help="only about this run")
+    audit.add_argument("--limit", type=_positive_int, default=50, help="at most N (default 50)")
+    audit.add_argument("--json", action="store_true", help="machine-readable")
+
     sub.add_parser("run", help="run the scheduler loop (the default of run_ingestor.py)")
     status = sub.add_parser(
         "status",
@@ -252,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     until.add_argument("--off", action="store_true", help="lift the silence")
     silence.add_argument("--by", type=str, default=None, help="who (default: the OS user)")
 
+    add_coins_parser(sub, _Parser, date_type=_date)  # pipeline/runtime/coins_cli.py
     sub.add_parser(
         "watch",
         help="evaluate the incident rules and deliver alerts, until stopped; safe to run several",
@@ -304,18 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=None, help="dashboard port (default: a free one)")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--api-port", type=_port, default=None, help="REST API port (default: a free one)")
+    up.add_argument("--metrics-port", type=_port, default=None, help="metrics port (default: a free one)")
 
     api = sub.add_parser(
         "api",
-        help="serve the read-only REST API (OpenAPI at /openapi.json, docs at /docs)",
+        help="serve the REST API (OpenAPI at /openapi.json, docs at /docs)",
         description=(
-            "Serve the read-only REST API until Ctrl-C. With API_KEYS set every /v1 request needs an"
-            " X-API-Key; without, it listens on loopback only, unless --host is another address and"
+            "Serve the REST API until Ctrl-C. With API_KEYS set every /v1 request needs an X-API-Key (write"
+            " actions a key with the operate scope, recorded in the audit log under the key's name);"
+            " without, it reads only and listens on loopback only, unless --host is another address and"
             " API_ALLOW_REMOTE_WITHOUT_KEYS=true (else exit 2)."
         ),
     )
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     api.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
+    metrics_command.add_parser(sub, port=_port)
 
     simulate = sub.add_parser(
         "simulate",
@@ -650,8 +670,19 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     if requests and not args.yes and sys.stdin.isatty() and input("proceed? [y/N] ").strip().lower() != "y":
         return 1
     results = []
-    for i, (coin, _days, _n, _low) in enumerate(plan, start=1):
+    for i, (coin, _days, planned, _low) in enumerate(plan, start=1):
         result = ingestor.ingest_price_range(coin, args.start, args.end, trigger="backfill")
+        # Recorded with the run it made, so the Runs page shows who asked for it; the run's own status
+        # says how it went.
+        ingestor.db.record_audit(
+            actors.cli_actor(),
+            "backfill",
+            target=f"prices:{coin.coingecko_id}",
+            params={"coin": coin.coingecko_id, "start": str(args.start), "end": str(args.end),
+                    "planned_requests": planned, "status": result.status.value},
+            outcome="failed" if result.status == "failed" else "ok",
+            run_id=result.id,
+        )  # fmt: skip
         _print_result(result, label=f"[{i}/{len(plan)}] ")
         results.append(result)
     return _exit_code(results)
@@ -674,11 +705,16 @@ def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
         if waiting is not None:
             print(f"run #{args.run_id} already has request #{waiting.id} {waiting.status}; nothing queued")
             return 0
-        request = db.request_rerun(args.run_id, "cli")
+        request = db.request_rerun(args.run_id, "cli", actor=actors.cli_actor())
         print(f"rerun request {request.id} for run {args.run_id}: {request.status}")
         return 0
     request, result = serve_here(
-        db, Replayer(settings, db), args.run_id, requested_by="cli", worker_id=f"cli:{WORKER_ID}"
+        db,
+        Replayer(settings, db),
+        args.run_id,
+        requested_by="cli",
+        worker_id=f"cli:{WORKER_ID}",
+        actor=actors.cli_actor(),
     )
     _print_result(result, label=f"rerun request {request.id}: ")
     return _exit_code([result])
@@ -708,6 +744,39 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
         "error",
     ]
     for line in _table(headers, [_run_row(run) for run in runs], right={0, 6, 7}):
+        print(line)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    """List the audit log, newest first (read-only)."""
+    db = _db(settings, write=False)
+    since = db.db_now() - args.since if args.since else None
+    entries = db.audit_entries(
+        limit=args.limit, since=since, actor=args.actor, action=args.action, via=args.via, run_id=args.run_id
+    )
+    if args.json:
+        print(json.dumps([entry.model_dump(mode="json") for entry in entries], indent=2))
+        return 0
+    if not entries:
+        filtered = any((args.actor, args.action, args.via, args.run_id, args.since))
+        print("no audited actions" + (" matching the filters" if filtered else ""))
+        return 0
+    headers = ["id", "at (UTC)", "actor", "via", "action", "target", "outcome", "parameters"]
+    rows = [
+        [
+            str(entry.id),
+            _utc(entry.at),
+            _one_line(entry.actor) + (f" ({entry.role})" if entry.role else ""),
+            entry.via,
+            entry.action,
+            _one_line(entry.target or "-"),
+            entry.outcome + (f": {_one_line(entry.detail)}" if entry.detail else ""),
+            _one_line(json.dumps(entry.params, sort_keys=True, default=str)) if entry.params else "",
+        ]
+        for entry in entries
+    ]
+    for line in _table(headers, rows, right={0}):
         print(line)
     return 0
 
@@ -812,17 +881,21 @@ def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "ack":
         db = _db(settings, write=False)  # the incident must exist already: nothing to create or migrate
         by = args.by or _os_user()
-        incident = db.acknowledge_incident(args.incident_id, by=by, note=args.note)
+        incident = db.acknowledge_incident(args.incident_id, by=by, note=args.note, actor=actors.cli_actor())
         print(f"incident #{incident.id} acknowledged by {incident.acknowledged_by}")
         return 0
     if args.action == "silence":
         db = _db(settings, write=False)
         if args.off:
-            incident = db.silence_incident(args.incident_id, until=None, by=args.by or _os_user())
+            incident = db.silence_incident(
+                args.incident_id, until=None, by=args.by or _os_user(), actor=actors.cli_actor()
+            )
             print(f"incident #{incident.id}: alerts no longer silenced")
             return 0
         until = db.db_now() + args.duration
-        incident = db.silence_incident(args.incident_id, until=until, by=args.by or _os_user())
+        incident = db.silence_incident(
+            args.incident_id, until=until, by=args.by or _os_user(), actor=actors.cli_actor()
+        )
         print(f"incident #{incident.id}: alerts silenced until {_utc(incident.silenced_until)} UTC")
         return 0
     db = _db(settings, write=args.evaluate)  # only a listing that evaluates first writes
@@ -879,6 +952,12 @@ def _fit(line: str, columns: int) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def cmd_coins(args: argparse.Namespace, settings: Settings) -> int:
+    """`coins [list]` lists the coins; `add`, `enable` and `disable` change one (an existing database only,
+    like `incidents ack`). See pipeline/runtime/coins_cli.py."""
+    return run_coins(args, settings, _db(settings, write=False), table=_table)
+
+
 def cmd_watch(_args: argparse.Namespace, settings: Settings) -> int:
     """The incident watcher, until SIGTERM or Ctrl-C."""
     from pipeline.runtime.watch import run_watch
@@ -911,11 +990,18 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.demo:
         _db(settings)  # fail fast, here, on a database that cannot be reached or migrated
-    return up(settings, demo=args.demo, host=args.host, port=args.port, api_port=args.api_port)
+    return up(
+        settings,
+        demo=args.demo,
+        host=args.host,
+        port=args.port,
+        api_port=args.api_port,
+        metrics_port=args.metrics_port,
+    )
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the read-only REST API until Ctrl-C; refuse (2) an open API on a non-loopback address."""
+    """Serve the REST API until Ctrl-C; refuse (2) an open API on a non-loopback address."""
     from pipeline.api.binding import listen_refusal, open_warning, url_of
     from pipeline.api.server import serve
 
@@ -996,7 +1082,7 @@ def cmd_fill_gaps(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         print("dry run: nothing queued")
         return 0
-    queued = queue_plan(db, plan, "cli fill-gaps")
+    queued = queue_plan(db, plan, "cli fill-gaps", actor=actors.cli_actor())
     print(f"queued {len(queued)} backfill requests; the scheduler serves them after its regular jobs")
     return 0
 
@@ -1144,14 +1230,17 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "backfill": cmd_backfill,
     "rerun": cmd_rerun,
     "runs": cmd_runs,
+    "audit": cmd_audit,
     "simulate": cmd_simulate,
     "run": cmd_run,
     "up": cmd_up,
     "api": cmd_api,
+    "metrics": metrics_command.cmd_metrics,
     "gaps": cmd_gaps,
     "fill-gaps": cmd_fill_gaps,
     "status": cmd_status,
     "incidents": cmd_incidents,
+    "coins": cmd_coins,
     "watch": cmd_watch,
     "alerts": cmd_alerts,
     "rebuild-rollups": cmd_rebuild_rollups,

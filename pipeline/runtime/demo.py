@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.actors import Actor
 from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.ranges import utcnow
@@ -84,6 +85,9 @@ PRICE_GAP_COIN = "bitcoin"
 PRICE_GAP_FAULT = FaultRule("missing_field", endpoint="market_chart_range", chain=PRICE_GAP_COIN, times=None)
 RERUN_BY = "demo: rerun after the outage"
 FILL_BY = "demo: fill-gaps"
+# The scripted operator of the demo: its reruns and gap fills are audited like a person's, so the Runs
+# page's audit log has something to show.
+DEMO_ACTOR = Actor(name="demo scenario", via="cli")
 POLL_SECONDS = 0.5
 
 
@@ -353,7 +357,7 @@ class DemoScenario:
             for run in self.db.unresolved_failures()
             if (run.source, run.data_type, run.coin) == ("blockchair", "blocks", OUTAGE_CHAIN)
         ]
-        requests = [self.db.request_rerun(run.id, RERUN_BY) for run in failed]
+        requests = [self.db.request_rerun(run.id, RERUN_BY, actor=DEMO_ACTOR) for run in failed]
         self.facts.outage_failed_runs = sorted({*self.facts.outage_failed_runs, *(r.id for r in failed)})
         self.facts.rerun_requests = sorted({*self.facts.rerun_requests, *(r.id for r in requests)})
         after = "right after a dogecoin blocks run" if waited else "(no blocks run ended in time)"
@@ -382,7 +386,7 @@ class DemoScenario:
         # The plan of `fill-gaps --coins <those coins>`, its price slices: block and transaction slices near
         # the tip belong to the regular jobs, and the story of this step is the price gap.
         prices = plan.model_copy(update={"slices": [s for s in plan.slices if s.data_type == "prices"]})
-        queued = queue_plan(self.db, prices, FILL_BY)
+        queued = queue_plan(self.db, prices, FILL_BY, actor=DEMO_ACTOR)
         self.facts.fill_requests = sorted({*self.facts.fill_requests, *(r.id for r in queued)})
         found = ", ".join(f"{coin} {days} day(s)" for coin, days in missing.items())
         return f"missing prices found ({found}); queued {len(queued)} backfill request(s)"

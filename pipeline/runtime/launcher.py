@@ -36,6 +36,7 @@ from typing import Any
 from pipeline.api.binding import listen_refusal, url_of
 from pipeline.config import Settings, child_environment, load_settings, mask_url_password
 from pipeline.database import DatabaseService
+from pipeline.metrics.binding import listen_refusal as metrics_refusal
 from pipeline.runtime.demo import DemoScenario
 from pipeline.simulator.sink import WebhookSink
 
@@ -183,7 +184,14 @@ class Launcher:
     """
 
     def __init__(
-        self, settings: Settings, *, demo: bool, host: str, port: int | None, api_port: int | None = None
+        self,
+        settings: Settings,
+        *,
+        demo: bool,
+        host: str,
+        port: int | None,
+        api_port: int | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.demo = demo
@@ -193,6 +201,10 @@ class Launcher:
         self.api_host = "127.0.0.1" if listen_refusal(settings, host) else host
         self.api_port = api_port or free_port(self.api_host)
         self.api_url = url_of(self.api_host, self.api_port)
+        # The Prometheus exporter too: on loopback only unless METRICS_ALLOW_REMOTE (metrics/binding.py).
+        self.metrics_host = "127.0.0.1" if metrics_refusal(settings, host) else host
+        self.metrics_port = metrics_port or free_port(self.metrics_host)
+        self.metrics_url = f"{url_of(self.metrics_host, self.metrics_port)}/metrics"
         self.children: list[Child] = []
         self.sink: WebhookSink | None = None  # the demo's alert receiver, served by this process
         self.scenario: DemoScenario | None = None
@@ -257,9 +269,12 @@ class Launcher:
             env,
         )  # fmt: skip
         api = self._start("api", [*cli, "api", "--host", self.api_host, "--port", str(self.api_port)], env)
+        metrics_args = ["metrics", "--host", self.metrics_host, "--port", str(self.metrics_port)]
+        metrics = self._start("metrics", [*cli, *metrics_args], env)
         url = f"http://{self.host}:{self.port}"
         wait_for_http(f"{url}/_stcore/health", dashboard)
         wait_for_http(f"{self.api_url}/openapi.json", api)  # open even when API keys are required
+        wait_for_http(self.metrics_url, metrics)
         if self.scenario is not None:
             self.scenario.start(self.demo_stop)
         return url
@@ -398,9 +413,12 @@ def up(
     host: str = "127.0.0.1",
     port: int | None = None,
     api_port: int | None = None,
+    metrics_port: int | None = None,
 ) -> int:
     """Run the whole product until Ctrl-C."""
-    launcher = Launcher(settings, demo=demo, host=host, port=port, api_port=api_port)
+    launcher = Launcher(
+        settings, demo=demo, host=host, port=port, api_port=api_port, metrics_port=metrics_port
+    )
 
     def _stop(_signum: int, _frame: object) -> None:
         launcher.stopping = True
@@ -421,6 +439,7 @@ def up(
     alerts = f"  Alerts: {launcher.sink.url}/received (demo webhook sink)\n" if launcher.sink else ""
     print(
         f"\n  Dashboard: {url}{mode}\n  API: {launcher.api_url}/v1 (docs: {launcher.api_url}/docs)\n"
+        f"  Metrics: {launcher.metrics_url} (Prometheus)\n"
         f"{alerts}{world if demo else ''}"
         "  Scheduler: running. Watcher: running. Press Ctrl-C to stop.\n",
         flush=True,

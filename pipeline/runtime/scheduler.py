@@ -37,6 +37,7 @@ from pipeline.outage import PROCESS_OUTAGE
 from pipeline.ranges import utcnow
 from pipeline.runtime.watch import Watcher
 from pipeline.schemas import CoinMetadataData, ReplayRequestData
+from pipeline.services.coins import named_by_coins_setting
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +130,10 @@ class Scheduler:
         ]
 
     def _coins(self, attribute: str) -> list[CoinMetadataData]:
-        wanted = set(self.settings.COINS)
+        # Read at every run of a job, so a coin added or disabled (`crypto-pipeline coins ...`) is picked
+        # up or dropped at its next run, without a restart; COINS, when set, narrows it further.
         coins = [c for c in self.db.get_coins(active_only=True) if getattr(c, attribute)]
-        return [c for c in coins if {c.coingecko_id, c.blockchair_chain, c.symbol.lower()} & wanted]
+        return [c for c in coins if named_by_coins_setting(self.settings, c)]
 
     def _latest_price(self, coin: CoinMetadataData) -> IngestionResult | None:
         return self.coingecko.ingest_latest(coin, trigger=SCHEDULE_TRIGGER)

@@ -10,6 +10,9 @@ quota. Two rules keep that door shut by default:
   DASHBOARD_ALLOWED_HOSTS). A web page cannot choose the Host header its browser sends, so a site that
   re-points its own DNS name at 127.0.0.1 (DNS rebinding) reaches the port but is refused.
 
+Who clicks is decided here too (`session`): a logged-in user's role (viewer, operator, admin) comes from
+DASHBOARD_ADMINS / DASHBOARD_OPERATORS by e-mail or group; what each role may do is `pipeline.actors`.
+
 No Streamlit here: the dashboard and `crypto-pipeline up` feed these functions what they read.
 """
 
@@ -18,8 +21,11 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pipeline.actors import Role
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
@@ -151,3 +157,160 @@ def exposure_warning(bound: str | None) -> str:
         "Streamlit's login ([auth] in .streamlit/secrets.toml), or bind to 127.0.0.1. Host names other "
         "than localhost and the bound address are refused unless listed in DASHBOARD_ALLOWED_HOSTS."
     )
+
+
+# ---------------------------------------------------------------------------------------------- roles
+#
+# Who may click what. The action -> least role table is `pipeline.actors.ACTIONS`; here is only who has which
+# role. A role comes from the settings by e-mail or group: DASHBOARD_ADMINS and DASHBOARD_OPERATORS list
+# e-mails and `group:NAME` entries, matched against the logged-in user's ID token (its `email` and the
+# groups claim, DASHBOARD_GROUPS_CLAIM) or against the trusted proxy's user and groups headers.
+
+GROUP_PREFIX = "group:"
+LOCAL_ROLE: Role = "admin"  # a loopback dashboard without a login: as today, every action (like the CLI)
+PROXY_ROLE: Role = "admin"  # behind the trusted proxy with no role list: the proxy decides who gets in
+NO_USER = "anonymous"  # the actor of a request nothing identifies (refused, or behind a silent proxy)
+
+
+@dataclass(frozen=True)
+class RoleLists:
+    """DASHBOARD_ADMINS and DASHBOARD_OPERATORS: e-mails (any case) and `group:NAME` entries (exact)."""
+
+    admins: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        """Whether any role list is set."""
+        return bool(self.admins or self.operators)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A user as the login or the proxy tells it: the name shown and audited, the e-mail roles are
+    matched by (None when missing or unverified), and the groups."""
+
+    name: str
+    email: str | None = None
+    groups: tuple[str, ...] = ()
+
+
+def _listed_user(entry: str, identity: Identity) -> bool:
+    entry = entry.strip()
+    if entry.lower().startswith(GROUP_PREFIX):
+        group = entry[len(GROUP_PREFIX) :].strip()
+        return bool(group) and group in identity.groups
+    return identity.email is not None and bool(entry) and entry.lower() == identity.email.lower()
+
+
+def on_list(entries: Iterable[str], identity: Identity) -> bool:
+    """Whether a user is on a role list: by e-mail (case does not matter) or by one of their groups (exact
+    names: `group:ops` does not match a group `Ops`)."""
+    return any(_listed_user(entry, identity) for entry in entries)
+
+
+def role_for(identity: Identity, lists: RoleLists, *, unmatched: Role = "viewer") -> Role:
+    """The role of a user: admin if on DASHBOARD_ADMINS, operator if on DASHBOARD_OPERATORS, else
+    `unmatched` (a viewer, for a login)."""
+    if on_list(lists.admins, identity):
+        return "admin"
+    if on_list(lists.operators, identity):
+        return "operator"
+    return unmatched
+
+
+def split_groups(value: Any) -> tuple[str, ...]:
+    """Group names from a claim or a header: a JSON list of names, or one string of comma-separated names
+    (what proxies send, and some providers for a single group). Anything else names no group."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(item).strip() for item in value if isinstance(item, str | int) and str(item).strip())
+    return ()
+
+
+def login_identity(claims: Mapping[str, Any], groups_claim: str = "groups") -> Identity:
+    """A logged-in user from the claims of their ID token (what `st.user` holds).
+
+    The e-mail only counts for roles when the provider does not say it is unverified
+    (`email_verified: false`): with some providers anyone can type any address into a profile.
+    """
+    email = claims.get("email")
+    email = email.strip() if isinstance(email, str) and email.strip() else None
+    verified = claims.get("email_verified") is not False
+    name = next(
+        (
+            str(claims[key]).strip()
+            for key in ("email", "preferred_username", "name", "sub")
+            if isinstance(claims.get(key), str) and str(claims[key]).strip()
+        ),
+        NO_USER,
+    )
+    return Identity(
+        name=name, email=email if verified else None, groups=split_groups(claims.get(groups_claim))
+    )
+
+
+def proxy_identity(headers: Mapping[str, str], user_header: str, groups_header: str) -> Identity | None:
+    """The trusted proxy's user from its request headers (looked up without regard to case); None when the
+    proxy sent no user. The value is an e-mail or a user name: both are matched against the lists."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    user = (lowered.get(user_header.lower()) or "").strip()
+    if not user:
+        return None
+    return Identity(name=user, email=user, groups=split_groups(lowered.get(groups_header.lower())))
+
+
+@dataclass(frozen=True)
+class Session:
+    """Who a dashboard session is and what role it has; `role` None means it may not write at all, and
+    `reason` then says why in a few words."""
+
+    user: str | None  # None: nobody identified (a loopback dashboard without a login, or refused)
+    role: Role | None
+    reason: str = ""
+
+
+def session(
+    *,
+    read_only: bool,
+    bound: str | None,
+    login: bool,
+    claims: Mapping[str, Any] | None,
+    proxy: bool,
+    proxy_user: Identity | None,
+    lists: RoleLists,
+    groups_claim: str = "groups",
+) -> Session:
+    """Decide a session's user and role.
+
+    - A configured login decides alone: a logged-in user's role comes from the lists (a viewer when on
+      neither); before logging in the session may not write, on loopback too (else a viewer could log out
+      to write).
+    - Behind the trusted proxy: the proxy's user, matched against the lists; with no list set every user
+      the proxy lets through is an admin, as before roles existed (the proxy decides who gets in).
+    - Neither: on loopback the local user may do everything (as the CLI may); bound to an address other
+      machines reach, nothing.
+
+    DASHBOARD_READ_ONLY keeps the user and role (shown in the sidebar) but `reason` then refuses writes.
+    """
+    result: Session
+    if login:
+        if claims is None:
+            result = Session(None, None, "not logged in")
+        else:
+            user = login_identity(claims, groups_claim)
+            result = Session(user.name, role_for(user, lists))
+    elif proxy:
+        unmatched = "viewer" if lists.configured else PROXY_ROLE
+        if proxy_user is None:
+            result = Session(None, unmatched)
+        else:
+            result = Session(proxy_user.name, role_for(proxy_user, lists, unmatched=unmatched))
+    elif exposed(bound):
+        result = Session(None, None, "reachable from other machines without a login")
+    else:
+        result = Session(None, LOCAL_ROLE)
+    if read_only:
+        return Session(result.user, result.role, "DASHBOARD_READ_ONLY")
+    return result

@@ -69,7 +69,7 @@ class BlockchairApi:
             "blocks": tip + 1,
             "transactions": int((tip + 1) * avg),
             "outputs": int((tip + 1) * avg * 2.4),
-            "circulation": (tip + 1) * 5 * 10**8 if spec.family == "bitcoin" else str((tip + 1) * 5 * 10**18),
+            "circulation": (tip + 1) * 5 * 10**8,
             "blocks_24h": per_day,
             "transactions_24h": int(per_day * avg),
             "difficulty": best["difficulty"],
@@ -100,6 +100,19 @@ class BlockchairApi:
             "suggested_transaction_fee_per_byte_sat": 3,
             "hodling_addresses": 50_000_000 + tip % 1_000_000,
         }
+        if spec.family == "ethereum":
+            # Ethereum-like stats (Blockchair's docs): no UTXO counts; calls, uncles, approximate wei.
+            for name in ("outputs", "circulation", "mempool_outputs"):
+                del data[name]
+            del data["suggested_transaction_fee_per_byte_sat"]
+            data |= {
+                "circulation_approximate": str((tip + 1) * 5 * 10**18),
+                "uncles": tip // 20,
+                "uncles_24h": per_day // 20,
+                "calls": int((tip + 1) * avg * 3),
+                "mempool_median_gas_price": 20_000_000_000,
+                "layer_2": {"erc_20": {"tokens": 1000, "transactions": (tip + 1) * 2}},
+            }
         if spec.family == "bitcoin":
             best_ts = book.block_time(chain, tip)
             retarget = best_ts + (2016 - tip % 2016) * spec.interval

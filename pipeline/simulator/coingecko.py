@@ -1,4 +1,4 @@
-"""CoinGecko endpoints: ping, simple/price, coins/{id}/history and coins/{id}/market_chart/range.
+"""CoinGecko endpoints: ping, simple/price, coins/{id}, coins/{id}/history and coins/{id}/market_chart/range.
 
 `market_chart/range` follows apis.md 2.4:
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pipeline.simulator.envelope import CG_10012_MESSAGE, Reply, cg_plan_error
@@ -67,10 +67,12 @@ class CoinGeckoApi:
             return Reply(200, {"gecko_says": "(V3) To the Moon!"})
         if kind == "simple_price":
             return self._simple_price(params)
-        if kind in ("market_chart_range", "history"):
+        if kind in ("market_chart_range", "history", "coin"):
             coin = parts[1]
             if coin not in COINS:
                 return Reply(404, {"error": "coin not found"})
+            if kind == "coin":
+                return self._coin(coin)
             if kind == "history":
                 return self._history(coin, params)
             return self._range(coin, params)
@@ -123,6 +125,27 @@ class CoinGeckoApi:
         if end - start <= DAY and end >= now - _NOW_SLACK:
             return FIVE_MINUTES
         return HOUR
+
+    def _coin(self, coin: str) -> Reply:
+        """`/coins/{id}` as asked with every heavy part off (the top-level fields of the real reply); the
+        genesis date is the first day the simulated market has prices."""
+        spec = COINS[coin]
+        body = {
+            "id": spec.id,
+            "symbol": spec.symbol,
+            "name": spec.name,
+            "asset_platform_id": None,
+            "platforms": {"": ""},
+            "block_time_in_minutes": 0,
+            "hashing_algorithm": None,
+            "categories": ["Cryptocurrency"],
+            "public_notice": None,
+            "additional_notices": [],
+            "genesis_date": spec.start.isoformat(),
+            "market_cap_rank": None,
+            "last_updated": datetime.fromtimestamp(self._now(), UTC).isoformat(timespec="milliseconds"),
+        }
+        return Reply(200, body)
 
     def _history(self, coin: str, params: dict[str, str]) -> Reply:
         raw = params.get("date")

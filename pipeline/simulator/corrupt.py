@@ -65,6 +65,13 @@ def _coingecko(kind: str, endpoint: str, payload: Any) -> Any:
                 price.pop("usd", None)
             else:
                 price["usd"] = "n/a"
+    elif endpoint == "coin":
+        if kind == "empty_data":
+            return {}
+        if kind == "missing_field":
+            payload.pop("name", None)
+        else:
+            payload["name"] = 42
     elif endpoint == "simple_price":
         if kind == "empty_data":
             return {}

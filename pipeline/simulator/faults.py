@@ -27,7 +27,7 @@ FAULT_KINDS = (
     "huge",
 )
 BLOCKCHAIR_ENDPOINTS = ("blocks", "transactions", "address", "addresses", "stats")
-COINGECKO_ENDPOINTS = ("market_chart_range", "history", "simple_price", "ping")
+COINGECKO_ENDPOINTS = ("market_chart_range", "history", "simple_price", "ping", "coin")
 FAULT_ENDPOINTS = ("any", "blockchair", "coingecko", *BLOCKCHAIR_ENDPOINTS, *COINGECKO_ENDPOINTS)
 
 

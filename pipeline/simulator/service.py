@@ -53,6 +53,8 @@ def classify(path: str, params: dict[str, str]) -> Route:
             return Route("coingecko", "market_chart_range", (parts[1],), parts)
         if len(parts) == 3 and parts[0] == "coins" and parts[2] == "history":
             return Route("coingecko", "history", (parts[1],), parts)
+        if len(parts) == 2 and parts[0] == "coins" and parts[1] != "list":
+            return Route("coingecko", "coin", (parts[1],), parts)
         return Route("coingecko", "unknown", (), parts)
     parts = path.strip("/").split("/")
     chain, rest = parts[0], parts[1:]

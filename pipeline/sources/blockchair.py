@@ -13,6 +13,7 @@ Everything here except :func:`blockchair_client` is a pure function of its argum
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -290,3 +291,66 @@ def parse_address_dashboard(
         fields = _address_fields(address, info, coin_symbol, family) if isinstance(info, Mapping) else None
         validate_into(result, BlockchainAddressData, {address: info}, fields, ctx)
     return result
+
+
+# ---------------------------------------------------------------- chain stats (`crypto-pipeline coins add`)
+
+# Fields only one family's `/{chain}/stats` carries (Blockchair's docs, "Bitcoin-like" and "Ethereum-like
+# blockchain stats"): account chains count internal `calls` and `uncles` and report an approximate wei
+# `circulation_approximate` and a `layer_2` of tokens; UTXO chains count their `outputs`. Other Blockchair
+# chains (Ripple, Stellar, Monero, Cardano, TON ...) have neither, and their rows fit neither parser.
+ETHEREUM_STATS_FIELDS: Final = ("calls", "uncles", "circulation_approximate", "layer_2")
+BITCOIN_STATS_FIELDS: Final = ("outputs",)
+# The chains Blockchair documents as Bitcoin-like or Ethereum-like: the family of a chain whose stats
+# reply shows neither mark (a reply trimmed by a future API version, say).
+KNOWN_FAMILIES: Final = {
+    **dict.fromkeys(
+        (
+            "bitcoin", "bitcoin-cash", "litecoin", "bitcoin-sv", "dogecoin", "dash", "groestlcoin",
+            "zcash", "ecash", "bitcoin/testnet",
+        ),
+        "bitcoin",
+    ),
+    **dict.fromkeys(("ethereum", "ethereum/testnet"), "ethereum"),
+}  # fmt: skip
+
+
+def stats_path(chain: str) -> str:
+    """The path of one chain's stats (request cost 1)."""
+    return f"/{chain}/stats"
+
+
+@dataclass(frozen=True)
+class ChainStats:
+    """What `/{chain}/stats` tells `coins add`: the tip, and the family its fields show (None: neither)."""
+
+    tip: int | None
+    best_block_time: str | None
+    family: str | None
+
+
+def family_of_stats(data: Mapping[str, Any]) -> str | None:
+    """'ethereum' or 'bitcoin' from the fields of a stats reply's `data`, or None when it shows neither."""
+    if any(name in data for name in ETHEREUM_STATS_FIELDS):
+        return "ethereum"
+    if any(name in data for name in BITCOIN_STATS_FIELDS):
+        return "bitcoin"
+    return None
+
+
+def parse_chain_stats(payload: Any, *, endpoint: str = "/stats") -> ChainStats:
+    """A `/{chain}/stats` reply: a chain's stats are an object with its best block; anything else (the
+    empty `[]` the API sends when nothing matched) is refused (ResponseFormatError)."""
+    data, context = envelope(payload, endpoint)
+    if not isinstance(data, Mapping) or not data:
+        raise format_error(SOURCE, endpoint, f"expected the chain's stats in 'data', got {data!r:.60}")
+    best = data.get("best_block_height")
+    tip = chain_tip(context)
+    if tip is None and isinstance(best, int) and not isinstance(best, bool) and best >= 0:
+        tip = best
+    time = data.get("best_block_time")
+    return ChainStats(
+        tip=tip,
+        best_block_time=time if isinstance(time, str) else None,
+        family=family_of_stats(data),
+    )

@@ -1,4 +1,4 @@
-"""CoinGecko: the meaning of its error codes, its client, and the parsers of its daily price replies.
+"""CoinGecko: its error codes, its client, the parsers of its price replies and of one coin's description.
 
 Quirks handled here (apis.md 2.4-2.7): the three arrays of `market_chart/range` can differ in length, so
 they are joined on timestamp, not position; the last point is "now" rather than a day boundary and is
@@ -14,6 +14,7 @@ Everything here except :func:`coingecko_client` is a pure function of its argume
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
@@ -266,3 +267,61 @@ def parse_price_points(
         }
         validate_into(result, PricePointData, [ts, prices[ts]], fields, ctx)
     return result
+
+
+# ---------------------------------------------------------------- one coin (`crypto-pipeline coins add`)
+
+# `/coins/{id}` without the heavy parts: name, symbol and genesis date are all `coins add` reads.
+COIN_PARAMS: Final = {
+    "localization": "false",
+    "tickers": "false",
+    "market_data": "false",
+    "community_data": "false",
+    "developer_data": "false",
+    "sparkline": "false",
+}
+
+
+def coin_path(coin_id: str) -> str:
+    """The path of one coin's description."""
+    return f"/coins/{coin_id}"
+
+
+@dataclass(frozen=True)
+class CoinDescription:
+    """What CoinGecko says about a coin id: its name, ticker and, when it knows it, the chain's first day."""
+
+    id: str
+    symbol: str
+    name: str
+    genesis_date: date | None
+
+
+def _day(value: Any) -> date | None:
+    # CoinGecko sends "YYYY-MM-DD", null, or (for many tokens) "": anything but a date means unknown.
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+
+
+def parse_coin(payload: Any, *, coin_id: str, endpoint: str = "/coins/{id}") -> CoinDescription:
+    """A `/coins/{id}` reply as the coin's description; a reply about another id, or without a name, is
+    refused (ResponseFormatError), since `coins add` would store what it says."""
+    if not isinstance(payload, Mapping):
+        raise format_error(SOURCE, endpoint, "response is not a JSON object")
+    if "error" in payload or "status" in payload:
+        raise format_error(SOURCE, endpoint, f"error body: {str(payload)[:200]}")
+    sent_id, name, symbol = payload.get("id"), payload.get("name"), payload.get("symbol")
+    if sent_id != coin_id:
+        raise format_error(SOURCE, endpoint, f"reply is about {sent_id!r}, not {coin_id!r}")
+    if not isinstance(name, str) or not name.strip():
+        raise format_error(SOURCE, endpoint, "reply has no 'name'")
+    return CoinDescription(
+        id=coin_id,
+        symbol=symbol.strip() if isinstance(symbol, str) else "",
+        name=name.strip(),
+        genesis_date=_day(payload.get("genesis_date")),
+    )

@@ -109,7 +109,7 @@ class AuditLogMixin(DatabaseCore):
             ReplayRequest.result_run_id.in_(ids)
         )
         with self.engine.connect() as conn:
-            result_of: dict[int, int] = {row[0]: row[1] for row in conn.execute(caused)}
+            result_of = {row[0]: row[1] for row in conn.execute(caused) if row[1] is not None}
         stmt = (
             select(AuditEntry)
             .where(or_(AuditEntry.run_id.in_(ids), AuditEntry.request_id.in_(list(result_of) or [-1])))

@@ -4,6 +4,10 @@ schema), with invalid input rejected.
 
 Slow (30 to 75 s for both dialects), so CI runs it in its `-m slow` pass.
 
+The write actions (the POSTs, and GET /v1/audit) are in the schema and so in the run, safely: the app has
+no API_KEYS, so each answers its documented 403 (or 400 for a body that is not JSON) and nothing is
+written to the shared database; tests/api/test_api_writes.py covers them with keys.
+
 `positive_data_acceptance` is left out: the schema cannot say that `end` must not come before `start`,
 that a quote must be one the pipeline ingests, or which coins and heights exist, so input valid by the
 schema alone may rightly get a 400 or 404 (both documented, and checked by `status_code_conformance`).

@@ -170,8 +170,9 @@ def test_a_trusted_auth_proxy_enables_writes_on_an_exposed_dashboard(sqlite_popu
     assert request_count(db, seeded.runs["failed"]) == 1
 
 
-def test_with_streamlit_login_writes_wait_for_a_logged_in_user(sqlite_populated, exposed):
-    _, seeded = sqlite_populated
+def test_with_streamlit_login_writes_wait_for_a_logged_in_user(sqlite_populated, use_database, exposed):
+    db, seeded = sqlite_populated
+    use_database(db.database_url, DASHBOARD_OPERATORS="ops@example.com")  # a role to write (test_login_roles)
     at = new_app()
     at.secrets.update(AUTH)
     at.user = {"is_logged_in": False}

@@ -208,6 +208,10 @@ def test_a_huge_range_is_clamped_to_what_the_plan_serves(sim, tmp_path):
         "success",
         str(today - timedelta(days=364)),
     )
+    # The backfill is audited under the OS user, beside the run it made.
+    [entry] = db.audit_entries(action="backfill")
+    assert (entry.via, entry.run_id, entry.target, entry.outcome) == ("cli", run.id, "prices:bitcoin", "ok")
+    assert db.audit_for_runs([run.id])[run.id] == [entry]
     db.dispose()
 
 

@@ -8,6 +8,7 @@ database on stderr with the password masked; `alerts test` reports each channel 
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import threading
@@ -131,7 +132,7 @@ def test_ack_records_who_and_why_defaulting_to_the_os_user(db, cli, two_incident
     _, rows = table(cli(url_of(db), "incidents", "--open").out)
     assert rows[0][INCIDENT_HEADERS.index("acknowledged by")] == "alice"
 
-    monkeypatch.setattr(cli_module.getpass, "getuser", lambda: "bob")
+    monkeypatch.setattr(getpass, "getuser", lambda: "bob")
     assert cli(url_of(db), "incidents", "ack", str(open_id)).code == 0
     assert db.get_incident(open_id).acknowledged_by == "bob"
 
@@ -142,7 +143,7 @@ def test_ack_records_who_and_why_defaulting_to_the_os_user(db, cli, two_incident
 
 def test_silence_for_a_while_then_off(db, cli, two_incidents, monkeypatch):
     open_id, _resolved_id, _fixed = two_incidents
-    monkeypatch.setattr(cli_module.getpass, "getuser", lambda: "carol")
+    monkeypatch.setattr(getpass, "getuser", lambda: "carol")
     before = db.db_now()
     done = cli(url_of(db), "incidents", "silence", str(open_id), "--for", "2h")
     assert done.code == 0, done
