@@ -709,6 +709,18 @@ def clear_simulator_faults() -> None:
     service().record_audit(actor, "simulator_fault", target="simulator", params={"clear": True})
 
 
+def set_coin_enabled(symbol: str, enabled: bool) -> bool:
+    """Turn a coin's ingestion on or off (admin); the change and its audit row commit together, and the
+    scheduler sees it at its next job. Returns whether anything changed."""
+    action = "coin_enable" if enabled else "coin_disable"
+    actor = _require_writes(action, target=f"coin:{symbol}")
+    _coin, changed = coin_service.set_enabled(service(), symbol, enabled, actor=actor)
+    _wrote()
+    for cached in (coins, coin_states, audit_log):
+        cached.clear()
+    return changed
+
+
 def request_rerun(run_id: int) -> ReplayRequestData:
     """Queue a rerun of one run for the scheduler (a second request while one is open returns it)."""
     actor = _require_writes("rerun", target=f"run:{run_id}", run_id=run_id)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts, data, gate
 from dashboard import components as ui
 
 HISTORY_DAYS = 90
@@ -61,8 +61,8 @@ def render_totals() -> dict[str, int]:
 
 
 def render_coins() -> None:
-    """Every coin with its state, chain, family and how far its data reaches (read-only: coins are added,
-    enabled and disabled with `crypto-pipeline coins`)."""
+    """Every coin with its state, chain, family and how far its data reaches; below it, an admin's
+    switches (coins are added with `crypto-pipeline coins add`, which checks both sources)."""
     ui.section(
         "Coins",
         ":material/toll:",
@@ -79,6 +79,43 @@ def render_coins() -> None:
         },
         key="db_coins",
     )
+    render_coin_switches()
+
+
+def _switch_coin(symbol: str, enabled: bool) -> None:
+    """Button callback: enable or disable one coin, and say what happened."""
+    try:
+        changed = data.set_coin_enabled(symbol, enabled)
+    except (PermissionError, LookupError) as exc:
+        st.session_state["db_coin_notice"] = ("error", str(exc))
+        return
+    done = "enabled" if enabled else "disabled"
+    note = f"{symbol} {done}" if changed else f"{symbol} was already {done}"
+    st.session_state["db_coin_notice"] = ("success", note + ": the scheduler sees it at its next job.")
+
+
+def render_coin_switches() -> None:
+    """For admins: enable or disable a coin's ingestion (adding one checks the sources: the CLI does that)."""
+    access = gate.current(data.settings())
+    if not access.allows("coin_disable"):
+        st.caption(f":material/lock: {access.refusal('coin_disable', 'coin changes', name=ui.literal)}")
+        return
+    if notice := st.session_state.pop("db_coin_notice", None):
+        kind, text = notice
+        (st.success if kind == "success" else st.error)(ui.literal(text))
+    frame = data.coin_states()
+    with st.expander("Enable or disable a coin (admin)", icon=":material/toggle_on:"):
+        for symbol, state in zip(frame["Symbol"], frame["State"], strict=True):
+            left, right = st.columns([3, 1])
+            left.markdown(f"**{ui.literal(symbol)}** · {ui.literal(state)}")
+            enabled = state == "enabled"
+            right.button(
+                f"{'Disable' if enabled else 'Enable'} {symbol}",
+                key=f"coin_switch_{symbol}",
+                on_click=_switch_coin,
+                args=(symbol, not enabled),
+                width="stretch",
+            )
 
 
 def render_tables(counts: dict[str, int]) -> None:

@@ -1,5 +1,6 @@
 """AppTest: the Database page lists every coin with its state, chain, family and how far its data reaches,
-read through `dashboard.data.coin_states` (coins are changed by `crypto-pipeline coins`, not here)."""
+read through `dashboard.data.coin_states`; an admin enables and disables coins there (audited), an
+operator may not."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pipeline.actors import Actor
 from pipeline.database import DatabaseService
 from pipeline.schemas import CoinMetadataData
 from tests.dashboard.helpers import open_page
+from tests.dashboard.test_login_roles import OPERATOR, shown, signed_in
+from tests.dashboard.test_login_roles import world as login_world
 from tests.support.settings import make_settings
 
 ADMIN = Actor(name="ops", via="cli")
@@ -55,3 +58,35 @@ def test_the_database_page_lists_the_coins_with_their_state(empty_url):
     # A coin with prices only: no chain, so no family either.
     assert pd.isna(table.loc["USDT", "Chain"])
     assert pd.isna(table.loc["USDT", "Family"])
+
+
+def test_an_admin_disables_and_enables_a_coin_and_the_change_is_audited(empty_url):
+    """On a loopback dashboard without login (its OS user is the admin), Disable and Enable change the
+    coin and write an audit row each; the scheduler reads the change from the database."""
+    db = DatabaseService(settings=make_settings(empty_url))
+    at = open_page("database")
+    [disable] = [b for b in at.button if b.label == "Disable DOGE"]
+    disable.click().run()
+    assert not at.exception
+    assert "DOGE" not in {c.symbol for c in db.get_coins(active_only=True)}
+    assert coin_table(at).loc["DOGE", "State"] == "disabled"
+    [enable] = [b for b in at.button if b.label == "Enable DOGE"]
+    enable.click().run()
+    assert "DOGE" in {c.symbol for c in db.get_coins(active_only=True)}
+    entries = db.audit_entries()
+    assert [(e.action, e.target, e.via, e.role) for e in entries] == [
+        ("coin_enable", "coin:DOGE", "dashboard", "admin"),
+        ("coin_disable", "coin:DOGE", "dashboard", "admin"),
+    ]
+    db.dispose()
+
+
+world = login_world  # its fixture: the role lists set, the app pointed at a populated database
+
+
+def test_an_operator_gets_no_coin_switch(world):  # noqa: ARG001 - the fixture configures the app
+    """Coin changes need the admin role: a logged-in operator sees the coins but no switch, and is told
+    why."""
+    at = signed_in(OPERATOR, "database")
+    assert not [b.label for b in at.button if b.label.startswith(("Disable", "Enable"))]
+    assert "olaf@example.com, operator: coin changes need the admin role." in shown(at, "caption")
