@@ -196,6 +196,9 @@ def coin_states() -> pd.DataFrame:
     ]
     # Nullable integers: a coin without blocks yet shows an empty cell, not NaN or a float height.
     frame = pd.DataFrame(rows, columns=list(COIN_STATE_COLUMNS))
+    # Days as datetimes: a coin without prices yet shows an empty cell, not "None".
+    for column in ("Newest price day", "Listed since"):
+        frame[column] = pd.to_datetime(frame[column])
     return frame.astype({"Newest block": "Int64", "Chain tip": "Int64"})
 
 

@@ -76,6 +76,8 @@ def render_coins() -> None:
         column_config={
             "Newest block": st.column_config.NumberColumn(format="localized"),
             "Chain tip": st.column_config.NumberColumn(format="localized"),
+            "Newest price day": st.column_config.DateColumn(format="YYYY-MM-DD"),
+            "Listed since": st.column_config.DateColumn(format="YYYY-MM-DD"),
         },
         key="db_coins",
     )

@@ -270,7 +270,7 @@ class Launcher:
         )  # fmt: skip
         api = self._start("api", [*cli, "api", "--host", self.api_host, "--port", str(self.api_port)], env)
         metrics_args = ["metrics", "--host", self.metrics_host, "--port", str(self.metrics_port)]
-        metrics = self._start("metrics", [*cli, *metrics_args], env)
+        metrics = self._start("exporter", [*cli, *metrics_args], env)
         url = f"http://{self.host}:{self.port}"
         wait_for_http(f"{url}/_stcore/health", dashboard)
         wait_for_http(f"{self.api_url}/openapi.json", api)  # open even when API keys are required
