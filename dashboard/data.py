@@ -712,6 +712,16 @@ def clear_simulator_faults() -> None:
     service().record_audit(actor, "simulator_fault", target="simulator", params={"clear": True})
 
 
+def settings_rows() -> pd.DataFrame:
+    """The effective settings for an admin's view: secrets only as set or not, URL passwords as ***, and
+    whether each differs from its default. Refused (PermissionError) below the admin role."""
+    access = gate.current(settings())
+    if not actors.may_view(access.role, "settings"):
+        msg = "the settings view needs the admin role"
+        raise PermissionError(msg)
+    return pd.DataFrame(settings().describe(), columns=["setting", "value", "changed"])
+
+
 def set_coin_enabled(symbol: str, enabled: bool) -> bool:
     """Turn a coin's ingestion on or off (admin); the change and its audit row commit together, and the
     scheduler sees it at its next job. Returns whether anything changed."""

@@ -66,7 +66,11 @@ def render_fill_gaps(
         type="primary",
         icon=":material/playlist_add:",
     ):
-        new, known = data.queue_fill(plan)
+        try:
+            new, known = data.queue_fill(plan)
+        except PermissionError as exc:  # the role changed or the login expired since the page was drawn
+            st.error(ui.literal(str(exc)), icon=":material/lock:")
+            return
         st.session_state[NOTICE] = _queued_text(new, known)
         del st.session_state[PLAN]
         st.rerun()

@@ -228,7 +228,10 @@ def render_actions(run: DataIngestionLogData, *, alive: bool) -> None:
             disabled=is_open,
             help="Queue this run's slice for the scheduler to replay.",
         ):
-            request = data.request_rerun(run.id)
+            try:
+                request = data.request_rerun(run.id)
+            except PermissionError as exc:  # the role changed or the login expired since the page was drawn
+                st.error(ui.literal(str(exc)), icon=":material/lock:")
         if not alive:
             st.warning(
                 "No scheduler is running, so a queued rerun waits until one starts (`crypto-pipeline run`). "
@@ -320,7 +323,11 @@ def render_rerun_all(frame: pd.DataFrame) -> None:
     )
     left, right = st.columns(2)
     if left.button(f"Confirm: rerun {len(pending)} runs", key="rerun_all_confirm", type="primary"):
-        queued = data.request_reruns(pending)
+        try:
+            queued = data.request_reruns(pending)
+        except PermissionError as exc:
+            st.error(ui.literal(str(exc)), icon=":material/lock:")
+            return
         st.session_state["runs_notice"] = f"Queued {len(queued)} rerun requests."
         del st.session_state["rerun_all_ids"]
         st.rerun()

@@ -34,6 +34,17 @@ ACTIONS: dict[str, Role] = {
 }
 
 
+# The least role each restricted view needs (everything else is open to every reader): the effective
+# settings (the Database page) and the whole audit log (the Runs page), which names people.
+VIEWS: dict[str, Role] = {"settings": "admin", "audit_log": "operator"}
+
+
+def may_view(role: Role | None, view: str) -> bool:
+    """Whether `role` may see a restricted view; no role and unknown views are refused."""
+    needed = VIEWS.get(view)
+    return role is not None and needed is not None and ROLES.index(role) >= ROLES.index(needed)
+
+
 def allows(role: Role | None, action: str) -> bool:
     """Whether `role` may do `action`; no role (not logged in) and unknown actions are refused."""
     needed = ACTIONS.get(action)

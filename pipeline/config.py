@@ -409,6 +409,23 @@ class Settings(BaseSettings):
         """Where ingested data comes from: "simulated" (the local simulator, SIMULATED_DATA) or "real"."""
         return "simulated" if self.SIMULATED_DATA else "real"
 
+    def describe(self) -> list[tuple[str, str, bool]]:
+        """Every setting as (name, value as shown, whether it differs from the default), for an admin's
+        settings view: secrets show only whether they are set, and a password in a URL shows as ***."""
+        rows = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown = "set (hidden)" if value.get_secret_value() else "not set"
+            elif value is None:
+                shown = "not set"
+            elif isinstance(value, list | tuple):
+                shown = ", ".join(mask_url_password(str(v)) for v in value) or "(empty)"
+            else:
+                shown = mask_url_password(str(value))
+            rows.append((name, shown, value != field.default))
+        return rows
+
     def secrets(self) -> list[str]:
         """The secret values, so that log filters and tests can look for them."""
         keys = (

@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import charts, data, gate
 from dashboard import components as ui
+from pipeline import actors
 
 HISTORY_DAYS = 90
 
@@ -94,6 +95,26 @@ def _switch_coin(symbol: str, enabled: bool) -> None:
     done = "enabled" if enabled else "disabled"
     note = f"{symbol} {done}" if changed else f"{symbol} was already {done}"
     st.session_state["db_coin_notice"] = ("success", note + ": the scheduler sees it at its next job.")
+
+
+def render_settings() -> None:
+    """For admins: the settings this dashboard runs with (secrets only as set or not)."""
+    access = gate.current(data.settings())
+    if not actors.may_view(access.role, "settings"):
+        return
+    rows = data.settings_rows()
+    changed = int(rows["changed"].sum())
+    with st.expander(f"Settings (admin): {changed} changed from the default", icon=":material/settings:"):
+        st.caption(
+            "What this dashboard process runs with (environment and `.env`); the scheduler and other "
+            "processes read their own. Secrets show only whether they are set."
+        )
+        st.dataframe(
+            rows,
+            hide_index=True,
+            column_config={"changed": st.column_config.CheckboxColumn("changed", width="small")},
+            key="db_settings",
+        )
 
 
 def render_coin_switches() -> None:
@@ -199,6 +220,7 @@ def render_history() -> None:
 ui.page_header("Database", ":material/database:", "What is stored, how much of it, and how it grows.")
 counts = render_totals()
 render_coins()
+render_settings()
 if not any(counts.get(t, 0) for t in ("market_prices", "blockchain_blocks", "data_ingestion_logs")):
     ui.empty_state(
         "The database is empty",

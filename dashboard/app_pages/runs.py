@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard import data, gate, run_actions, timeline, urlstate
+from pipeline import actors
 
 STATUSES = ["failed", "partial", "success", "running"]
 RUNS_LIMIT = 500
@@ -198,5 +199,5 @@ if run is not None:
     run_actions.render_run_audit(run)
 elif selected:
     st.caption(f"Run #{selected} does not exist.")
-if reruns:  # the whole log names people and their refused attempts: for those who may act themselves
+if actors.may_view(access.role, "audit_log"):  # it names people and their refused attempts
     run_actions.render_audit_log()

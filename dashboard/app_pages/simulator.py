@@ -92,7 +92,7 @@ def render_add(stats: dict[str, Any]) -> None:
     if st.button(f"Add fault: {what}", key="sim_add", icon=":material/add_circle:", type="primary"):
         try:
             data.add_simulator_fault(str(kind), endpoint=str(endpoint), chain=chain or None, times=times)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, PermissionError) as exc:
             st.error(f"The fault was not added: {ui.literal(data.redact(str(exc)))}", icon=":material/error:")
             return
         st.session_state[NOTICE] = f"Fault added: {what}. Same as: {ui.literal(command)}"
@@ -115,7 +115,7 @@ def render_faults(stats: dict[str, Any], *, writes: bool) -> None:
     if writes and armed and st.button("Clear all faults", key="sim_clear", icon=":material/delete_sweep:"):
         try:
             data.clear_simulator_faults()
-        except OSError as exc:
+        except (OSError, PermissionError) as exc:
             st.error(
                 f"The faults were not cleared: {ui.literal(data.redact(str(exc)))}",
                 icon=":material/error:",

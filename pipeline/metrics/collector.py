@@ -32,6 +32,7 @@ from pipeline.services import gapfill
 from pipeline.services.freshness import Level, freshness_report
 from pipeline.services.incidents import ERROR, KINDS, SOURCES, WARNING
 from pipeline.store import queries
+from pipeline.store.metrics_reads import MICRO
 
 logger = logging.getLogger(__name__)
 
@@ -258,29 +259,35 @@ def families_of_runs(families: _Families, view: RunLogView) -> None:
 
     Every unit that ever ran has a `runs_total` series for each final status, at 0 until a run ends so:
     `increase()` over a series that appears with its first failure sees no increase, which would hide
-    exactly the failure an alert is for."""
+    exactly the failure an alert is for.
+
+    Waiting is added up in whole microseconds and divided once, as it is served: a float sum would
+    depend on the order of the tallies, and could come out a rounding step lower than the last scrape's
+    (a counter reset to Prometheus) when the horizon regroups them or the exporter restarts."""
     Labels = tuple[str, str, str]
     runs: dict[tuple[str, str, str, str], int] = {}
-    sums: dict[Labels, list[float]] = {}
+    sums: dict[Labels, list[int]] = {}  # requests, retries, microseconds waited
     last_success: dict[Labels, float] = {}
     units = {(s, d, _label(c)) for s, d, c in view.running}
     for tally in view.closed.values():
         unit = (tally.source, tally.data_type, _label(tally.coin))
         units.add(unit)
         runs[(*unit, tally.status)] = tally.runs
-        unit_sums = sums.setdefault(unit, [0, 0, 0.0])
+        unit_sums = sums.setdefault(unit, [0, 0, 0])
         unit_sums[0] += tally.requests
         unit_sums[1] += tally.retries
-        unit_sums[2] += tally.wait_seconds
+        unit_sums[2] += tally.wait_microseconds
         if tally.status == IngestionStatus.SUCCESS and tally.last_finished_at is not None:
             last_success[unit] = tally.last_finished_at.timestamp()
     for unit in units:
         for status in FINAL_STATUSES:
             runs.setdefault((*unit, status.value), 0)
-        sums.setdefault(unit, [0, 0, 0.0])
+        sums.setdefault(unit, [0, 0, 0])
     families.add("runs", sorted(runs.items()))
-    for index, name in enumerate(("requests", "retries", "wait_seconds")):
-        families.add(name, [(unit, unit_sums[index]) for unit, unit_sums in sorted(sums.items())])
+    ordered = sorted(sums.items())
+    families.add("requests", [(unit, requests) for unit, (requests, _, _) in ordered])
+    families.add("retries", [(unit, retries) for unit, (_, retries, _) in ordered])
+    families.add("wait_seconds", [(unit, micro / MICRO) for unit, (_, _, micro) in ordered])
     running = sorted(((s, d, _label(c)), n) for (s, d, c), n in view.running.items())
     families.add("runs_running", running)
     families.add("last_success_timestamp_seconds", sorted(last_success.items()))

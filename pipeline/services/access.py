@@ -237,15 +237,22 @@ def login_identity(claims: Mapping[str, Any], groups_claim: str = "groups") -> I
     """
     email = claims.get("email")
     email = email.strip() if isinstance(email, str) and email.strip() else None
-    verified = claims.get("email_verified") is not False
+    # Some providers send the flag as text ("false"): anything but true or absent is unverified.
+    flag = claims.get("email_verified")
+    verified = flag is None or flag is True or str(flag).strip().lower() == "true"
+    # The name the audit log records: an unverified e-mail is not taken as who the user is (anyone could
+    # have typed it), so the provider's own user name or subject is used, and the address marked.
+    keys = ("email", "preferred_username", "name", "sub") if verified else ("preferred_username", "sub")
     name = next(
         (
             str(claims[key]).strip()
-            for key in ("email", "preferred_username", "name", "sub")
+            for key in keys
             if isinstance(claims.get(key), str) and str(claims[key]).strip()
         ),
         NO_USER,
     )
+    if not verified and email:
+        name = f"{name} (unverified {email})" if name != NO_USER else f"unverified {email}"
     return Identity(
         name=name, email=email if verified else None, groups=split_groups(claims.get(groups_claim))
     )

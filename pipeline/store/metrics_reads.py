@@ -5,6 +5,16 @@ sent per source.
 Every statement is a range read of an index, never a walk of the whole run log, so that a scrape stays
 cheap however long the log grows: `pipeline.metrics.runlog` keeps the tallies of settled runs in the
 exporter's memory and asks here only for what is new (see there).
+
+Waiting is summed in whole microseconds, each run's rounded by the database, never as floats: float
+addition depends on its order, and the exporter adds the same runs in different orders (the database's
+sum of the settled hours plus the recent runs in Python, regrouped when the horizon moves or the exporter
+restarts), so a float total could come out one rounding step lower than the scrape before, which
+Prometheus takes for a counter reset. An integer total is the same whatever the order.
+
+The exporter's engine (`exporter_engine`) gives up on a locked or slow database within seconds
+(PostgreSQL's statement and lock timeouts, a short SQLite busy timeout), so that a scrape answers
+`crypto_pipeline_database_up 0` well within Prometheus's scrape timeout instead of hanging.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import BigInteger, Engine, case, cast, event, func, select
 
 from pipeline.config import Settings
 from pipeline.models import DataIngestionLog, Incident
@@ -22,6 +32,12 @@ from pipeline.schemas import IngestionStatus
 from pipeline.store.engine import DatabaseCore, create_db_engine
 
 IN_BATCH = 500  # ids per IN list
+MICRO = 1_000_000  # waiting is summed in microseconds (integers: exact in any order)
+# The exporter's limits (Prometheus's scrape timeout in deploy/ is 10 s): a statement may run 5 s and wait
+# 2 s for a lock on PostgreSQL; SQLite waits at most 2 s for a lock (the shared default is 30 s).
+EXPORTER_STATEMENT_TIMEOUT_MS = 5_000
+EXPORTER_LOCK_TIMEOUT_MS = 2_000
+EXPORTER_SQLITE_BUSY_TIMEOUT_MS = 2_000
 
 
 @dataclass
@@ -36,8 +52,13 @@ class RunTally:
     runs: int = 0
     requests: int = 0
     retries: int = 0
-    wait_seconds: float = 0.0
+    wait_microseconds: int = 0  # each run's waiting rounded to a microsecond, summed exactly
     last_finished_at: datetime | None = None
+
+    @property
+    def wait_seconds(self) -> float:
+        """The waiting in seconds (one division of the exact sum: the same for the same runs)."""
+        return self.wait_microseconds / MICRO
 
     @property
     def key(self) -> tuple[str, str, str | None, str]:
@@ -49,11 +70,17 @@ class RunTally:
         self.runs += other.runs
         self.requests += other.requests
         self.retries += other.retries
-        self.wait_seconds += other.wait_seconds
+        self.wait_microseconds += other.wait_microseconds
         if other.last_finished_at is not None and (
             self.last_finished_at is None or other.last_finished_at > self.last_finished_at
         ):
             self.last_finished_at = other.last_finished_at
+
+
+def _wait_microseconds() -> Any:
+    """A run's waiting in whole microseconds, rounded by the database (every read rounds the same way, so
+    a run counts the same whether it is summed in SQL or in Python)."""
+    return cast(func.round(DataIngestionLog.wait_seconds * MICRO), BigInteger)
 
 
 def _tally_select() -> Any:
@@ -66,7 +93,7 @@ def _tally_select() -> Any:
         func.count(),
         func.coalesce(func.sum(r.requests_made), 0),
         func.coalesce(func.sum(r.retries), 0),
-        func.coalesce(func.sum(r.wait_seconds), 0.0),
+        func.coalesce(func.sum(_wait_microseconds()), 0),
         func.max(r.finished_at),
     ).group_by(r.source, r.data_type, r.coin, r.status)
 
@@ -81,7 +108,7 @@ def _tallies(rows: Any) -> list[RunTally]:
             runs=int(runs),
             requests=int(requests or 0),
             retries=int(retries or 0),
-            wait_seconds=float(wait or 0.0),
+            wait_microseconds=int(wait or 0),
             last_finished_at=finished,
         )
         for source, data_type, coin, status, runs, requests, retries, wait, finished in rows
@@ -109,7 +136,7 @@ class MetricsReadMixin(DatabaseCore):
         read), the database groups them.
         """
         r = DataIngestionLog
-        columns = (r.source, r.data_type, r.coin, r.status, r.requests_made, r.retries, r.wait_seconds)
+        columns = (r.source, r.data_type, r.coin, r.status, r.requests_made, r.retries, _wait_microseconds())
         if start is None:
             stmt = _tally_select()
         else:
@@ -128,7 +155,7 @@ class MetricsReadMixin(DatabaseCore):
         for source, data_type, coin, status, requests, retries, wait, finished in rows:
             one = RunTally(
                 source, data_type, coin, str(getattr(status, "value", status)), 1,
-                int(requests or 0), int(retries or 0), float(wait or 0.0), finished,
+                int(requests or 0), int(retries or 0), int(wait or 0), finished,
             )  # fmt: skip
             found.setdefault(one.key, RunTally(*one.key)).add(one)
         return list(found.values())

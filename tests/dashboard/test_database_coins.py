@@ -91,3 +91,20 @@ def test_an_operator_gets_no_coin_switch(world):  # noqa: ARG001 - the fixture c
     at = signed_in(OPERATOR, "database")
     assert not [b.label for b in at.button if b.label.startswith(("Disable", "Enable"))]
     assert "olaf@example.com, operator: coin changes need the admin role." in shown(at, "caption")
+
+
+def test_the_settings_view_is_for_admins_and_hides_secrets(empty_url, use_database):
+    use_database(empty_url, BLOCKCHAIR_API_KEY="bc-secret-123", COINGECKO_BASE_URL="http://r:pw9@127.0.0.1:9/")
+    at = open_page("database")  # loopback without login: the OS user, admin
+    [rows] = [df.value for df in at.dataframe if "setting" in df.value.columns]
+    shown = dict(zip(rows["setting"], rows["value"], strict=True))
+    assert shown["BLOCKCHAIR_API_KEY"] == "set (hidden)"
+    assert shown["COINGECKO_BASE_URL"] == "http://r:***@127.0.0.1:9"
+    assert "bc-secret-123" not in rows.to_string()
+    assert "pw9" not in rows.to_string()
+
+
+def test_an_operator_sees_no_settings_view(world):  # noqa: ARG001 - the fixture configures the app
+    at = signed_in(OPERATOR, "database")
+    assert not [df for df in at.dataframe if "setting" in df.value.columns]
+    assert not [e for e in at.expander if "Settings" in e.label]

@@ -268,3 +268,35 @@ def test_blocks_removed_by_hand_show_as_a_hole(db):
         )
     _, scrape = scrape_registry(db)
     assert scrape.value("crypto_pipeline_gap_missing", coin="dogecoin", kind="block_heights", quote="") == 3
+
+
+def test_wait_seconds_never_decreases_as_the_horizon_moves_and_equals_a_restarted_exporter(db):
+    """Fractional waits summed in another order (the database's sum of the settled hours, then the recent
+    runs in Python) must not differ by a rounding step: a counter that drops by 5.7e-14 is a counter
+    reset to Prometheus, and `increase()` then counts the whole total again."""
+    import random
+
+    rng = random.Random(1)
+    t0 = db.db_now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=48)
+    unit = {"source": "blockchair", "data_type": "blocks", "coin": "bitcoin"}
+    waits = [round(rng.random() * 3, 3) for _ in range(48 * 6)]
+    statuses = ("success", "failed", "partial")
+    _insert_runs(db, [
+        {**unit, "status": statuses[i % 3], "started_at": t0 + timedelta(minutes=10 * i),
+         "finished_at": t0 + timedelta(minutes=10 * i), "wait_seconds": wait}
+        for i, wait in enumerate(waits)
+    ])  # fmt: skip
+    exact = sum(round(wait * 1_000_000) for wait in waits) / 1_000_000
+
+    def served(totals, now):
+        return _scrape_of(db, totals, now).value("crypto_pipeline_wait_seconds_total", **unit)
+
+    totals = RunLogTotals()
+    previous = served(totals, t0 + timedelta(hours=3))
+    for step in range(1, 46):  # the horizon moves an hour at a time over the runs
+        now = t0 + timedelta(hours=3 + step)
+        value = served(totals, now)
+        assert value >= previous, f"the counter went down at step {step}: {previous!r} -> {value!r}"
+        assert value == served(RunLogTotals(), now)  # what an exporter restarted now serves
+        assert value == exact
+        previous = value

@@ -156,10 +156,18 @@ class _StubLauncher:
     """Stands in for the processes `up` starts: the notice is what is under test."""
 
     def __init__(
-        self, _settings: object, *, demo: bool, host: str, port: int | None, api_port: int | None = None
+        self,
+        _settings: object,
+        *,
+        demo: bool,
+        host: str,
+        port: int | None,
+        api_port: int | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.url = f"http://{host}:{port}"
         self.api_url = f"http://127.0.0.1:{api_port or 8000}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port or 9464}/metrics"
         self.stopping = False
         self.sink = None
 

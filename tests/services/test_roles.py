@@ -84,10 +84,22 @@ def test_login_identity_reads_email_name_and_the_configured_groups_claim():
 def test_an_unverified_email_gives_no_role():
     """Some providers let anyone type any address into a profile and say so with email_verified."""
     unverified = access.login_identity(claims("root@example.com", email_verified=False))
-    assert unverified.name == "root@example.com"  # still shown and audited under it
     assert access.role_for(unverified, LISTS) == "viewer"
-    verified = access.login_identity(claims("root@example.com", email_verified=True))
-    assert access.role_for(verified, LISTS) == "admin"
+    # Not audited under an address nobody vouched for: the provider's subject, the address marked.
+    assert "unverified root@example.com" in unverified.name
+    assert not unverified.name.startswith("root@example.com")
+    # Some providers send the flag as text.
+    for flag in ("false", "False", 0, "no"):
+        as_text = access.login_identity(claims("root@example.com", email_verified=flag))
+        assert access.role_for(as_text, LISTS) == "viewer", flag
+    for flag in (True, "true", "TRUE"):
+        verified = access.login_identity(claims("root@example.com", email_verified=flag))
+        assert access.role_for(verified, LISTS) == "admin", flag
+        assert verified.name == "root@example.com"
+    # An unverified user who gets a role from a group is audited under the subject, not the address.
+    grouped = access.login_identity({"email": "root@example.com", "email_verified": False, "sub": "mallory",
+                                     "groups": ["oncall"]})  # fmt: skip
+    assert grouped.name == "mallory (unverified root@example.com)"
 
 
 def test_proxy_identity_reads_its_headers_whatever_their_case():

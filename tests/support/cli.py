@@ -3,6 +3,7 @@ setting inherited from the developer's shell."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ def in_process_cli(
     when done (the fixtures that use this do)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli_module, "configure_logging", lambda *_args, **_kwargs: None)
+    # A handler an earlier test's `configure_logging` left on the root logger may write to a stream that
+    # test's capture has closed ("Logging error ... I/O operation on closed file" on stderr): none here.
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
     for name in Settings.model_fields:
         monkeypatch.delenv(name, raising=False)
 
