@@ -25,7 +25,7 @@ from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseError
 from pipeline.metrics.background import BackgroundFigures
-from pipeline.metrics.runlog import RunLogTotals, RunLogView
+from pipeline.metrics.runlog import RunLogBusy, RunLogTotals, RunLogView
 from pipeline.ranges import utcnow
 from pipeline.schemas import CoinMetadataData, IngestionStatus, WorkerState
 from pipeline.services import gapfill
@@ -203,7 +203,10 @@ class PipelineCollector(Collector):
 
     def _note_problem(self, exc: Exception) -> None:
         # Our errors are one line without a password (pipeline.errors); a driver's own text may quote
-        # the URL, so of anything else only the type is logged.
+        # the URL, so of anything else only the type is logged. A scrape that gave up waiting for another
+        # one's read adds nothing to an outage already logged (that read's own error says what it is).
+        if isinstance(exc, RunLogBusy) and self._problem is not None:
+            return
         shown = str(exc) if isinstance(exc, DatabaseError | FileNotFoundError) else type(exc).__name__
         if shown != self._problem:
             logger.warning(

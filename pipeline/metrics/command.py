@@ -19,7 +19,7 @@ from pipeline.config import Settings
 from pipeline.database import DatabaseService
 from pipeline.errors import DatabaseUnavailable
 from pipeline.metrics.binding import listen_refusal
-from pipeline.store.metrics_reads import autocommit_engine
+from pipeline.store.metrics_reads import exporter_engine
 
 DEFAULT_PORT = 9464  # the port commonly used for an exporter of one's own (OpenTelemetry's Prometheus one)
 
@@ -66,10 +66,12 @@ def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def exporter_database(settings: Settings) -> DatabaseService:
-    """The exporter's service over DATABASE_URL. On PostgreSQL its connections read in autocommit: every
-    read is one statement, so a transaction around each (BEGIN, the read, ROLLBACK: three round trips
-    where one does) only adds waiting, which on a busy host is most of a scrape."""
-    return DatabaseService(settings=settings, engine=autocommit_engine(settings))
+    """The exporter's service over DATABASE_URL, on an engine that gives up on a locked or slow database
+    within seconds (`store.metrics_reads.exporter_engine`: a scrape must answer database_up 0 within
+    Prometheus's scrape timeout, not hang). On PostgreSQL its connections read in autocommit: every read
+    is one statement, so a transaction around each (BEGIN, the read, ROLLBACK: three round trips where one
+    does) only adds waiting, which on a busy host is most of a scrape."""
+    return DatabaseService(settings=settings, engine=exporter_engine(settings))
 
 
 def _announce(url: str) -> None:

@@ -15,6 +15,13 @@ database only what changed:
 The first read sums everything before the horizon once. Runs are recorded with the database's clock
 (`db_now`), so no run is written behind a horizon an hour old. A log that shrank (another database
 behind the same URL, rows removed by hand) is noticed by its newest id and summed again.
+
+One scrape reads the run log at a time. One that waits longer than `LOCK_WAIT_SECONDS` for another
+(itself stuck on a locked or slow database, until the exporter's timeouts end it: see
+`store.metrics_reads.exporter_engine`) gives up with `RunLogBusy`: that scrape reports
+`crypto_pipeline_database_up 0`, as the one it waited for will, rather than queue past Prometheus's scrape
+timeout. It does not serve the totals of an earlier scrape instead: the rest of the scrape would read the
+same stuck database anyway.
 """
 
 from __future__ import annotations
@@ -26,12 +33,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pipeline.database import DatabaseService
+from pipeline.errors import DatabaseUnavailable
 from pipeline.schemas import IngestionStatus
 from pipeline.store.metrics_reads import RunTally
 
 SETTLE = timedelta(hours=1)  # how far behind the database's clock the horizon stays
+LOCK_WAIT_SECONDS = 2.5  # how long a scrape waits for another one's read of the run log
 Unit = tuple[str, str, str | None]  # source, data type, coin
 TallyKey = tuple[str, str, str | None, str]  # source, data type, coin, status
+
+
+class RunLogBusy(DatabaseUnavailable):
+    """Another scrape has been reading the run log for too long: the database is locked or slow."""
 
 
 @dataclass
@@ -62,8 +75,9 @@ def _floor_hour(moment: datetime) -> datetime:
 class RunLogTotals:
     """Totals of the run log for one database, kept between scrapes (safe to share between threads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
         self._lock = threading.Lock()
+        self._lock_wait = lock_wait_seconds
         self._horizon: datetime | None = None
         self._settled: dict[TallyKey, RunTally] = {}  # closed runs that started before the horizon
         self._pending: set[int] = set()  # runs before the horizon that were running when it passed
@@ -75,22 +89,34 @@ class RunLogTotals:
         return self._horizon
 
     def read(self, db: DatabaseService, now: datetime) -> RunLogView:
-        """The totals as of now (`now` on the database's clock)."""
-        with self._lock:
-            newest = db.newest_run_id()
-            if self._newest_id is not None and (newest is None or newest < self._newest_id):
-                self._forget()  # the log shrank: not the log these totals were summed from
-            target = _floor_hour(now - SETTLE)
-            if self._horizon is None or target > self._horizon:
-                self._settle(db, self._horizon, target)
-            self._newest_id = newest
-            self._settle_pending(db)
-            view = RunLogView()
-            view.count(self._settled.values())
-            if self._pending:
-                view.count(db.run_tallies_of(self._pending))
-            view.count(db.run_tallies(start=self._horizon))
-            return view
+        """The totals as of now (`now` on the database's clock). Raises DatabaseUnavailable when another
+        read has held them for `lock_wait_seconds` (RunLogBusy: a locked or slow database)."""
+        if not self._lock.acquire(timeout=self._lock_wait):
+            msg = (
+                "database unavailable: another scrape was still reading the run log"
+                f" after {self._lock_wait:g} s"
+            )
+            raise RunLogBusy(msg)
+        try:
+            return self._read(db, now)
+        finally:
+            self._lock.release()
+
+    def _read(self, db: DatabaseService, now: datetime) -> RunLogView:
+        newest = db.newest_run_id()
+        if self._newest_id is not None and (newest is None or newest < self._newest_id):
+            self._forget()  # the log shrank: not the log these totals were summed from
+        target = _floor_hour(now - SETTLE)
+        if self._horizon is None or target > self._horizon:
+            self._settle(db, self._horizon, target)
+        self._newest_id = newest
+        self._settle_pending(db)
+        view = RunLogView()
+        view.count(self._settled.values())
+        if self._pending:
+            view.count(db.run_tallies_of(self._pending))
+        view.count(db.run_tallies(start=self._horizon))
+        return view
 
     def _forget(self) -> None:
         self._horizon, self._settled, self._pending = None, {}, set()

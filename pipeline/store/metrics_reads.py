@@ -229,15 +229,36 @@ class MetricsReadMixin(DatabaseCore):
             return int(conn.scalar(stmt) or 0)
 
 
-def autocommit_engine(settings: Settings) -> Engine | None:
-    """For a reader of PostgreSQL that only runs single statements (the exporter): an engine of
-    DATABASE_URL whose connections are in autocommit, so that a read is one round trip, not three (BEGIN,
-    the read, ROLLBACK). None for SQLite, where a transaction costs no round trip: use the default."""
-    engine = create_db_engine(settings.DATABASE_URL, busy_timeout_ms=settings.SQLITE_BUSY_TIMEOUT_MS)
+def exporter_engine(settings: Settings) -> Engine:
+    """The exporter's engine of DATABASE_URL: it gives up on a locked or slow database within seconds, so
+    that a scrape reports the database down within Prometheus's scrape timeout instead of hanging.
+
+    - PostgreSQL: every connection has statement_timeout 5 s and lock_timeout 2 s (a table locked by a
+      migration, VACUUM FULL or LOCK TABLE fails the read in 2 s), and reads in autocommit, so that a read
+      is one round trip, not three (BEGIN, the read, ROLLBACK).
+    - SQLite: a busy timeout of 2 s (SQLITE_BUSY_TIMEOUT_MS when that is shorter) instead of the
+      shared 30 s; the default transactions, which cost no round trip.
+    """
+    busy = min(settings.SQLITE_BUSY_TIMEOUT_MS, EXPORTER_SQLITE_BUSY_TIMEOUT_MS)
+    engine = create_db_engine(settings.DATABASE_URL, busy_timeout_ms=busy)
     if engine.dialect.name != "postgresql":
-        engine.dispose()
-        return None
+        return engine
+    event.listen(engine, "connect", _postgres_timeouts)
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _postgres_timeouts(dbapi_conn: Any, _record: Any) -> None:
+    """Set the exporter's timeouts on a new PostgreSQL connection, for its whole session (in autocommit,
+    so that no transaction is left open). They replace the URL's own values of these two settings; its
+    other options (a search_path) stay."""
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(EXPORTER_STATEMENT_TIMEOUT_MS)}")
+            cursor.execute(f"SET lock_timeout = {int(EXPORTER_LOCK_TIMEOUT_MS)}")
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 def _batches(ids: Sequence[int]) -> list[Sequence[int]]:

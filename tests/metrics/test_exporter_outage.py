@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from benchmarks.harness.outages import proxied
 from pipeline.database import DatabaseService
+from pipeline.metrics.command import exporter_database
 from pipeline.metrics.server import build_registry, make_app, make_http_server
 from pipeline.simulator.netfault import PgProxy
 from tests.dashboard.seed import populate
@@ -132,3 +135,69 @@ def test_a_garbage_sqlite_file_gives_database_up_0(tmp_path: Path, exporter_of):
     db.dispose()  # no pooled connection keeps the old file open
     path.write_bytes(b"this is not a database" * 100)
     assert exporter.scrape().value("crypto_pipeline_database_up") == 0
+
+
+@pytest.mark.slow
+def test_a_locked_run_log_gives_database_up_0_within_seconds_not_a_hung_scrape(
+    migrated_postgres_url, exporter_of, caplog
+):
+    """A migration, VACUUM FULL or LOCK TABLE holds the run log: scrapes (three, overlapping) answer
+    database_up 0 within seconds, well inside Prometheus's 10 s scrape timeout, instead of waiting for the
+    lock; the outage is logged once, and the first scrape after the lock is released reads again."""
+    caplog.set_level(logging.INFO, logger="pipeline.metrics")
+    settings = make_settings(migrated_postgres_url)
+    populate(migrated(settings))
+    db = exporter_database(settings)
+    exporter = exporter_of(db)
+    healthy = exporter.scrape()
+    assert healthy.value("crypto_pipeline_database_up") == 1
+
+    locker = DatabaseService(settings=settings)
+    results: dict[int, tuple[float, Scrape]] = {}
+
+    def scrape(index: int) -> None:
+        started = time.monotonic()
+        answer = exporter.scrape()
+        results[index] = (time.monotonic() - started, answer)
+
+    with locker.engine.connect() as conn:
+        conn.execute(text("LOCK TABLE data_ingestion_logs IN ACCESS EXCLUSIVE MODE"))
+        threads = [threading.Thread(target=scrape, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.5)
+        for thread in threads:
+            thread.join(30)
+        conn.rollback()
+    locker.dispose()
+
+    assert sorted(results) == [0, 1, 2]
+    for took, down in results.values():
+        assert took < 6, f"a scrape took {took:.1f} s while the run log was locked"
+        assert down.value("crypto_pipeline_database_up") == 0
+        assert _pipeline_families(down) == ONLY_WHEN_DOWN
+
+    back = exporter.scrape()
+    assert back.value("crypto_pipeline_database_up") == 1
+    assert back.by("crypto_pipeline_runs_total", "status") == healthy.by(
+        "crypto_pipeline_runs_total", "status"
+    )
+    assert _outage_lines(caplog) == (1, 1)
+    db.dispose()
+
+
+def test_the_exporters_engine_has_short_timeouts(database_url):
+    """PostgreSQL: statement and lock timeouts on every connection, which reads in autocommit; SQLite: a
+    busy timeout of 2 s rather than the shared 30 s."""
+    settings = make_settings(database_url)
+    migrated(settings).dispose()
+    db = exporter_database(settings)
+    with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            assert conn.scalar(text("SHOW statement_timeout")) == "5s"
+            assert conn.scalar(text("SHOW lock_timeout")) == "2s"
+            assert conn.connection.driver_connection.autocommit
+            assert conn.scalar(text("SELECT count(*) FROM data_ingestion_logs")) == 0  # the URL's schema
+        else:
+            assert conn.scalar(text("PRAGMA busy_timeout")) == 2000
+    db.dispose()
