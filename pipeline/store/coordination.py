@@ -147,24 +147,9 @@ class CoordinationMixin(RunLogMixin, AuditLogMixin):
             msg = f"run {run_id} is still running; it can be rerun once it has ended"
             raise ValueError(msg)
         with self.transaction() as conn:
-            now = self.db_now(conn)
-            stmt = dialect_insert(conn, ReplayRequest).values(
-                run_id=run_id,
-                requested_by=requested_by[:128],
-                kind=kind,
-                status="pending",
-                requested_at=now,
-                created_at=now,
-                updated_at=now,
+            request_id, inserted = self._queue_request(
+                conn, ReplayRequest.run_id == run_id, run_id=run_id, requested_by=requested_by, kind=kind
             )
-            # The partial unique index on open requests makes a duplicate a no-op, even under races.
-            inserted = conn.execute(stmt.on_conflict_do_nothing().returning(ReplayRequest.id)).scalar()
-            request_id = inserted or conn.execute(
-                select(ReplayRequest.id)
-                .where(ReplayRequest.run_id == run_id)
-                .order_by(ReplayRequest.id.desc())
-                .limit(1)
-            ).scalar_one()
             if actor is not None:
                 self.record_audit(
                     actor,
@@ -193,25 +178,14 @@ class CoordinationMixin(RunLogMixin, AuditLogMixin):
         a gap-fill plan) commit together."""
         key = slice_key(slice_params)
         with self.transaction() as conn:
-            now = self.db_now(conn)
-            stmt = dialect_insert(conn, ReplayRequest).values(
+            request_id, inserted = self._queue_request(
+                conn,
+                ReplayRequest.slice_key == key,
                 slice_key=key,
                 slice_params=slice_params,
-                requested_by=requested_by[:128],
+                requested_by=requested_by,
                 kind="backfill",
-                status="pending",
-                requested_at=now,
-                created_at=now,
-                updated_at=now,
             )
-            inserted = conn.execute(stmt.on_conflict_do_nothing().returning(ReplayRequest.id)).scalar()
-            # The row just inserted, or the open one that made the insert a no-op: there is always one.
-            request_id = inserted or conn.execute(
-                select(ReplayRequest.id)
-                .where(ReplayRequest.slice_key == key)
-                .order_by(ReplayRequest.id.desc())
-                .limit(1)
-            ).scalar_one()
             if actor is not None:
                 self.record_audit(
                     actor,
@@ -223,6 +197,29 @@ class CoordinationMixin(RunLogMixin, AuditLogMixin):
                     conn=conn,
                 )
         return self.get_replay_request(request_id)
+
+    def _queue_request(
+        self, conn: Connection, same: Any, *, requested_by: str, **values: Any
+    ) -> tuple[int, bool]:
+        """Insert a pending request; returns (its id, True), or when an open request for the same run or
+        slice made the insert a no-op (the partial unique indexes on open requests, even under races),
+        (that request's id, False). `same` selects the requests of that run or slice."""
+        now = self.db_now(conn)
+        stmt = dialect_insert(conn, ReplayRequest).values(
+            requested_by=requested_by[:128],
+            status="pending",
+            requested_at=now,
+            created_at=now,
+            updated_at=now,
+            **values,
+        )
+        inserted = conn.execute(stmt.on_conflict_do_nothing().returning(ReplayRequest.id)).scalar()
+        if inserted is not None:
+            return inserted, True
+        existing = conn.execute(
+            select(ReplayRequest.id).where(same).order_by(ReplayRequest.id.desc()).limit(1)
+        ).scalar_one()
+        return existing, False
 
     def open_request_for(self, run_id: int) -> ReplayRequestData | None:
         """The pending or running request of a run, if any."""
