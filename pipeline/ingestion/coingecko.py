@@ -233,12 +233,12 @@ class CoinGeckoIngestor(Ingestor):
         coin_id = _coin_id(coin)
         now = self.clock()
         reaches_now = high >= now - _NOW_SLACK
-        params = {
-            "vs_currency": quote,
-            "from": int(low.timestamp()),
-            # `to` is inclusive: a second short of the window's end keeps the next hour's point out.
-            "to": int((now + _NOW_SLACK).timestamp()) if reaches_now else int(high.timestamp()) - 1,
-        }
+        # `to` is inclusive: a second short of the window's end keeps the next hour's point out. A window
+        # that reaches now ends a little after it (the source's clock may run ahead), but never past 90
+        # days from `low`: a window a second longer is answered with daily points (late in an hour, a
+        # 90-day window plus the slack was exactly that).
+        last = min(now + _NOW_SLACK, low + MAX_HOURLY_WINDOW) if reaches_now else high
+        params = {"vs_currency": quote, "from": int(low.timestamp()), "to": int(last.timestamp()) - 1}
         payload = self.client.get_json(
             f"/coins/{coin_id}/market_chart/range", params, endpoint="/coins/{id}/market_chart/range"
         )

@@ -291,3 +291,19 @@ def test_gaps_and_fill_gaps_name_missing_hours_and_plan_one_request_per_window(s
     plan = cli("fill-gaps", "--coins", "dogecoin", "--dry-run", **env)
     assert plan.code == 0, plan
     assert f"hourly prices dogecoin/usd {hole.date()}..{(hole + 2 * HOUR).date()}: 1 request(s)" in plan.out
+
+
+def test_a_ninety_day_window_late_in_an_hour_stays_hourly(sim, database_url):
+    """At 58 minutes past the hour, the first run's window of 90 days back from now plus the few minutes
+    allowed for the source's clock was over 90 days, and CoinGecko (and the simulator) answered it with
+    daily points: a day of hours stored instead of 90 days. The window now stops at 90 days."""
+    settings, database = _ingestor(sim, database_url, HOURLY_DAYS=90)
+    late = rollups.bucket_start(datetime.now(UTC), "1h") - timedelta(minutes=2)  # hh:58 of the last hour
+    with database as db:
+        gecko = CoinGeckoIngestor(settings=settings, db=db, clock=lambda: late)
+        result = gecko.ingest_latest_points(gecko.coin("dogecoin"), "usd")
+        assert result.status == "success", result.error_message
+        assert result.requests_made == 1
+        first = rollups.bucket_start(late - timedelta(days=90) + HOUR, "1h")
+        hours = db.price_point_hours("dogecoin", "usd", first, late - HOUR)
+        assert len(hours) == int((late - HOUR - first) / HOUR) + 1
