@@ -61,8 +61,14 @@ def test_up_demo_serves_the_dashboard_and_fills_the_database_within_a_minute(tmp
             wait_for(lambda t=table: _rows(db_path, t) > 0, 60, what=f"rows in {table}")
         names = " | ".join(_children(proc.pid).values())
         assert " watch" in names, names  # the watcher runs beside the scheduler and the dashboard
-        alerts = re.search(r"Alerts: (http://127\.0\.0\.1:\d+/received)", (tmp_path / "up.log").read_text())
-        assert alerts, (tmp_path / "up.log").read_text()
+        # `up` prints its summary once every child answers (the exporter last, after its first read of
+        # the run log), which on a busy machine can come after the first rows: wait for it.
+        sink = re.compile(r"Alerts: (http://127\.0\.0\.1:\d+/received)")
+        alerts = wait_for(
+            lambda: sink.search((tmp_path / "up.log").read_text()),
+            60,
+            what="the Alerts line of up's summary",
+        )
         with urllib.request.urlopen(alerts.group(1), timeout=5) as response:  # the demo's webhook sink
             assert isinstance(json.loads(response.read()), list)
         # The demo's world, for commands from another shell.
